@@ -1,0 +1,234 @@
+"""Gossip over GossipSub: three namespaced topics, validators before forwarding, no silent loss.
+
+py-libp2p 0.8.1 drops messages silently in three places by default; each is configured here
+(details and measurements in docs/networking.md):
+  * GossipSub spam protection (10 msgs/s per topic, even our own) -> disabled; abuse is handled
+    by validators + `PeerManager` scores instead.
+  * the per-peer outbound RPC queue (32 entries) -> resized to `outbound_queue_size`, and local
+    publishes wait while any peer queue is more than half full (back-pressure).
+  * the per-subscription channel (32 entries, drop when the reader lags) -> bypassed: delivery
+    goes into our own per-topic buffer of `subscription_buffer` entries, and drops are counted.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import RpcQueue
+
+from p2p.batcher import BatchDecodeError, decode_batch
+from p2p.config import NetworkLimits
+from p2p.peers import PeerManager, Penalty
+
+logger = logging.getLogger("arena.p2p.gossip")
+
+
+class Topic(enum.Enum):
+    """The gossip topics; wire names are `/arena/<gen8>/<value>/1`."""
+
+    BLOCKS = "blocks"
+    EXTRINSICS = "extrinsics"
+    VOTES = "votes"
+
+
+class Verdict(enum.Enum):
+    """A validator's answer. Only ACCEPT is forwarded and delivered; REJECT penalises the sender."""
+
+    ACCEPT = "accept"
+    IGNORE = "ignore"
+    REJECT = "reject"
+
+
+class GossipError(Exception):
+    """Base class for gossip errors."""
+
+
+class MessageTooLarge(GossipError):
+    """A payload is above its topic's size limit."""
+
+
+# fn(peer_id, payload) -> Verdict. payload is bytes, or list[bytes] (a decoded batch) on EXTRINSICS.
+Validator = Callable[[str, Any], Verdict]
+Handler = Callable[[str, Any], Awaitable[None]]
+
+
+class _ResizingQueues(dict[ID, RpcQueue]):
+    """Pubsub.peer_queues replacement that enlarges each new per-peer queue as it is stored.
+
+    Pubsub creates `RpcQueue()` with a fixed capacity of 32 and no knob; storing it here is the
+    first moment we can resize it, before anything is pushed to it.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def __setitem__(self, peer_id: ID, queue: RpcQueue) -> None:
+        queue._queue.max_size = self._size
+        super().__setitem__(peer_id, queue)
+
+
+class ArenaPubsub(Pubsub):
+    """Pubsub with larger outbound queues and delivery through `deliver` instead of 32-slot channels."""
+
+    def __init__(
+        self,
+        host: IHost,
+        router: GossipSub,
+        outbound_queue_size: int,
+        deliver: Callable[[rpc_pb2.Message], None],
+    ) -> None:
+        super().__init__(host, router, cache_size=4096, seen_ttl=120, strict_signing=True)
+        self.peer_queues = _ResizingQueues(outbound_queue_size)
+        self._deliver = deliver
+
+    def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
+        """Hand a validated message to our dispatcher (never to the library's bounded channels)."""
+        self._deliver(publish_message)
+
+
+class Gossip:
+    """Topic naming, validation, subscription dispatch and publishing for one node."""
+
+    def __init__(self, host: IHost, chain_tag: str, limits: NetworkLimits, peers: PeerManager) -> None:
+        self._host = host
+        self._limits = limits
+        self._peers = peers
+        self._my_id = host.get_id()
+        self.router = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_interval=1,
+            spam_protection_enabled=False,
+            max_pending_messages_per_peer=limits.outbound_queue_size,
+        )
+        self.pubsub = ArenaPubsub(host, self.router, limits.outbound_queue_size, self._deliver)
+        self._names = {topic: f"/arena/{chain_tag}/{topic.value}/1" for topic in Topic}
+        self._by_name = {name: topic for topic, name in self._names.items()}
+        self._max_size = {
+            Topic.BLOCKS: limits.max_block_message,
+            Topic.EXTRINSICS: limits.max_extrinsics_message,
+            Topic.VOTES: limits.max_vote_message,
+        }
+        self._validators: dict[Topic, Validator] = {}
+        self._handlers: dict[Topic, list[Handler]] = {topic: [] for topic in Topic}
+        channels = {topic: trio.open_memory_channel[tuple[str, bytes]](limits.subscription_buffer) for topic in Topic}
+        self._send = {topic: pair[0] for topic, pair in channels.items()}
+        self._receive = {topic: pair[1] for topic, pair in channels.items()}
+        self.dropped_deliveries = 0
+        for topic in Topic:
+            self.pubsub.set_topic_validator(self._names[topic], self._make_validator(topic), False)
+
+    def topic_name(self, topic: Topic) -> str:
+        """Wire name of a topic on this chain."""
+        return self._names[topic]
+
+    def max_message_size(self, topic: Topic) -> int:
+        """Largest payload accepted on `topic`."""
+        return self._max_size[topic]
+
+    def set_validator(self, topic: Topic, fn: Validator) -> None:
+        """Register the one validator of `topic`; it runs before a message is delivered or forwarded."""
+        self._validators[Topic(topic)] = fn
+
+    def subscribe(self, topic: Topic, handler: Handler) -> None:
+        """Add an async handler `(origin_peer_id, payload)` for accepted messages of `topic`."""
+        self._handlers[Topic(topic)].append(handler)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Join every topic (so this node relays all of them) and start one dispatcher per topic."""
+        for topic in Topic:
+            await self.pubsub.subscribe(self._names[topic])
+            nursery.start_soon(self._dispatch, topic)
+
+    async def publish(self, topic: Topic, data: bytes) -> None:
+        """Publish `data` on `topic`; waits while a peer's outbound queue is over half full."""
+        topic = Topic(topic)
+        limit = self._max_size[topic]
+        if len(data) > limit:
+            raise MessageTooLarge(
+                f"{topic.value} message is {len(data)} bytes, limit is {limit}; "
+                "split it (extrinsics: use the batcher) or raise NetworkLimits"
+            )
+        high_water = self._limits.outbound_queue_size // 2
+        while any(len(queue) > high_water for queue in list(self.pubsub.peer_queues.values())):
+            await trio.sleep(0.002)
+        await self.pubsub.publish(self._names[topic], data)
+
+    def topic_peers(self, topic: Topic) -> list[str]:
+        """Peers known to be subscribed to `topic`."""
+        return [p.to_base58() for p in self.pubsub.peer_topics.get(self._names[Topic(topic)], ())]
+
+    def _make_validator(self, topic: Topic) -> Callable[[ID, rpc_pb2.Message], bool]:
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            if forwarder == self._my_id:
+                return True  # our own publish: size checked in publish(), content by the caller
+            peer = forwarder.to_base58()
+            if self._peers.is_banned(peer):
+                return False
+            data = msg.data
+            if len(data) > self._max_size[topic]:
+                self._peers.penalize(peer, Penalty.OVERSIZE)
+                return False
+            payload: Any = data
+            if topic is Topic.EXTRINSICS:
+                try:
+                    payload = decode_batch(data, self._limits.max_batch_items, self._limits.max_extrinsic_size)
+                except BatchDecodeError as exc:
+                    logger.info("gossip_garbage peer=%s topic=%s error=%s", peer, topic.value, exc)
+                    self._peers.penalize(peer, Penalty.GARBAGE)
+                    return False
+            fn = self._validators.get(topic)
+            if fn is None:
+                return True
+            try:
+                verdict = fn(peer, payload)
+            except Exception:
+                # A bug in our own validator must not be blamed on the peer.
+                logger.exception("gossip_validator_error topic=%s peer=%s", topic.value, peer)
+                return False
+            if verdict is Verdict.REJECT:
+                self._peers.penalize(peer, Penalty.INVALID_MESSAGE)
+            return verdict is Verdict.ACCEPT
+
+        return validate
+
+    def _deliver(self, msg: rpc_pb2.Message) -> None:
+        if msg.from_id == self._my_id.to_bytes():
+            return  # GossipSub hands a publisher its own messages; nobody here wants them
+        origin = ID(msg.from_id).to_base58()
+        for name in msg.topicIDs:
+            topic = self._by_name.get(name)
+            if topic is None:
+                continue
+            try:
+                self._send[topic].send_nowait((origin, msg.data))
+            except trio.WouldBlock:
+                self.dropped_deliveries += 1
+                logger.error(
+                    "gossip_delivery_dropped topic=%s buffer=%d (handlers too slow; raise subscription_buffer)",
+                    topic.value,
+                    self._limits.subscription_buffer,
+                )
+
+    async def _dispatch(self, topic: Topic) -> None:
+        async for origin, data in self._receive[topic]:
+            payload: Any = data
+            if topic is Topic.EXTRINSICS:
+                payload = decode_batch(data, self._limits.max_batch_items, self._limits.max_extrinsic_size)
+            for handler in self._handlers[topic]:
+                try:
+                    await handler(origin, payload)
+                except Exception:
+                    logger.exception("gossip_handler_error topic=%s origin=%s", topic.value, origin)

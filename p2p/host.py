@@ -1,0 +1,320 @@
+"""`NetworkService`: the node's libp2p host (TCP + Noise + yamux), gossip and request/response.
+
+Everything runs inside `run()`'s nursery; cancelling it shuts the host, pubsub and every
+helper task down. The identity key (ed25519) lives in its own file, separate from account keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.auto_connector import AutoConnector
+from libp2p.network.config import ConnectionConfig
+from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from p2p.batcher import ExtrinsicBatcher, encode_batch
+from p2p.config import NetworkConfig
+from p2p.gossip import Gossip, Handler, Topic, Validator
+from p2p.peers import PeerManager, Penalty
+from p2p.reqresp import BlocksHandler, ReqResp, StatusHandler
+
+logger = logging.getLogger("arena.p2p.host")
+
+
+class NodeKeyError(Exception):
+    """The node identity key file is unreadable or malformed."""
+
+
+class NotRunning(Exception):
+    """The network service has not been started (call `run()` in a nursery first)."""
+
+
+def load_or_create_node_key(path: Path) -> KeyPair:
+    """Load the ed25519 node key (32-byte seed) at `path`, creating it with mode 0600 if absent."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        seed = Ed25519PrivateKey.new().to_bytes()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(seed)
+        logger.info("node_key_created path=%s", path)
+    seed = path.read_bytes()
+    if len(seed) != 32:
+        raise NodeKeyError(f"node key {path} holds {len(seed)} bytes, expected a 32-byte ed25519 seed; delete it to make a new identity")
+    private = Ed25519PrivateKey.from_bytes(seed)
+    return KeyPair(private, private.get_public_key())
+
+
+class _NoAutoConnect(AutoConnector):
+    """Replaces py-libp2p's auto-connector, which re-dials every known peer (banned ones too).
+
+    Dialing is this layer's decision: bootnodes are maintained by `NetworkService`.
+    """
+
+    async def run_background_task(self, nursery: trio.Nursery) -> None:
+        return None
+
+    async def maybe_connect(self) -> None:
+        return None
+
+
+class _ConnectionWatch(INotifee):
+    """Drops connections from banned peers and wakes the bootnode keepers on disconnect."""
+
+    def __init__(self, service: NetworkService) -> None:
+        self._service = service
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id.to_base58()
+        if self._service.peer_manager.is_banned(peer):
+            logger.info("banned_peer_refused peer=%s", peer)
+            self._service._schedule_disconnect(peer)
+        elif len(network.connections) > self._service.config.limits.max_peers:
+            logger.info("peer_refused_full peer=%s max_peers=%d", peer, self._service.config.limits.max_peers)
+            self._service._schedule_disconnect(peer)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._service._peer_changed.set()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+
+def _build_host(key_pair: KeyPair, config: NetworkConfig) -> IHost:
+    limits = config.limits
+    connection_config = ConnectionConfig(
+        max_connections=limits.max_peers + 8,
+        min_connections=0,
+        low_watermark=0,
+        high_watermark=limits.max_peers,
+        dial_timeout=limits.dial_timeout_s,
+        allow_list=list(config.allowed_cidrs),  # with an allow list, every other IP is refused
+    )
+    host = new_host(
+        key_pair=key_pair,
+        # Noise only: the default also offers TLS, secio and *plaintext*.
+        sec_opt={
+            TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+        },
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=[multiaddr.Multiaddr(f"/ip4/{config.listen_host}/tcp/{config.listen_port}")],
+        enable_mDNS=False,
+        enable_upnp=False,
+        bootstrap=None,
+        connection_config=connection_config,
+        disable_identify_address_discovery=True,
+    )
+    swarm = host.get_network()
+    if isinstance(swarm, Swarm):
+        swarm.auto_connector = _NoAutoConnect(swarm)
+    return host
+
+
+class NetworkService:
+    """The p2p layer of one node: identity, connections, gossip, request/response, peer scores."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        self.config = config
+        self._key_pair = load_or_create_node_key(config.key_path)
+        self.host: IHost = _build_host(self._key_pair, config)
+        self.peer_manager = PeerManager(config.limits, on_ban=self._schedule_disconnect)
+        self.gossip = Gossip(self.host, config.chain_tag, config.limits, self.peer_manager)
+        self.reqresp = ReqResp(self.host, config.chain_tag, config.limits, self.peer_manager)
+        self.batcher = ExtrinsicBatcher(
+            lambda batch: self.gossip.publish(Topic.EXTRINSICS, batch),
+            max_bytes=min(256 * 1024, config.limits.max_extrinsics_message),
+            max_items=config.limits.max_batch_items,
+        )
+        self._nursery: trio.Nursery | None = None
+        self._peer_changed = trio.Event()
+        self._listen_multiaddr: str | None = None
+        self.host.get_network().register_notifee(_ConnectionWatch(self))
+
+    # ---- identity and peers ---------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        """This node's libp2p peer id (base58)."""
+        return self.host.get_id().to_base58()
+
+    @property
+    def listen_multiaddr(self) -> str:
+        """Full dialable address `/ip4/127.0.0.1/tcp/P/p2p/ID` (available once `run` has started)."""
+        if self._listen_multiaddr is None:
+            raise NotRunning("listen_multiaddr is known only after NetworkService.run() has started")
+        return self._listen_multiaddr
+
+    def peers(self) -> list[str]:
+        """Currently connected peer ids."""
+        return [peer.to_base58() for peer in self.host.get_connected_peers()]
+
+    def penalize(self, peer_id: str, reason: Penalty | str, amount: float | None = None) -> float:
+        """Lower `peer_id`'s score (see `Penalty`); bans and disconnects it below the threshold."""
+        return self.peer_manager.penalize(peer_id, reason, amount)
+
+    async def connect(self, address: str) -> str:
+        """Dial a full multiaddr (`/ip4/…/tcp/…/p2p/ID`); return the peer id. Raises on failure."""
+        info = info_from_p2p_addr(multiaddr.Multiaddr(address))
+        peer = info.peer_id.to_base58()
+        if self.peer_manager.is_banned(peer):
+            raise ConnectionRefusedError(f"peer {peer} is banned")
+        with trio.fail_after(self.config.limits.dial_timeout_s):
+            await self.host.connect(info)
+        return peer
+
+    # ---- gossip and request/response (delegates, so the node needs one object) -----------
+
+    def set_validator(self, topic: Topic, fn: Validator) -> None:
+        """See `Gossip.set_validator`: `fn(peer_id, payload) -> Verdict` runs before forwarding."""
+        self.gossip.set_validator(topic, fn)
+
+    def subscribe(self, topic: Topic, handler: Handler) -> None:
+        """See `Gossip.subscribe`: async `handler(origin_peer_id, payload)` for accepted messages."""
+        self.gossip.subscribe(topic, handler)
+
+    async def publish(self, topic: Topic, data: bytes) -> None:
+        """Publish on a topic (EXTRINSICS takes an encoded batch; prefer `submit_extrinsic`)."""
+        await self.gossip.publish(topic, data)
+
+    async def publish_extrinsics(self, extrinsics: list[bytes]) -> None:
+        """Publish a list of extrinsics as one batch message now."""
+        await self.gossip.publish(Topic.EXTRINSICS, encode_batch(extrinsics))
+
+    async def submit_extrinsic(self, extrinsic: bytes) -> None:
+        """Queue one extrinsic for batched gossip (flushed within ~20 ms)."""
+        await self.batcher.submit(extrinsic)
+
+    def set_status_handler(self, fn: StatusHandler) -> None:
+        """Register `on_status() -> bytes`."""
+        self.reqresp.set_status_handler(fn)
+
+    def set_blocks_by_range_handler(self, fn: BlocksHandler) -> None:
+        """Register `on_blocks_by_range(start, count) -> list[bytes]`."""
+        self.reqresp.set_blocks_by_range_handler(fn)
+
+    async def request_status(self, peer_id: str) -> bytes:
+        """Ask a peer for its status (bounded by the request timeout)."""
+        return await self.reqresp.request_status(peer_id)
+
+    async def request_blocks(self, peer_id: str, start: int, count: int) -> list[bytes]:
+        """Ask a peer for blocks `start..start+count-1` (it may return fewer)."""
+        return await self.reqresp.request_blocks(peer_id, start, count)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run host, pubsub, batcher and bootnode keepers until cancelled."""
+        listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self.config.listen_port}")
+        async with (
+            self.host.run([listen]),
+            background_trio_service(self.gossip.pubsub),
+            background_trio_service(self.gossip.router),
+        ):
+            await self.gossip.pubsub.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self.gossip.start(nursery)
+                await nursery.start(self.batcher.run)
+                for address in self.config.bootnodes:
+                    nursery.start_soon(self._keep_bootnode, address)
+                nursery.start_soon(self._expire_bans)
+                self._listen_multiaddr = self._resolve_listen_multiaddr()
+                logger.info("network_started peer=%s listen=%s", self.peer_id, self._listen_multiaddr)
+                task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self._nursery = None
+                    logger.info("network_stopping peer=%s", self.peer_id)
+
+    def _resolve_listen_multiaddr(self) -> str:
+        for addr in self.host.get_addrs():
+            text = str(addr)
+            if text.startswith(f"/ip4/{self.config.listen_host}/tcp/"):
+                return text if "/p2p/" in text else f"{text}/p2p/{self.peer_id}"
+        raise NotRunning(f"host is not listening on {self.config.listen_host}: {self.host.get_addrs()}")
+
+    async def _keep_bootnode(self, address: str) -> None:
+        """Stay connected to one bootnode: dial with exponential backoff, re-dial when it drops."""
+        limits = self.config.limits
+        peer = info_from_p2p_addr(multiaddr.Multiaddr(address)).peer_id
+        delay = limits.redial_initial_s
+        while True:
+            if self.host.get_network().connections.get(peer):
+                delay = limits.redial_initial_s
+                self._peer_changed = trio.Event() if self._peer_changed.is_set() else self._peer_changed
+                with trio.move_on_after(1.0):
+                    await self._peer_changed.wait()
+                continue
+            if not self.peer_manager.is_banned(peer.to_base58()):
+                try:
+                    await self.connect(address)
+                    logger.info("bootnode_connected peer=%s", peer)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any dial failure means: retry later
+                    logger.debug("bootnode_dial_failed peer=%s retry_in=%.2fs error=%s", peer, delay, exc)
+            await trio.sleep(delay * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, limits.redial_max_s)
+
+    async def _expire_bans(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            for peer in self.peer_manager.expire_bans():
+                self.gossip.pubsub.remove_from_blacklist(ID.from_base58(peer))
+
+    def _schedule_disconnect(self, peer_id: str) -> None:
+        if self._nursery is None:
+            return
+        self._nursery.start_soon(self._disconnect, peer_id)
+
+    async def _disconnect(self, peer_id: str) -> None:
+        peer = ID.from_base58(peer_id)
+        try:
+            self.gossip.pubsub.add_to_blacklist(peer)
+        except Exception as exc:  # noqa: BLE001 - the disconnect below still applies
+            logger.debug("blacklist_failed peer=%s error=%s", peer_id, exc)
+        with trio.move_on_after(5):
+            try:
+                await self.host.disconnect(peer)
+                logger.info("peer_disconnected peer=%s", peer_id)
+            except Exception as exc:  # noqa: BLE001 - the peer may already be gone
+                logger.info("peer_disconnect_failed peer=%s error=%s", peer_id, exc)
+
+
+def describe(service: NetworkService) -> dict[str, Any]:
+    """A small health summary (for `system_health` / `system_peers`)."""
+    return {
+        "peer_id": service.peer_id,
+        "peers": service.peers(),
+        "banned": service.peer_manager.banned_peers(),
+        "dropped_deliveries": service.gossip.dropped_deliveries,
+    }
