@@ -1,0 +1,1 @@
+"""Runtime modules; `ALL_MODULES` is the order hooks run in."""

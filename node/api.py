@@ -1,0 +1,174 @@
+"""The node's RPC methods: author_*, chain_*, state_*, system_* and the arena_* basics."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from node.jsonfmt import block_json, event_json, header_json, hexify, unhex
+from node.rpc import RpcError, RpcServer
+from node.txpool import PoolError
+from runtime.crypto import CryptoError, blake2b_256, parse_account, ss58_encode
+from runtime.executive import SPEC_VERSION
+from runtime.modules import balances, system
+from runtime.types import Block
+
+if TYPE_CHECKING:
+    from node.service import ArenaNode
+
+UNKNOWN_BLOCK = 4001
+STATE_UNAVAILABLE = 4002
+VERSION = "0.1.0"
+
+
+def account_param(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise RpcError(-32602, "account must be an SS58 address or 0x-hex public key")
+    try:
+        return parse_account(text)
+    except CryptoError as exc:
+        raise RpcError(-32602, f"bad account: {exc}") from exc
+
+
+def register_core_api(rpc: RpcServer, node: "ArenaNode") -> None:
+    """Register the Substrate-named methods and the account/event helpers."""
+    chain = node.chain
+    store = chain.store
+
+    def block_at(at: str | None) -> Block:
+        block_hash = store.best_hash() if at is None else unhex(at, "block hash")
+        block = store.get_block(block_hash)
+        if block is None:
+            raise RpcError(UNKNOWN_BLOCK, f"block {at} is not known to this node")
+        return block
+
+    def best_state_only(at: str | None) -> None:
+        if at is not None and unhex(at, "block hash") != store.best_hash():
+            raise RpcError(STATE_UNAVAILABLE, "this node keeps the state of its best block only; omit `at` or pass the best hash")
+
+    @rpc.method("author_submitExtrinsic")
+    def submit_extrinsic(extrinsic: str) -> str:
+        encoded = unhex(extrinsic, "extrinsic")
+        try:
+            checked = node.submit_extrinsic(encoded)
+        except PoolError as exc:
+            raise RpcError(exc.code, f"{exc.kind}: {exc.message}", {"kind": exc.kind}) from exc
+        return hexify(checked.hash)
+
+    @rpc.method("author_pendingExtrinsics")
+    def pending_extrinsics() -> list[str]:
+        return [hexify(x) for x in node.pool.pending()]
+
+    @rpc.method("chain_getBlock")
+    def get_block(at: str | None = None) -> dict:
+        block = block_at(at)
+        justification = store.justification(block.hash)
+        return {"block": block_json(block), "justification": hexify(justification) if justification else None}
+
+    @rpc.method("chain_getHeader")
+    def get_header(at: str | None = None) -> dict:
+        return header_json(block_at(at).header)
+
+    @rpc.method("chain_getBlockHash")
+    def get_block_hash(number: int | None = None) -> str | None:
+        if number is None:
+            return hexify(store.best_hash())
+        if not isinstance(number, int) or number < 0:
+            raise RpcError(-32602, "block number must be a non-negative integer")
+        found = store.canonical_hash(number)
+        return hexify(found) if found else None
+
+    @rpc.method("chain_getFinalizedHead")
+    def finalized_head() -> str:
+        return hexify(store.finalized_hash())
+
+    @rpc.method("state_getStorage")
+    def get_storage(key: str, at: str | None = None) -> str | None:
+        best_state_only(at)
+        value = store.get_state(unhex(key, "storage key"))
+        return hexify(value) if value is not None else None
+
+    @rpc.method("state_getReadProof")
+    def read_proof(keys: list, at: str | None = None) -> dict:
+        best_state_only(at)
+        if not isinstance(keys, list) or not keys or len(keys) > 64:
+            raise RpcError(-32602, "keys must be a list of 1 to 64 hex storage keys")
+        proofs = store.read_proof([unhex(k, "storage key") for k in keys])
+        return {"at": hexify(store.best_hash()), "stateRoot": hexify(store.state_root),
+                "proof": [hexify(p.encode()) for p in proofs]}
+
+    @rpc.method("system_chain")
+    def system_chain() -> str:
+        return chain.spec.name
+
+    @rpc.method("system_name")
+    def system_name() -> str:
+        return "arena"
+
+    @rpc.method("system_version")
+    def system_version() -> str:
+        return VERSION
+
+    @rpc.method("system_properties")
+    def system_properties() -> dict:
+        token = chain.spec.config.get("token", {})
+        return {"ss58Format": 42, "tokenSymbol": token.get("symbol", "ARENA"),
+                "tokenDecimals": token.get("decimals", 12), "genesisHash": hexify(chain.spec.genesis_hash),
+                "specVersion": SPEC_VERSION, "slotDurationMs": chain.spec.slot_duration_ms,
+                "epochLength": chain.epoch_length}
+
+    @rpc.method("system_health")
+    def system_health() -> dict:
+        peers = node.peer_count()
+        return {"peers": peers, "isSyncing": node.is_syncing(), "shouldHavePeers": node.should_have_peers(),
+                "best": store.best_block().header.number,
+                "finalized": (store.get_header(store.finalized_hash()) or store.best_block().header).number}
+
+    @rpc.method("system_peers")
+    def system_peers() -> list:
+        return node.peer_info()
+
+    @rpc.method("system_accountNextIndex")
+    def next_index(address: str) -> int:
+        who = account_param(address)
+        state_nonce = system.AccountNonce.get(chain.state(), who)
+        return node.pool.next_nonce(who, state_nonce)
+
+    @rpc.method("arena_account")
+    def account(address: str) -> dict:
+        who = account_param(address)
+        state = chain.state()
+        free, reserved = balances.Account.get(state, who)
+        return {"address": ss58_encode(who), "free": free, "reserved": reserved,
+                "nonce": system.AccountNonce.get(state, who)}
+
+    @rpc.method("arena_events")
+    def events(at: str | None = None) -> list:
+        return [event_json(e) for e in store.events(block_at(at).hash)]
+
+    @rpc.method("arena_extrinsic")
+    def extrinsic(xt_hash: str) -> dict | None:
+        digest = unhex(xt_hash, "extrinsic hash")
+        found = store.extrinsic_location(digest)
+        if found is None:
+            return {"status": "pending"} if node.pool.contains(digest) else None
+        block_hash, index = found
+        block = store.get_block(block_hash)
+        number = block.header.number if block else None
+        return {"status": "inBlock", "blockHash": hexify(block_hash), "blockNumber": number, "index": index,
+                "events": [event_json(e) for e in store.events(block_hash) if e.phase == index]}
+
+    @rpc.method("arena_metadata")
+    def metadata() -> dict:
+        modules = {}
+        for name, module in chain.runtime.modules.items():
+            calls = {fname: {"weight": info.weight, "args": [[a, c.type_name] for a, c in info.args],
+                             "doc": (info.function.__doc__ or "").strip()}
+                     for (mname, fname), info in chain.runtime.calls.items() if mname == name}
+            modules[name] = {"calls": calls, "events": module.events,
+                             "errors": {e.__name__: (e.__doc__ or "").strip() for e in module.errors}}
+        return {"specVersion": SPEC_VERSION, "modules": modules}
+
+    @rpc.method("arena_hash")
+    def hash_bytes(data: str) -> str:
+        return hexify(blake2b_256(unhex(data, "data")))
+
+

@@ -1,0 +1,166 @@
+"""The node's view of the chain: building and importing blocks on top of the LevelDB store."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from node.genesis import ChainSpec
+from node.storage import ChainStore
+from runtime.codec import CodecError
+from runtime.crypto import Keypair, blake2b_256, verify
+from runtime.executive import CheckedExtrinsic, InvalidTransaction
+from runtime.state import Overlay
+from runtime.types import MAX_BLOCK_SIZE, Block, Event, Header, extrinsics_root
+
+log = logging.getLogger("arena.chain")
+
+SIGNATURE_CACHE_LIMIT = 200_000
+
+
+class BlockError(ValueError):
+    """A block that cannot be imported, with the reason."""
+
+
+@dataclass(frozen=True)
+class Imported:
+    block: Block
+    events: list[Event]
+
+
+def randao_message(epoch: int) -> bytes:
+    """What an author signs to reveal its randomness for an epoch."""
+    return b"arena/randao/" + epoch.to_bytes(8, "big")
+
+
+class Chain:
+    """Block production and import for one node; single-threaded (the node's trio thread)."""
+
+    def __init__(self, spec: ChainSpec, store: ChainStore) -> None:
+        self.spec = spec
+        self.store = store
+        self.runtime = spec.runtime()
+        self.verified_signatures: set[bytes] = set()
+        self.listeners: list[Callable[[Imported], None]] = []
+        store.init_genesis(spec.genesis_block, spec.genesis_state)
+        self.epoch_length = int(spec.config.get("epoch_length", 20))
+
+    # ------------------------------------------------------------ reads
+
+    @property
+    def best(self) -> Header:
+        return self.store.best_block().header
+
+    def state(self) -> Overlay:
+        """A scratch view of the best state (writes are discarded)."""
+        return Overlay(self.store.get_state)
+
+    def check_for_pool(self, encoded: bytes) -> CheckedExtrinsic:
+        """Check an extrinsic as if for the next block on top of the best block."""
+        best = self.best
+        self._bound_cache()
+        return self.runtime.check_extrinsic(
+            self.state(), encoded, best.number + 1, {best.number: best.hash}, self.verified_signatures
+        )
+
+    def _bound_cache(self) -> None:
+        if len(self.verified_signatures) > SIGNATURE_CACHE_LIMIT:
+            self.verified_signatures.clear()
+
+    # ------------------------------------------------------------ building
+
+    def build_block(
+        self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes]
+    ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
+        """Author a block on the best block from `candidates` (in priority order) and import it."""
+        parent = self.best
+        epoch = slot // self.epoch_length
+        header = Header(
+            parent_hash=parent.hash, number=parent.number + 1, slot=slot, timestamp_ms=timestamp_ms,
+            author=author.public_key, randao_reveal=author.sign(randao_message(epoch)),
+            state_root=bytes(32), extrinsics_root=bytes(32),
+        )
+        state = Overlay(self.store.get_state)
+        builder = self.runtime.initialize_block(state, header)
+        included: list[bytes] = []
+        rejected: list[tuple[bytes, InvalidTransaction]] = []
+        size = 0
+        for encoded in candidates:
+            if size + len(encoded) + 64 > MAX_BLOCK_SIZE:
+                break
+            try:
+                self.runtime.apply_extrinsic(builder, encoded, len(included), self.verified_signatures)
+            except InvalidTransaction as exc:
+                rejected.append((encoded, exc))
+                if exc.kind == "ExhaustsResources":
+                    break
+                continue
+            included.append(encoded)
+            size += len(encoded)
+        events = self.runtime.finalize_block(builder)
+        changes = state.changes()
+        update = self.store.compute_root(changes)
+        unsealed = Header(
+            header.parent_hash, header.number, header.slot, header.timestamp_ms, header.author,
+            header.randao_reveal, update.root, extrinsics_root(included),
+        )
+        sealed = Header(*unsealed.unsealed_fields(), seal=author.sign(unsealed.signing_payload()))
+        block = Block(sealed, included)
+        self.store.commit_block(block, changes, update, events)
+        self._notify(Imported(block, events))
+        return block, events, rejected
+
+    # ------------------------------------------------------------ importing
+
+    def verify_header(self, header: Header, parent: Header) -> None:
+        """Structural and seal checks every imported header must pass."""
+        if header.number != parent.number + 1:
+            raise BlockError(f"block number {header.number} does not follow parent {parent.number}")
+        if header.slot <= parent.slot:
+            raise BlockError(f"slot {header.slot} is not after parent slot {parent.slot}")
+        if header.timestamp_ms < parent.timestamp_ms:
+            raise BlockError("timestamp goes backwards")
+        if not verify(header.author, header.signing_payload(), header.seal):
+            raise BlockError("bad seal: the header is not signed by its author")
+        epoch = header.slot // self.epoch_length
+        if not verify(header.author, randao_message(epoch), header.randao_reveal):
+            raise BlockError("bad randao reveal")
+
+    def import_block(self, block: Block) -> Imported:
+        """Verify and execute a block whose parent is the best block, then commit it."""
+        header = block.header
+        if self.store.has_block(block.hash) and self.store.canonical_hash(header.number) == block.hash:
+            raise BlockError(f"block #{header.number} 0x{block.hash.hex()[:16]} is already imported")
+        parent = self.store.get_header(header.parent_hash)
+        if parent is None:
+            raise BlockError(f"unknown parent 0x{header.parent_hash.hex()}")
+        if header.parent_hash != self.store.best_hash():
+            raise BlockError("parent is not the best block")
+        self.verify_header(header, parent)
+        if extrinsics_root(block.extrinsics) != header.extrinsics_root:
+            raise BlockError("extrinsics root mismatch")
+        self._bound_cache()
+        try:
+            outcome = self.runtime.execute_block(self.store.get_state, block, self.verified_signatures)
+        except (InvalidTransaction, CodecError) as exc:
+            raise BlockError(f"block #{header.number} carries an invalid extrinsic: {exc}") from exc
+        update = self.store.compute_root(outcome.changes)
+        if update.root != header.state_root:
+            raise BlockError(
+                f"state root mismatch at #{header.number}: header 0x{header.state_root.hex()}, computed 0x{update.root.hex()}"
+            )
+        self.store.commit_block(block, outcome.changes, update, outcome.events)
+        imported = Imported(block, outcome.events)
+        self._notify(imported)
+        return imported
+
+    def _notify(self, imported: Imported) -> None:
+        for listener in self.listeners:
+            try:
+                listener(imported)
+            except Exception:  # a listener's bug must not undo an import
+                log.exception("block listener failed")
+
+
+def extrinsic_hash(encoded: bytes) -> bytes:
+    return blake2b_256(encoded)

@@ -1,0 +1,207 @@
+"""The `arena` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from node.keystore import DEFAULT_KEYSTORE, KeyError_, resolve_key, write_key
+from node.rpc_client import DEFAULT_RPC, RpcClient, RpcClientError, call_failed
+from runtime.crypto import CryptoError, Keypair, parse_account
+
+UNIT = 10**12
+
+
+def parse_amount(text: str) -> int:
+    """An amount in ARENA ('1.5') or in base units with a 'u' suffix ('1500000000000u')."""
+    if text.endswith("u"):
+        return int(text[:-1])
+    whole, _, frac = text.partition(".")
+    if len(frac) > 12:
+        raise argparse.ArgumentTypeError("at most 12 decimal places")
+    return int(whole or "0") * UNIT + int((frac + "0" * 12)[:12])
+
+
+def fmt_amount(units: int) -> str:
+    return f"{units // UNIT}.{units % UNIT:012d}".rstrip("0").rstrip(".") + " ARENA"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# ---------------------------------------------------------------- key
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    if args.key_command == "generate":
+        keypair = Keypair.generate()
+        path = Path(args.output) if args.output else DEFAULT_KEYSTORE / f"{args.name}.json"
+        write_key(path, keypair, args.name)
+        print(json.dumps({"name": args.name, "address": keypair.address, "publicKey": "0x" + keypair.public_key.hex(),
+                          "file": str(path)}, indent=2))
+        return 0
+    keypair = resolve_key(args.key)
+    print(json.dumps({"address": keypair.address, "publicKey": "0x" + keypair.public_key.hex()}, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- node
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    import trio
+
+    from node.service import ArenaNode, NodeConfig
+
+    setup_logging(args.log_level)
+    config = NodeConfig(
+        base_path=Path(args.base_path), rpc_port=args.rpc_port, genesis_path=Path(args.genesis) if args.genesis else None,
+        dev=args.dev, author_key=resolve_key(args.key) if args.key else None, name=args.name,
+    )
+    node = ArenaNode(config)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node.run)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    logging.getLogger("arena.node").info("shutting down")
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0
+
+
+# ---------------------------------------------------------------- tx / query
+
+
+def print_inclusion(result: dict) -> int:
+    failed = call_failed(result)
+    print(f"included in block #{result['blockNumber']} {result['blockHash']} (index {result['index']})")
+    for event in result["events"]:
+        print(f"  event {event['module']}.{event['name']} {json.dumps(event['data'])}")
+    if failed:
+        print(f"call failed: {failed['data'][1]}: {failed['data'][2]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_tx(args: argparse.Namespace) -> int:
+    client = RpcClient(args.rpc)
+    key = resolve_key(args.sender)
+    if args.tx_command == "transfer":
+        dest = parse_account(args.to)
+        result = client.submit_and_wait(key, "balances", "transfer", [dest, args.amount], tip=args.tip)
+    else:  # remark
+        result = client.submit_and_wait(key, "system", "remark", [args.data.encode()], tip=args.tip)
+    return print_inclusion(result)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    client = RpcClient(args.rpc)
+    if args.query_command == "balance":
+        account = client.call("arena_account", args.address)
+        account["freeFormatted"] = fmt_amount(account["free"])
+        print(json.dumps(account, indent=2))
+    elif args.query_command == "block":
+        at = args.block
+        if at is not None and not at.startswith("0x"):
+            at = client.call("chain_getBlockHash", int(at))
+            if at is None:
+                print(f"no block #{args.block} on the best chain", file=sys.stderr)
+                return 1
+        block = client.call("chain_getBlock", at)
+        block["events"] = client.call("arena_events", block["block"]["header"]["hash"])
+        print(json.dumps(block, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arena", description="Arena: a blockchain node for decentralised AI training")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    key = sub.add_parser("key", help="generate or inspect account keys")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    gen = key_sub.add_parser("generate", help="create a new key file")
+    gen.add_argument("--name", default="default")
+    gen.add_argument("--output", help=f"key file path (default {DEFAULT_KEYSTORE}/NAME.json)")
+    inspect = key_sub.add_parser("inspect", help="show a key's address")
+    inspect.add_argument("key", help="dev name, key file or keystore name")
+    key.set_defaults(func=cmd_key)
+
+    node = sub.add_parser("node", help="run a node")
+    node.add_argument("--base-path", required=True, help="data directory (LevelDB, keys)")
+    node.add_argument("--rpc-port", type=int, default=9933)
+    node.add_argument("--genesis", help="genesis file (default: the repository's genesis.json)")
+    node.add_argument("--dev", action="store_true", help="single-node dev chain: author every slot, finalize at once")
+    node.add_argument("--key", help="author/worker account key (dev name, key file or keystore name)")
+    node.add_argument("--name", default="arena-node")
+    node.add_argument("--log-level", default="info")
+    node.set_defaults(func=cmd_node)
+
+    tx = sub.add_parser("tx", help="sign and submit an extrinsic, wait for inclusion")
+    tx_sub = tx.add_subparsers(dest="tx_command", required=True)
+    transfer = tx_sub.add_parser("transfer", help="balances.transfer")
+    transfer.add_argument("--to", required=True, help="destination SS58 address")
+    transfer.add_argument("--amount", required=True, type=parse_amount, help="ARENA (e.g. 1.5) or base units with 'u'")
+    remark = tx_sub.add_parser("remark", help="system.remark")
+    remark.add_argument("--data", required=True)
+    for p in (transfer, remark):
+        p.add_argument("--from", dest="sender", required=True, help="signing key: dev name, key file or keystore name")
+        p.add_argument("--tip", type=int, default=0)
+        p.add_argument("--rpc", default=DEFAULT_RPC)
+    tx.set_defaults(func=cmd_tx)
+
+    query = sub.add_parser("query", help="read chain state")
+    query_sub = query.add_subparsers(dest="query_command", required=True)
+    balance = query_sub.add_parser("balance", help="free/reserved balance and nonce of an account")
+    balance.add_argument("address")
+    block = query_sub.add_parser("block", help="a block by number or hash (default: best)")
+    block.add_argument("block", nargs="?")
+    for p in (balance, block):
+        p.add_argument("--rpc", default=DEFAULT_RPC)
+    query.set_defaults(func=cmd_query)
+
+    for register in _plugins():
+        register(sub)
+    return parser
+
+
+def _plugins() -> list:
+    """Subcommand groups defined next to the features they drive."""
+    found = []
+    for module_name in ("node.cli_ipfs", "node.cli_network", "node.cli_arena", "node.cli_worker", "node.cli_model"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        found.append(module.register)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (RpcClientError, KeyError_, CryptoError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

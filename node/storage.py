@@ -1,0 +1,239 @@
+"""The node's LevelDB: blocks, the canonical chain, the best state and its Merkle tree.
+
+Everything a block changes — state writes, their undo journal, tree nodes, the block, its events,
+the canonical index and the head pointer — is written in one atomic `WriteBatch`, so a crash at
+any moment leaves either the old head with its state or the new head with its state.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import plyvel
+
+from runtime.codec import decode, encode
+from runtime.crypto import blake2b_256
+from runtime.merkle import BUCKET_COUNT, BucketTree, ReadProof, bucket_hash, bucket_of
+from runtime.types import Block, Event, Header
+
+P_STATE = b"s"       # s + bucket(2) + key -> value (best state)
+P_TREE = b"t"        # t + node index(2) -> hash
+P_BLOCK = b"B"       # B + hash -> block
+P_CANON = b"N"       # N + number(8) -> hash on the best chain
+P_EVENTS = b"E"      # E + hash -> events
+P_UNDO = b"U"        # U + hash -> [[key, old value or None], ...]
+P_JUSTIFICATION = b"J"
+P_XT = b"X"          # X + extrinsic hash -> [block hash, index]
+P_META = b"M"
+K_BEST = P_META + b"best"
+K_FINALIZED = P_META + b"finalized"
+K_GENESIS = P_META + b"genesis"
+
+
+class StorageError(RuntimeError):
+    """The database is missing data it should have, or holds another chain."""
+
+
+def _number_key(number: int) -> bytes:
+    return P_CANON + struct.pack(">Q", number)
+
+
+def _state_key(key: bytes) -> bytes:
+    return P_STATE + bucket_of(key).to_bytes(2, "big") + key
+
+
+@dataclass(frozen=True)
+class RootUpdate:
+    """A state root computed for a set of changes, with the tree nodes to write."""
+
+    root: bytes
+    tree_changes: dict[int, bytes]
+
+
+class ChainStore:
+    """Blocks and the best chain's state in one LevelDB."""
+
+    def __init__(self, path: str) -> None:
+        self.db = plyvel.DB(path, create_if_missing=True)
+        nodes = [bytes(32)] * (2 * BUCKET_COUNT)
+        for key, value in self.db.iterator(prefix=P_TREE):
+            nodes[int.from_bytes(key[1:], "big")] = value
+        self.tree = BucketTree(nodes)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def content_db(self) -> plyvel.DB:
+        """The prefixed database the content store keeps its blocks in."""
+        return self.db.prefixed_db(b"c")
+
+    # ------------------------------------------------------------ state
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self.db.get(_state_key(key))
+
+    @property
+    def state_root(self) -> bytes:
+        return self.tree.root
+
+    def _bucket_entries(self, bucket: int, changes: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes]]:
+        prefix = P_STATE + bucket.to_bytes(2, "big")
+        entries = {key[3:]: value for key, value in self.db.iterator(prefix=prefix)}
+        for key, value in changes.items():
+            if bucket_of(key) == bucket:
+                if value is None:
+                    entries.pop(key, None)
+                else:
+                    entries[key] = value
+        return sorted(entries.items())
+
+    def compute_root(self, changes: dict[bytes, bytes | None]) -> RootUpdate:
+        """The state root the best state would have after `changes`."""
+        by_bucket: dict[int, dict[bytes, bytes | None]] = {}
+        for key, value in changes.items():
+            by_bucket.setdefault(bucket_of(key), {})[key] = value
+        hashes = {b: bucket_hash(self._bucket_entries(b, part)) for b, part in by_bucket.items()}
+        root, tree_changes = self.tree.updated(hashes)
+        return RootUpdate(root, tree_changes)
+
+    def read_proof(self, keys: list[bytes]) -> list[ReadProof]:
+        """One proof per distinct bucket of `keys`, against the best state root."""
+        proofs = []
+        for bucket in sorted({bucket_of(k) for k in keys}):
+            proofs.append(ReadProof(bucket, self._bucket_entries(bucket, {}), self.tree.siblings(bucket)))
+        return proofs
+
+    # ------------------------------------------------------------ blocks
+
+    def _write_state(self, batch, changes: dict[bytes, bytes | None], update: RootUpdate) -> list:
+        undo = []
+        for key, value in changes.items():
+            skey = _state_key(key)
+            undo.append([key, self.db.get(skey)])
+            if value is None:
+                batch.delete(skey)
+            else:
+                batch.put(skey, value)
+        for index, digest in update.tree_changes.items():
+            batch.put(P_TREE + index.to_bytes(2, "big"), digest)
+        return undo
+
+    def commit_block(
+        self, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate, events: list[Event]
+    ) -> None:
+        """Make `block` the best block with its state changes, atomically."""
+        if update.root != block.header.state_root:
+            raise StorageError("state root mismatch at commit")
+        block_hash = block.hash
+        with self.db.write_batch(transaction=True) as batch:
+            undo = self._write_state(batch, changes, update)
+            batch.put(P_UNDO + block_hash, encode(undo))
+            batch.put(P_BLOCK + block_hash, block.encode())
+            batch.put(P_EVENTS + block_hash, encode([e.to_list() for e in events]))
+            batch.put(_number_key(block.header.number), block_hash)
+            for index, xt in enumerate(block.extrinsics):
+                batch.put(P_XT + blake2b_256(xt), encode([block_hash, index]))
+            batch.put(K_BEST, block_hash)
+        self.tree.apply(update.tree_changes)
+
+    def store_block(self, block: Block) -> None:
+        """Keep a block that is not (yet) on the best chain."""
+        self.db.put(P_BLOCK + block.hash, block.encode())
+
+    def revert_best(self) -> Block:
+        """Undo the best block's state changes and make its parent best; returns the reverted block."""
+        best = self.best_block()
+        if best.header.number == 0:
+            raise StorageError("cannot revert genesis")
+        raw_undo = self.db.get(P_UNDO + best.hash)
+        if raw_undo is None:
+            raise StorageError(f"no undo journal for block {best.header.number}")
+        changes = {bytes(k): (bytes(v) if v is not None else None) for k, v in decode(raw_undo)}
+        update = self.compute_root(changes)
+        with self.db.write_batch(transaction=True) as batch:
+            self._write_state(batch, changes, update)
+            batch.delete(P_UNDO + best.hash)
+            batch.delete(_number_key(best.header.number))
+            for xt in best.extrinsics:
+                batch.delete(P_XT + blake2b_256(xt))
+            batch.put(K_BEST, best.header.parent_hash)
+        self.tree.apply(update.tree_changes)
+        return best
+
+    def init_genesis(self, block: Block, changes: dict[bytes, bytes | None]) -> None:
+        """Write the genesis block and state, or check that the database holds this chain."""
+        existing = self.db.get(K_GENESIS)
+        if existing is not None:
+            if existing != block.hash:
+                raise StorageError(
+                    f"database holds chain with genesis 0x{existing.hex()}, genesis file gives 0x{block.hash.hex()}; "
+                    "use another --base-path or the matching genesis.json"
+                )
+            return
+        update = self.compute_root(changes)
+        with self.db.write_batch(transaction=True) as batch:
+            self._write_state(batch, changes, update)
+            batch.put(P_BLOCK + block.hash, block.encode())
+            batch.put(P_EVENTS + block.hash, encode([]))
+            batch.put(_number_key(0), block.hash)
+            batch.put(K_BEST, block.hash)
+            batch.put(K_FINALIZED, block.hash)
+            batch.put(K_GENESIS, block.hash)
+        self.tree.apply(update.tree_changes)
+
+    # ------------------------------------------------------------ reads
+
+    def get_block(self, block_hash: bytes) -> Block | None:
+        raw = self.db.get(P_BLOCK + block_hash)
+        return Block.decode(raw) if raw is not None else None
+
+    def get_header(self, block_hash: bytes) -> Header | None:
+        block = self.get_block(block_hash)
+        return block.header if block else None
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return self.db.get(P_BLOCK + block_hash) is not None
+
+    def canonical_hash(self, number: int) -> bytes | None:
+        return self.db.get(_number_key(number))
+
+    def best_hash(self) -> bytes:
+        value = self.db.get(K_BEST)
+        if value is None:
+            raise StorageError("database has no best block; genesis not initialised")
+        return value
+
+    def best_block(self) -> Block:
+        block = self.get_block(self.best_hash())
+        if block is None:
+            raise StorageError("best block is missing from the database")
+        return block
+
+    def genesis_hash(self) -> bytes:
+        value = self.db.get(K_GENESIS)
+        if value is None:
+            raise StorageError("genesis not initialised")
+        return value
+
+    def finalized_hash(self) -> bytes:
+        return self.db.get(K_FINALIZED) or self.genesis_hash()
+
+    def set_finalized(self, block_hash: bytes, justification: bytes | None = None) -> None:
+        with self.db.write_batch(transaction=True) as batch:
+            batch.put(K_FINALIZED, block_hash)
+            if justification is not None:
+                batch.put(P_JUSTIFICATION + block_hash, justification)
+
+    def justification(self, block_hash: bytes) -> bytes | None:
+        return self.db.get(P_JUSTIFICATION + block_hash)
+
+    def events(self, block_hash: bytes) -> list[Event]:
+        raw = self.db.get(P_EVENTS + block_hash)
+        return [Event.from_list(e) for e in decode(raw)] if raw is not None else []
+
+    def extrinsic_location(self, xt_hash: bytes) -> tuple[bytes, int] | None:
+        raw = self.db.get(P_XT + xt_hash)
+        if raw is None:
+            return None
+        block_hash, index = decode(raw)
+        return block_hash, index

@@ -1,0 +1,197 @@
+"""The shape every runtime module shares: storage items, errors, events, calls, hooks.
+
+A module is a class with a `name`, its storage items, its error classes, the events it emits,
+dispatchable calls marked with `@call(weight=...)`, and optional `on_initialize` /
+`on_finalize` hooks. The executive dispatches to any module without special cases.
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, ClassVar
+
+from runtime.codec import decode, encode
+from runtime.state import Overlay
+from runtime.types import Event
+
+
+class DispatchError(Exception):
+    """A call failed: its writes are rolled back, its fee stays paid, an event names the error."""
+
+    module: ClassVar[str] = "system"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or (self.__doc__ or self.__class__.__name__).strip())
+        self.message = str(self.args[0])
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+def ensure(condition: bool, error: type[DispatchError], message: str = "") -> None:
+    """Raise `error(message)` unless `condition` holds."""
+    if not condition:
+        raise error(message)
+
+
+# ---------------------------------------------------------------- typed storage
+
+
+class StorageValue:
+    """One value under a fixed key `module:Name`."""
+
+    def __init__(self, module: str, name: str, default: Any = None) -> None:
+        self.key = f"{module}:{name}".encode()
+        self._default = encode(default)
+
+    def get(self, state: Overlay) -> Any:
+        raw = state.get(self.key)
+        return decode(raw if raw is not None else self._default)
+
+    def put(self, state: Overlay, value: Any) -> None:
+        state.set(self.key, encode(value))
+
+    def kill(self, state: Overlay) -> None:
+        state.delete(self.key)
+
+
+class StorageMap:
+    """Values under `module:Name:` + encode(key); absent keys read as the default."""
+
+    def __init__(self, module: str, name: str, default: Any = None) -> None:
+        self.prefix = f"{module}:{name}:".encode()
+        self._default = encode(default)
+
+    def key(self, item: Any) -> bytes:
+        return self.prefix + encode(item)
+
+    def get(self, state: Overlay, item: Any) -> Any:
+        raw = state.get(self.key(item))
+        return decode(raw if raw is not None else self._default)
+
+    def contains(self, state: Overlay, item: Any) -> bool:
+        return state.get(self.key(item)) is not None
+
+    def put(self, state: Overlay, item: Any, value: Any) -> None:
+        state.set(self.key(item), encode(value))
+
+    def remove(self, state: Overlay, item: Any) -> None:
+        state.delete(self.key(item))
+
+
+# ---------------------------------------------------------------- call arguments
+
+
+@dataclass(frozen=True)
+class ArgCheck:
+    """Validation of one call argument as decoded from an extrinsic."""
+
+    type_name: str
+    check: Callable[[Any], bool]
+
+
+def _is_int(lo: int, hi: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_bytes(lo: int, hi: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, bytes) and lo <= len(v) <= hi
+
+
+def _is_str(hi: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and len(v.encode()) <= hi
+
+
+AccountId = Annotated[bytes, ArgCheck("AccountId (32 bytes)", _is_bytes(32, 32))]
+Hash = Annotated[bytes, ArgCheck("Hash (32 bytes)", _is_bytes(32, 32))]
+Balance = Annotated[int, ArgCheck("Balance (u128)", _is_int(0, 2**128 - 1))]
+U32 = Annotated[int, ArgCheck("u32", _is_int(0, 2**32 - 1))]
+U64 = Annotated[int, ArgCheck("u64", _is_int(0, 2**64 - 1))]
+Text = Annotated[str, ArgCheck("text (≤ 256 bytes)", _is_str(256))]
+Bytes = Annotated[bytes, ArgCheck("bytes (≤ 16 KiB)", _is_bytes(0, 16384))]
+AnyValue = Annotated[Any, ArgCheck("value", lambda v: True)]
+
+
+def arg_checks(fn: Callable) -> list[tuple[str, ArgCheck]]:
+    """The (name, check) list of a call's arguments after `ctx`, from its annotations."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    checks = []
+    for name in list(fn.__code__.co_varnames[: fn.__code__.co_argcount])[1:]:
+        hint = hints.get(name)
+        meta = getattr(hint, "__metadata__", ())
+        found = [m for m in meta if isinstance(m, ArgCheck)]
+        if not found:
+            raise TypeError(f"call {fn.__qualname__} argument {name!r} lacks an ArgCheck annotation")
+        checks.append((name, found[0]))
+    return checks
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """A dispatchable call's function, weight and argument checks."""
+
+    function: Callable
+    weight: int
+    args: list[tuple[str, ArgCheck]]
+
+
+def call(weight: int) -> Callable[[Callable], Callable]:
+    """Mark a static function `(ctx, *args)` of a module as dispatchable with the given weight."""
+
+    def mark(fn: Callable) -> Callable:
+        target = fn.__func__ if isinstance(fn, staticmethod) else fn
+        target.__arena_call_weight__ = weight  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+# ---------------------------------------------------------------- context and modules
+
+
+@dataclass
+class Context:
+    """What a call or hook sees: the state, the block, the caller, and the event sink."""
+
+    state: Overlay
+    block_number: int
+    timestamp_ms: int
+    author: bytes
+    origin: bytes | None = None
+    phase: int = -1
+    events: list[Event] = field(default_factory=list)
+
+    def deposit_event(self, module: str, name: str, *data: Any) -> None:
+        self.events.append(Event(self.phase, module, name, list(data)))
+
+
+class Module:
+    """Base of every runtime module; subclasses fill in the form."""
+
+    name: ClassVar[str]
+    storage: ClassVar[tuple] = ()
+    errors: ClassVar[tuple[type[DispatchError], ...]] = ()
+    events: ClassVar[dict[str, list[str]]] = {}
+
+    @classmethod
+    def calls(cls) -> dict[str, CallInfo]:
+        found: dict[str, CallInfo] = {}
+        for attr in dir(cls):
+            fn = getattr(cls, attr)
+            weight = getattr(fn, "__arena_call_weight__", None)
+            if weight is not None:
+                found[attr] = CallInfo(fn, weight, arg_checks(fn))
+        return found
+
+    @staticmethod
+    def on_initialize(ctx: Context) -> None:
+        """Runs at the start of every block."""
+
+    @staticmethod
+    def on_finalize(ctx: Context) -> None:
+        """Runs at the end of every block."""
+
+    @staticmethod
+    def genesis(ctx: Context, config: dict) -> None:
+        """Writes this module's genesis state from its genesis.json section."""

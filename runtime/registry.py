@@ -1,0 +1,9 @@
+"""The runtime's module list: the order hooks run in and the calls the executive knows."""
+from __future__ import annotations
+
+from runtime.module import Module
+from runtime.modules.balances import Balances
+from runtime.modules.system import System
+from runtime.modules.treasury import Treasury
+
+MODULES: list[type[Module]] = [System, Balances, Treasury]
