@@ -28,9 +28,9 @@ class Imported:
     events: list[Event]
 
 
-def randao_message(epoch: int) -> bytes:
-    """What an author signs to reveal its randomness for an epoch."""
-    return b"arena/randao/" + epoch.to_bytes(8, "big")
+def randao_message(slot: int) -> bytes:
+    """What an author signs as its randomness reveal for a slot (ed25519 is deterministic: no grinding)."""
+    return b"arena/randao/" + slot.to_bytes(8, "big")
 
 
 class Chain:
@@ -43,7 +43,7 @@ class Chain:
         self.verified_signatures: set[bytes] = set()
         self.listeners: list[Callable[[Imported], None]] = []
         store.init_genesis(spec.genesis_block, spec.genesis_state)
-        self.epoch_length = int(spec.config.get("epoch_length", 20))
+        self.epoch_length = int(spec.config.get("modules", {}).get("system", {}).get("epoch_length", 20))
 
     # ------------------------------------------------------------ reads
 
@@ -74,10 +74,9 @@ class Chain:
     ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
         """Author a block on the best block from `candidates` (in priority order) and import it."""
         parent = self.best
-        epoch = slot // self.epoch_length
         header = Header(
             parent_hash=parent.hash, number=parent.number + 1, slot=slot, timestamp_ms=timestamp_ms,
-            author=author.public_key, randao_reveal=author.sign(randao_message(epoch)),
+            author=author.public_key, randao_reveal=author.sign(randao_message(slot)),
             state_root=bytes(32), extrinsics_root=bytes(32),
         )
         state = Overlay(self.store.get_state)
@@ -122,8 +121,7 @@ class Chain:
             raise BlockError("timestamp goes backwards")
         if not verify(header.author, header.signing_payload(), header.seal):
             raise BlockError("bad seal: the header is not signed by its author")
-        epoch = header.slot // self.epoch_length
-        if not verify(header.author, randao_message(epoch), header.randao_reveal):
+        if not verify(header.author, randao_message(header.slot), header.randao_reveal):
             raise BlockError("bad randao reveal")
 
     def import_block(self, block: Block) -> Imported:

@@ -33,6 +33,20 @@ class NodeConfig:
     extra: dict = field(default_factory=dict)
 
 
+def _api_plugins() -> list:
+    """RPC method groups defined next to the features they serve (arena_*, marketplace)."""
+    found = []
+    for module_name in ("node.api_arena", "node.api_market"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        found.append(module.register)
+    return found
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -49,6 +63,8 @@ class ArenaNode:
         self.pool = TxPool(self.chain.check_for_pool)
         self.rpc = RpcServer()
         register_core_api(self.rpc, self)
+        for register in _api_plugins():
+            register(self.rpc, self)
         self._head_channels: set = set()
         self._final_channels: set = set()
         self.rpc.subscription("chain_subscribeNewHeads", "chain_unsubscribeNewHeads", "chain_newHead",

@@ -14,10 +14,24 @@ AccountNonce = StorageMap("system", "AccountNonce", 0)
 Randomness = StorageValue("system", "Randomness", bytes(32))
 # [base_fee, byte_fee, weight_fee, max_block_weight]
 FeeParams = StorageValue("system", "FeeParams", [0, 0, 0, 10**12])
+EpochLength = StorageValue("system", "EpochLength", 20)  # blocks per epoch
 
 
 def nonce_of(ctx: Context, who: bytes) -> int:
     return AccountNonce.get(ctx.state, who)
+
+
+def epoch_length(ctx: Context) -> int:
+    return EpochLength.get(ctx.state)
+
+
+def current_epoch(ctx: Context) -> int:
+    """Epoch of the block being applied: block number // epoch length."""
+    return ctx.block_number // EpochLength.get(ctx.state)
+
+
+def is_epoch_start(ctx: Context) -> bool:
+    return ctx.block_number % EpochLength.get(ctx.state) == 0
 
 
 def randomness(ctx: Context, subject: bytes) -> bytes:
@@ -40,7 +54,7 @@ class System(Module):
     """Chain bookkeeping every block needs."""
 
     name = "system"
-    storage = (Number, ParentHash, Timestamp, BlockHash, AccountNonce, Randomness, FeeParams)
+    storage = (Number, ParentHash, Timestamp, BlockHash, AccountNonce, Randomness, FeeParams, EpochLength)
     events = {
         "ExtrinsicSuccess": ["weight", "fee"],
         "ExtrinsicFailed": ["module", "error", "message", "fee"],
@@ -60,5 +74,6 @@ class System(Module):
             int(fees.get("base", 0)), int(fees.get("per_byte", 0)),
             int(fees.get("per_weight", 0)), int(config.get("max_block_weight", 10**12)),
         ])
+        EpochLength.put(ctx.state, int(config.get("epoch_length", 20)))
         seed = config.get("randomness_seed", "arena")
         Randomness.put(ctx.state, blake2b_256(str(seed).encode()))
