@@ -32,7 +32,7 @@ class NetworkLimits:
     max_peers: int = 64
     max_tracked_peers: int = 4096
     max_banned_peers: int = 4096
-    ban_threshold: float = -100.0
+    ban_threshold: float = -90.0  # four REJECTs in quick succession (scores decay, so not -100)
     ban_seconds: float = 600.0
     score_half_life_s: float = 300.0
     # Request/response.
