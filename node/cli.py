@@ -12,7 +12,7 @@ from node.keystore import DEFAULT_KEYSTORE, KeyError_, resolve_key, write_key
 from node.rpc_client import DEFAULT_RPC, RpcClient, RpcClientError, call_failed
 from runtime.crypto import CryptoError, Keypair, parse_account
 
-UNIT = 10**12
+UNIT = 10**9  # 9 decimals: balances are u64 on the wire
 
 
 def parse_amount(text: str) -> int:
@@ -20,13 +20,13 @@ def parse_amount(text: str) -> int:
     if text.endswith("u"):
         return int(text[:-1])
     whole, _, frac = text.partition(".")
-    if len(frac) > 12:
-        raise argparse.ArgumentTypeError("at most 12 decimal places")
-    return int(whole or "0") * UNIT + int((frac + "0" * 12)[:12])
+    if len(frac) > 9:
+        raise argparse.ArgumentTypeError("at most 9 decimal places")
+    return int(whole or "0") * UNIT + int((frac + "0" * 9)[:9])
 
 
 def fmt_amount(units: int) -> str:
-    return f"{units // UNIT}.{units % UNIT:012d}".rstrip("0").rstrip(".") + " ARENA"
+    return f"{units // UNIT}.{units % UNIT:09d}".rstrip("0").rstrip(".") + " ARENA"
 
 
 def setup_logging(level: str) -> None:
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     tx_sub = tx.add_subparsers(dest="tx_command", required=True)
     transfer = tx_sub.add_parser("transfer", help="balances.transfer")
     transfer.add_argument("--to", required=True, help="destination SS58 address")
-    transfer.add_argument("--amount", required=True, type=parse_amount, help="ARENA (e.g. 1.5) or base units with 'u'")
+    transfer.add_argument("--amount", required=True, type=parse_amount, help="ARENA (e.g. 1.5; 1 ARENA = 10^9 units) or base units with 'u'")
     remark = tx_sub.add_parser("remark", help="system.remark")
     remark.add_argument("--data", required=True)
     for p in (transfer, remark):

@@ -105,7 +105,7 @@ def _is_str(hi: int) -> Callable[[Any], bool]:
 
 AccountId = Annotated[bytes, ArgCheck("AccountId (32 bytes)", _is_bytes(32, 32))]
 Hash = Annotated[bytes, ArgCheck("Hash (32 bytes)", _is_bytes(32, 32))]
-Balance = Annotated[int, ArgCheck("Balance (u128)", _is_int(0, 2**128 - 1))]
+Balance = Annotated[int, ArgCheck("Balance (u64)", _is_int(0, 2**64 - 1))]
 U32 = Annotated[int, ArgCheck("u32", _is_int(0, 2**32 - 1))]
 U64 = Annotated[int, ArgCheck("u64", _is_int(0, 2**64 - 1))]
 Text = Annotated[str, ArgCheck("text (≤ 256 bytes)", _is_str(256))]

@@ -146,7 +146,7 @@ class Extrinsic:
             signature=_ensure_bytes(fields[1], 64, "extrinsic.signature"),
             nonce=_ensure_int(extra[0], "extrinsic.nonce"),
             era=Era(_ensure_int(era[0], "era.birth"), _ensure_int(era[1], "era.period")),
-            tip=_ensure_int(extra[2], "extrinsic.tip", hi=2**128 - 1),
+            tip=_ensure_int(extra[2], "extrinsic.tip"),
             call=Call.from_list(fields[3]),
         )
 
