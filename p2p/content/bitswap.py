@@ -61,6 +61,7 @@ class _FetchSession:
         self.bad_peers: set[Any] = set()
         self.peers_with_workers: set[Any] = set()
         self.unreachable: set[Any] = set()
+        self.asked: set[Any] = set()
         self.ever_provided = False
         self.received = 0
         self.changed = trio.Event()
@@ -202,9 +203,9 @@ class Exchange:
     def _raise_timeout(self, session: _FetchSession, timeout: float) -> None:
         missing = len(session.pending) + session.in_flight
         if not session.ever_provided:
-            asked = len(session.peers_with_workers)
             raise ContentNotFound(
-                f"{session.root}: none of the {asked} connected peers provided it within {timeout:g}s"
+                f"{session.root}: none of the {len(session.asked)} connected peers provided it "
+                f"within {timeout:g}s"
             )
         raise FetchTimeout(
             f"{session.root}: {session.received} blocks received, {missing} still missing after "
@@ -218,6 +219,7 @@ class Exchange:
                     if (peer not in session.peers_with_workers and peer not in session.unreachable
                             and peer not in session.bad_peers and peer != self.host.get_id()):
                         session.peers_with_workers.add(peer)
+                        session.asked.add(peer)
                         for _ in range(REQUESTS_PER_PEER):
                             nursery.start_soon(self._worker, session, peer)
                 if session.stalled() or not session.active_peers():
