@@ -1,0 +1,77 @@
+"""The transaction pool: ready/future queues, priority, replacement, limits, revalidation."""
+import pytest
+
+from node.txpool import PoolError, PoolLimits, TxPool
+from tests.helpers import ALICE, BOB, CHARLIE, make_chain, sign
+
+
+@pytest.fixture()
+def chain(tmp_path):
+    c = make_chain(tmp_path / "db")
+    yield c
+    c.store.close()
+
+
+def xfer(chain, key, nonce, tip=0, amount=1):
+    return sign(chain, key, "balances", "transfer", [CHARLIE.public_key, amount], nonce, tip=tip)
+
+
+def test_future_waits_for_gap_then_becomes_ready(chain):
+    pool = TxPool(chain.check_for_pool)
+    pool.submit(xfer(chain, ALICE, 1))
+    assert pool.ready() == []
+    pool.submit(xfer(chain, ALICE, 0))
+    assert len(pool.ready()) == 2
+    assert pool.next_nonce(ALICE.public_key, 0) == 2
+
+
+def test_priority_by_tip_and_nonce_order_within_account(chain):
+    pool = TxPool(chain.check_for_pool)
+    a0, a1 = xfer(chain, ALICE, 0, tip=1), xfer(chain, ALICE, 1, tip=100)
+    b0 = xfer(chain, BOB, 0, tip=50)
+    for x in (a1, a0, b0):
+        pool.submit(x)
+    assert pool.ready() == [b0, a0, a1]
+
+
+def test_replacement_needs_higher_tip(chain):
+    pool = TxPool(chain.check_for_pool)
+    pool.submit(xfer(chain, ALICE, 0, tip=5))
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, ALICE, 0, tip=5, amount=2))
+    assert info.value.kind == "PriorityTooLow"
+    better = xfer(chain, ALICE, 0, tip=6, amount=2)
+    pool.submit(better)
+    assert pool.ready() == [better] and len(pool) == 1
+
+
+def test_duplicate_and_limits(chain):
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_total=3, max_per_account=2, max_future_gap=5))
+    x = xfer(chain, ALICE, 0)
+    pool.submit(x)
+    with pytest.raises(PoolError) as info:
+        pool.submit(x)
+    assert info.value.kind == "AlreadyInPool"
+    pool.submit(xfer(chain, ALICE, 1))
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, ALICE, 2))
+    assert info.value.kind == "AccountLimit"
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, BOB, 9))
+    assert info.value.kind == "Future"
+    pool.submit(xfer(chain, BOB, 0))
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, CHARLIE, 0))
+    assert info.value.kind == "PoolFull"
+    pool.submit(xfer(chain, CHARLIE, 0, tip=10))  # evicts the lowest tip
+    assert len(pool) == 3
+
+
+def test_revalidation_after_block(chain):
+    pool = TxPool(chain.check_for_pool)
+    included, kept = xfer(chain, ALICE, 0), xfer(chain, ALICE, 1)
+    pool.submit(included)
+    pool.submit(kept)
+    chain.build_block(BOB, 1, chain.spec.config["timestamp_ms"] + 1000, [included])
+    pool.revalidate()
+    assert pool.ready() == [kept]
