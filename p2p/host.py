@@ -177,8 +177,12 @@ class NetworkService:
         """Currently connected peer ids."""
         return [peer.to_base58() for peer in self.host.get_connected_peers()]
 
-    def penalize(self, peer_id: str, reason: Penalty | str, amount: float | None = None) -> float:
-        """Lower `peer_id`'s score (see `Penalty`); bans and disconnects it below the threshold."""
+    def connected_peer_ids(self) -> list[ID]:
+        """Currently connected peers as libp2p `ID`s (for protocols on `self.host`)."""
+        return list(self.host.get_connected_peers())
+
+    def penalize(self, peer_id: str | ID, reason: Penalty | str, amount: float | None = None) -> float:
+        """Lower a peer's score (`Penalty` or free text); bans and disconnects it below the threshold."""
         return self.peer_manager.penalize(peer_id, reason, amount)
 
     async def connect(self, address: str) -> str:

@@ -29,6 +29,7 @@ class Penalty(enum.Enum):
     TIMEOUT = "timeout"  # did not answer a request in time
     INVALID_CONTENT = "invalid_content"  # content exchange: block failed its hash check
     INVALID_BLOCK = "invalid_block"  # sync: block failed import
+    PROTOCOL_VIOLATION = "protocol_violation"  # any other misbehaviour, described in free text
 
 
 PENALTY_COST: dict[Penalty, float] = {
@@ -40,7 +41,24 @@ PENALTY_COST: dict[Penalty, float] = {
     Penalty.TIMEOUT: 5.0,
     Penalty.INVALID_CONTENT: 25.0,
     Penalty.INVALID_BLOCK: 50.0,
+    Penalty.PROTOCOL_VIOLATION: 25.0,
 }
+
+
+def peer_key(peer_id: object) -> str:
+    """Base58 text of a peer id given as `str` or a libp2p `ID`."""
+    to_base58 = getattr(peer_id, "to_base58", None)
+    return to_base58() if callable(to_base58) else str(peer_id)
+
+
+def parse_reason(reason: Penalty | str) -> tuple[Penalty, str]:
+    """A `Penalty` and a detail text; free text (e.g. "malformed bitswap request: …") is a protocol violation."""
+    if isinstance(reason, Penalty):
+        return reason, ""
+    try:
+        return Penalty(reason.lower()), ""
+    except ValueError:
+        return Penalty.PROTOCOL_VIOLATION, reason[:200]
 
 
 class PeerManager:
@@ -62,8 +80,9 @@ class PeerManager:
         """Register the callback that disconnects a freshly banned peer."""
         self._on_ban = on_ban
 
-    def score(self, peer_id: str) -> float:
+    def score(self, peer_id: object) -> float:
         """Current (decayed) score of a peer; 0 for an unknown peer."""
+        peer_id = peer_key(peer_id)
         entry = self._scores.get(peer_id)
         if entry is None:
             return 0.0
@@ -71,13 +90,14 @@ class PeerManager:
         elapsed = max(0.0, self._clock() - at)
         return value * 0.5 ** (elapsed / self._limits.score_half_life_s)
 
-    def penalize(self, peer_id: str, reason: Penalty | str, amount: float | None = None) -> float:
+    def penalize(self, peer_id: object, reason: Penalty | str, amount: float | None = None) -> float:
         """Lower a peer's score for `reason`; ban it when the score falls below the threshold.
 
+        `peer_id` is base58 text or a libp2p `ID`; `reason` a `Penalty`, its value, or free text.
         Returns the new score. Other components (content exchange, sync) call this too.
         """
-        if isinstance(reason, str):
-            reason = Penalty(reason.lower())
+        peer_id = peer_key(peer_id)
+        reason, detail = parse_reason(reason)
         cost = PENALTY_COST[reason] if amount is None else amount
         new_score = self.score(peer_id) - cost
         self._scores[peer_id] = (new_score, self._clock())
@@ -85,7 +105,8 @@ class PeerManager:
         while len(self._scores) > self._limits.max_tracked_peers:
             self._scores.popitem(last=False)
         logger.warning(
-            "peer_penalized peer=%s reason=%s cost=%.1f score=%.1f", peer_id, reason.name, cost, new_score
+            "peer_penalized peer=%s reason=%s cost=%.1f score=%.1f detail=%r",
+            peer_id, reason.name, cost, new_score, detail,
         )
         if new_score <= self._limits.ban_threshold and not self.is_banned(peer_id):
             self.ban(peer_id, reason=reason.name)
@@ -103,8 +124,9 @@ class PeerManager:
         if self._on_ban is not None:
             self._on_ban(peer_id)
 
-    def is_banned(self, peer_id: str) -> bool:
+    def is_banned(self, peer_id: object) -> bool:
         """True while the peer's ban has not expired."""
+        peer_id = peer_key(peer_id)
         expiry = self._bans.get(peer_id)
         if expiry is None:
             return False

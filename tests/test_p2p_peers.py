@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import multiaddr
 import pytest
 import trio
 
@@ -34,6 +35,7 @@ def test_scores_decay_bans_expire_and_memory_is_bounded() -> None:
     for _ in range(8):
         manager.penalize("p2", "garbage")
     assert banned == ["p2"] and manager.is_banned("p2")
+    assert manager.penalize("p7", "malformed bitswap request: bad varint") == -25.0  # free text accepted
     for peer in ("p3", "p4", "p5", "p6"):
         manager.penalize(peer, Penalty.TIMEOUT)
     assert manager.score("p1") == 0.0  # evicted: at most 3 scores tracked
@@ -115,6 +117,27 @@ def test_bootnode_reconnects_after_restart(tmp_path: Path) -> None:
             await wait_until(lambda: restarted.peer_id in node.gossip.topic_peers(Topic.VOTES), "resubscribed back")
             await node.publish(Topic.VOTES, b"vote after restart")
             await wait_until(lambda: got == [b"vote after restart"], "gossip after reconnect")
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario)
+
+
+def test_plaintext_peer_cannot_connect(tmp_path: Path) -> None:
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            (node,) = await start_line(nursery, tmp_path, count=1)
+            key_pair = create_new_key_pair()
+            intruder = new_host(key_pair=key_pair, sec_opt={TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(key_pair)})
+            async with intruder.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+                with pytest.raises(Exception), trio.fail_after(10):  # noqa: B017 - any refusal
+                    await intruder.connect(info_from_p2p_addr(multiaddr.Multiaddr(node.listen_multiaddr)))
+            assert node.peers() == []
             nursery.cancel_scope.cancel()
 
     run_trio(scenario)
