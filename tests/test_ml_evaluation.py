@@ -18,7 +18,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from node.offchain.ml import ModelRejected, get_kind
+from node.offchain.ml import DataRejected, ModelRejected, get_kind
 from node.offchain.ml.scores import InvalidScores, canonical_scores, score_commitment, verify_commitment
 from node.offchain.ml.spec import REJECTED_LOSS_PPB, quantize_loss, score_from_loss_ppb
 
@@ -55,7 +55,7 @@ _CHILD = """
 import json, sys
 from pathlib import Path
 import torch
-torch.set_num_threads(2)
+torch.set_num_threads(3)  # differs from the parent: evaluation pins its own
 from node.offchain.ml import get_kind
 out = []
 for name in sys.argv[1:]:
@@ -181,3 +181,12 @@ def test_score_commitment_is_the_documented_hash() -> None:
         canonical_scores([[a, 1], [a, 2]])
     with pytest.raises(InvalidScores):
         score_commitment(7, validator, [[a, -1]], salt)
+
+
+def test_heldout_data_must_match_the_spec_digest(digits) -> None:
+    kind, prepared, model = digits
+    other = kind.prepare(None, seed=22)
+    with pytest.raises(DataRejected, match="heldout_blake2b"):
+        kind.evaluate(prepared.spec, model, other.heldout_bytes)
+    with pytest.raises(DataRejected, match="train_blake2b"):
+        kind.train(prepared.spec, other.train_bytes, epochs=1, lr=0.01, seed=0)

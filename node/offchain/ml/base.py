@@ -172,6 +172,9 @@ class TaskKind(ABC):
         shapes and dtype (float32), finite values.  Never unpickles anything.
         """
         self.validate_spec(spec)
+        return self._load_validated(spec, model_bytes)
+
+    def _load_validated(self, spec: dict[str, Any], model_bytes: bytes) -> nn.Module:
         if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
             raise ModelRejected(f"a model file must be bytes, got {type(model_bytes).__name__}")
         model_bytes = bytes(model_bytes)
@@ -214,7 +217,7 @@ class TaskKind(ABC):
         inputs, targets = self._split(spec, heldout_bytes, "heldout")
         count = int(inputs.shape[0])
         try:
-            model = self.load_model(spec, model_bytes)
+            model = self._load_validated(spec, model_bytes)
         except ModelRejected as exc:
             return EvalResult(REJECTED_LOSS_PPB, 0, None, count, rejected=str(exc))
         metric = spec["metric"]
