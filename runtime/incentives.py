@@ -1,0 +1,523 @@
+"""The incentive mathematics: aggregation of validator scores, ranking, and every reward split.
+
+Consensus-critical and pure. Every function takes integers, bytes and lists and returns the same;
+there are no floats (not even intermediate), no clock, no randomness, no I/O, and no dependence
+on dict iteration order: dicts are used only for look-ups, and every list returned is sorted (by
+account bytes, task id or party name) or in an order the docstring names. Fractions are fixed
+point in parts per billion (`PPB`). Every distribution conserves units exactly:
+`sum(payouts) + remainder == amount`, and the caller sends the remainder to the treasury.
+
+`docs/incentives.md` states every formula with its integer steps and a worked example.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PPB = 10**9
+
+
+class IncentiveError(ValueError):
+    """Invalid input to an incentive function (negative stake, fraction out of range, duplicate)."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How an amount is paid: `payouts` sorted by account bytes (zeros omitted), and `remainder`.
+
+    Always `sum(amount for _, amount in payouts) + remainder` equals the amount distributed; the
+    remainder (rounding dust, or the whole amount when nobody qualifies) goes to the treasury.
+    """
+
+    payouts: list[tuple[bytes, int]]
+    remainder: int
+
+    @property
+    def total_paid(self) -> int:
+        """The sum of all payouts."""
+        return sum(amount for _, amount in self.payouts)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """The outcome of aggregating validators' revealed scores for one task.
+
+    `consensus`: per trainer (sorted by trainer), the stake-weighted κ-quantile of the scores.
+    `clipped`: per validator (sorted by validator), its score for every trainer (sorted by
+    trainer, zeros included) clipped at the consensus: min(score, consensus).
+    `agreement_ppb`: per validator (sorted), 1 − normalised distance to consensus, in PPB.
+    """
+
+    consensus: list[tuple[bytes, int]]
+    clipped: list[tuple[bytes, list[tuple[bytes, int]]]]
+    agreement_ppb: list[tuple[bytes, int]]
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _check_int(name: str, value: object, lo: int = 0, hi: int | None = None) -> int:
+    """`value` as an int within [lo, hi]; bools and floats are rejected."""
+    if type(value) is not int:
+        raise IncentiveError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        upper = "∞" if hi is None else str(hi)
+        raise IncentiveError(f"{name} is {value}, must lie in [{lo}, {upper}]")
+    return value
+
+
+def _check_ppb(name: str, value: object, lo: int = 0, hi: int = PPB) -> int:
+    return _check_int(name, value, lo, hi)
+
+
+def _check_account(name: str, value: object) -> bytes:
+    if type(value) is not bytes or len(value) != 32:
+        raise IncentiveError(f"{name} must be a 32-byte account id, got {value!r:.80}")
+    return value
+
+
+def _no_duplicates(name: str, keys: list) -> None:
+    if len(set(keys)) != len(keys):
+        seen: set = set()
+        for key in keys:
+            if key in seen:
+                raise IncentiveError(f"{name} {key!r:.80} appears twice")
+            seen.add(key)
+
+
+# ---------------------------------------------------------------- pro-rata apportionment
+
+
+def pro_rata(amount: int, weights: list[tuple[bytes, int]]) -> Distribution:
+    """Split `amount` among accounts in proportion to integer weights, rounding every share down.
+
+    Account i gets ⌊amount · w_i / Σw⌋; the remainder is amount − Σ payouts (< number of positive
+    weights). If Σw = 0 nothing is paid and the whole amount is the remainder. Duplicate accounts
+    are an error; the result does not depend on the order of `weights`.
+    """
+    _check_int("amount", amount)
+    accounts = [_check_account("account", account) for account, _ in weights]
+    _no_duplicates("account", accounts)
+    for account, weight in weights:
+        _check_int(f"weight of {account.hex()[:16]}", weight)
+    return _apportion(amount, weights)
+
+
+def _apportion(amount: int, weights: list[tuple[bytes, int]]) -> Distribution:
+    """`pro_rata` without the input checks (callers have checked)."""
+    total = sum(weight for _, weight in weights)
+    if total == 0 or amount == 0:
+        return Distribution([], amount)
+    payouts = []
+    for account, weight in sorted(weights):
+        share = amount * weight // total
+        if share:
+            payouts.append((account, share))
+    return Distribution(payouts, amount - sum(share for _, share in payouts))
+
+
+# ---------------------------------------------------------------- concave weights
+
+_Q = 96  # fractional bits of the internal fixed point used by `concave_weight`
+_ONE = 1 << _Q
+
+
+def _ln2_fixed() -> int:
+    """ln 2 · 2^Q, from ln 2 = Σ_{k≥1} 1 / (k · 2^k), with 32 guard bits (floor)."""
+    guard = _Q + 32
+    return sum((1 << guard) // (k << k) for k in range(1, guard + 1)) >> 32
+
+
+_LN2 = _ln2_fixed()
+
+
+def _log2_fixed(x: int) -> int:
+    """⌊log2(x) · 2^Q⌋ up to a few units in the last place, for x ≥ 1 (bit-by-bit squaring)."""
+    n = x.bit_length() - 1
+    m = x >> (n - _Q) if n >= _Q else x << (_Q - n)  # x / 2^n in Q, in [1, 2)
+    result = n << _Q
+    two = 2 << _Q
+    bit = _ONE >> 1
+    while bit:
+        m = (m * m) >> _Q
+        if m >= two:
+            m >>= 1
+            result |= bit
+        bit >>= 1
+    return result
+
+
+def _exp2_fixed(y: int) -> int:
+    """2^(y / 2^Q) · 2^Q (rounded down, each step monotone in y) for y ≥ 0."""
+    whole, frac = y >> _Q, y & (_ONE - 1)
+    x = (frac * _LN2) >> _Q  # frac · ln 2 in Q, < 0.7
+    term, total, k = _ONE, _ONE, 1
+    while term:
+        term = ((term * x) >> _Q) // k
+        total += term
+        k += 1
+    return total << whole
+
+
+def _pow_fixed(stake: int, alpha_ppb: int) -> int:
+    """stake^α · 2^Q with α = alpha_ppb / PPB, for stake ≥ 1 (monotone non-decreasing in stake)."""
+    if alpha_ppb == PPB:
+        return stake << _Q
+    return _exp2_fixed(_log2_fixed(stake) * alpha_ppb // PPB)
+
+
+def isqrt_weight(stake: int) -> int:
+    """⌊√stake⌋ exactly: the square-root weight (concavity ½) in plain integer arithmetic."""
+    return math.isqrt(_check_int("stake", stake))
+
+
+def concave_weight(stake: int, alpha_ppb: int) -> int:
+    """stake^α rounded to the nearest integer, α = alpha_ppb / PPB with 0 < α ≤ 1.
+
+    Diminishing returns for selection (FLock-style): doubling stake multiplies the weight by
+    only 2^α, so a large staker cannot crowd out everyone else. (Splitting stake over accounts
+    raises Σ s_i^α; selection also weighs history and bonded minimums to counter that.) Computed as
+    2^(α · log2 stake) in 96-bit fixed point: log2 bit by bit by repeated squaring, 2^f by its
+    exponential series with ln 2 from Σ 1/(k·2^k). Relative error below 2^-88, so the result
+    is the exactly rounded value for every stake below 2^64 except within 2^-24 of a half-unit
+    boundary; perfect powers come out exactly (e.g. concave_weight(n², ½) = n). α = 1 returns the
+    stake itself; stake 0 gives 0. Monotone non-decreasing in the stake.
+    """
+    _check_int("stake", stake)
+    _check_ppb("alpha_ppb", alpha_ppb, 1, PPB)
+    if stake == 0:
+        return 0
+    return (_pow_fixed(stake, alpha_ppb) + (_ONE >> 1)) >> _Q
+
+
+# ---------------------------------------------------------------- quantile and aggregation
+
+
+def stake_weighted_quantile(points: list[tuple[int, int]], kappa_ppb: int = PPB // 2) -> int:
+    """The stake-weighted κ-quantile of (value, stake) points; κ = ½ is the weighted median.
+
+    The smallest value v among points with positive stake such that
+    PPB · Σ{stake : value ≤ v} ≥ κ_ppb · Σ stake. Zero-stake points never decide the result.
+    No points, or zero total stake, gives 0. With honest points holding more than κ of the stake
+    the result lies between the smallest and largest honest value, whatever the others submit.
+    """
+    _check_ppb("kappa_ppb", kappa_ppb)
+    for value, stake in points:
+        _check_int("value", value, lo=-(2**255))
+        _check_int("stake", stake)
+    positive = sorted((value, stake) for value, stake in points if stake > 0)
+    total = sum(stake for _, stake in positive)
+    if total == 0:
+        return 0
+    threshold = kappa_ppb * total
+    cumulative = 0
+    for value, stake in positive:
+        cumulative += stake
+        if cumulative * PPB >= threshold:
+            return value
+    raise AssertionError("unreachable: the cumulative stake reaches the total")
+
+
+def aggregate_scores(
+    validator_stakes: list[tuple[bytes, int]],
+    scores: list[tuple[bytes, list[tuple[bytes, int]]]],
+    trainers: list[bytes],
+    kappa_ppb: int = PPB // 2,
+) -> Aggregation:
+    """Aggregate the revealed scores of one task into consensus, clipped scores and agreement.
+
+    Participants are the validators that appear in `scores` (those that revealed); each must
+    have an entry in `validator_stakes` (entries without scores are ignored). A participant's
+    score s_{v,t} for trainer t is what it revealed, or 0 if it did not score t; scores for
+    accounts outside `trainers` are ignored. Scores are non-negative integers.
+
+    - consensus c_t = stake_weighted_quantile([(s_{v,t}, stake_v) for every participant v], κ)
+    - clipped s'_{v,t} = min(s_{v,t}, c_t)  (Yuma-style: overscoring cannot lift a trainer)
+    - distance d_v = Σ_t |s_{v,t} − c_t| / max(Σ_t max(s_{v,t}, c_t), 1), in [0, 1], on the raw
+      (unclipped) scores so that overscoring as well as underscoring costs agreement;
+      agreement_ppb_v = PPB − ⌊PPB · Σ_t |s_{v,t} − c_t| / max(Σ_t max(s_{v,t}, c_t), 1)⌋.
+
+    Cost O(V·T·log V): one sort of V scores per trainer.
+    """
+    _check_ppb("kappa_ppb", kappa_ppb)
+    trainer_list = sorted(_check_account("trainer", t) for t in trainers)
+    _no_duplicates("trainer", trainer_list)
+    stake_of: dict[bytes, int] = {}
+    for validator, stake in validator_stakes:
+        _check_account("validator", validator)
+        if validator in stake_of:
+            raise IncentiveError(f"validator {validator.hex()} has two stake entries")
+        stake_of[validator] = _check_int(f"stake of validator {validator.hex()[:16]}", stake)
+
+    index = {trainer: i for i, trainer in enumerate(trainer_list)}
+    n_trainers = len(trainer_list)
+    validators: list[bytes] = []
+    rows: list[list[int]] = []  # rows[v][t], trainers in sorted order
+    for validator, revealed in sorted(scores, key=lambda entry: entry[0]):
+        _check_account("validator", validator)
+        if validator not in stake_of:
+            raise IncentiveError(f"validator {validator.hex()} revealed scores but has no stake entry")
+        if validators and validators[-1] == validator:
+            raise IncentiveError(f"validator {validator.hex()} revealed scores twice")
+        row = [0] * n_trainers
+        seen: set[bytes] = set()
+        for trainer, score in revealed:
+            if trainer in seen:
+                raise IncentiveError(f"validator {validator.hex()[:16]} scored trainer {trainer!r:.80} twice")
+            seen.add(trainer)
+            if type(score) is not int or score < 0:
+                raise IncentiveError(
+                    f"validator {validator.hex()[:16]} gave score {score!r:.40}; scores are integers ≥ 0"
+                )
+            position = index.get(trainer)
+            if position is not None:
+                row[position] = score
+        validators.append(validator)
+        rows.append(row)
+
+    stakes = [stake_of[v] for v in validators]
+    total = sum(stakes)
+    threshold = kappa_ppb * total
+    consensus: list[int] = []
+    for t in range(n_trainers):
+        if total == 0:
+            consensus.append(0)
+            continue
+        column = sorted((row[t], stake) for row, stake in zip(rows, stakes) if stake)
+        cumulative = 0
+        for value, stake in column:
+            cumulative += stake
+            if cumulative * PPB >= threshold:
+                consensus.append(value)
+                break
+
+    clipped: list[tuple[bytes, list[tuple[bytes, int]]]] = []
+    agreement: list[tuple[bytes, int]] = []
+    for validator, row in zip(validators, rows):
+        distance = 0
+        scale = 0
+        clipped_row = []
+        for trainer, score, agreed in zip(trainer_list, row, consensus):
+            if score > agreed:
+                distance += score - agreed
+                scale += score
+                clipped_row.append((trainer, agreed))
+            else:
+                distance += agreed - score
+                scale += agreed
+                clipped_row.append((trainer, score))
+        clipped.append((validator, clipped_row))
+        agreement.append((validator, PPB - PPB * distance // max(scale, 1)))
+    return Aggregation(list(zip(trainer_list, consensus)), clipped, agreement)
+
+
+def rank_trainers(consensus: list[tuple[bytes, int]], submission_order: list[bytes]) -> list[bytes]:
+    """Trainers ordered best first: highest consensus score, ties by earlier submission.
+
+    Index 0 is rank 1, the top model. Every trainer in `consensus` must appear in
+    `submission_order` (its position there is its submission time); extra entries are ignored.
+    """
+    position: dict[bytes, int] = {}
+    for i, trainer in enumerate(submission_order):
+        if trainer in position:
+            raise IncentiveError(f"trainer {trainer!r:.80} appears twice in the submission order")
+        position[trainer] = i
+    keys = []
+    for trainer, score in consensus:
+        _check_int("consensus score", score)
+        if trainer not in position:
+            raise IncentiveError(f"trainer {trainer!r:.80} has a consensus score but no submission")
+        keys.append((-score, position[trainer], trainer))
+    _no_duplicates("trainer", [trainer for _, _, trainer in keys])
+    return [trainer for _, _, trainer in sorted(keys)]
+
+
+# ---------------------------------------------------------------- reward splits
+
+
+def validator_trainer_split(
+    reward: int, trainer_stake: int, validator_stake: int, gamma_ppb: int
+) -> tuple[int, int]:
+    """(validators_part, trainers_part) of a task reward R, summing to R exactly.
+
+    validators_part = ⌊R · (γ·(S_t + S_v) + (1 − 2γ)·S_v) / (S_t + S_v)⌋ with γ = gamma_ppb / PPB,
+    i.e. R·(γ + (1 − 2γ)·S_v/(S_t + S_v)) rounded down; each side gets at least γ of R. With no
+    stake at all the ratio is taken as ½ (validators get ⌊R/2⌋). 0 ≤ γ ≤ ½.
+    """
+    _check_int("reward", reward)
+    _check_int("trainer_stake", trainer_stake)
+    _check_int("validator_stake", validator_stake)
+    _check_ppb("gamma_ppb", gamma_ppb, 0, PPB // 2)
+    total = trainer_stake + validator_stake
+    if total == 0:
+        validators_part = reward // 2
+    else:
+        numerator = gamma_ppb * total + (PPB - 2 * gamma_ppb) * validator_stake
+        validators_part = reward * numerator // (PPB * total)
+    return validators_part, reward - validators_part
+
+
+_GEOMETRIC_BITS = 128  # fixed point of the rank weights: g_1 = 2^128
+
+
+def rank_weights(count: int, rho_ppb: int) -> list[int]:
+    """Geometric rank weights g_1..g_count: g_1 = 2^128, g_{r+1} = ⌊g_r · ρ_ppb / PPB⌋.
+
+    g_r ≈ 2^128 · ρ^(r−1), rounded down at each step (so it reaches 0 after ~128/log2(1/ρ)
+    ranks, where the exact share would round to nothing anyway). ρ = 0 is winner-takes-all.
+    """
+    _check_int("count", count)
+    _check_ppb("rho_ppb", rho_ppb)
+    weights = []
+    weight = 1 << _GEOMETRIC_BITS
+    for _ in range(count):
+        weights.append(weight)
+        weight = weight * rho_ppb // PPB
+    return weights
+
+
+def trainer_rewards(
+    pool: int, ranked: list[tuple[bytes, int]], rho_ppb: int, *, scored: list[bool] | None = None
+) -> Distribution:
+    """Split the trainers' pool by rank and stake: weight_r = g_r · effective_stake_r.
+
+    `ranked` is [(trainer, effective stake)] in rank order (rank 1 first, as `rank_trainers`
+    gives). g_r is `rank_weights` (≈ ρ^(r−1)); the share ∝ g_r · stake, which is the geometric
+    rank weight times the relative stake. `scored`, parallel to `ranked`, marks trainers whose
+    model was scored: pass `[consensus > 0 ...]`; an unscored trainer (model not loadable,
+    consensus 0) gets nothing but still occupies its rank. Payouts via `pro_rata`.
+    """
+    _check_int("pool", pool)
+    if scored is not None and len(scored) != len(ranked):
+        raise IncentiveError(f"scored has {len(scored)} entries for {len(ranked)} ranked trainers")
+    accounts = [_check_account("trainer", trainer) for trainer, _ in ranked]
+    _no_duplicates("trainer", accounts)
+    weights = []
+    for r, ((trainer, stake), g) in enumerate(zip(ranked, rank_weights(len(ranked), rho_ppb))):
+        _check_int(f"stake of trainer {trainer.hex()[:16]}", stake)
+        counted = True if scored is None else bool(scored[r])
+        weights.append((trainer, g * stake if counted else 0))
+    return _apportion(pool, weights)
+
+
+def validator_rewards(pool: int, validators: list[tuple[bytes, int, int]]) -> Distribution:
+    """Split the validators' pool ∝ effective stake × agreement_ppb (rounded down, via `pro_rata`)."""
+    _check_int("pool", pool)
+    accounts = [_check_account("validator", validator) for validator, _, _ in validators]
+    _no_duplicates("validator", accounts)
+    weights = []
+    for validator, stake, agreement in validators:
+        _check_int(f"stake of validator {validator.hex()[:16]}", stake)
+        _check_ppb(f"agreement of validator {validator.hex()[:16]}", agreement)
+        weights.append((validator, stake * agreement))
+    return _apportion(pool, weights)
+
+
+def effective_stake(own: int, delegated: int, epsilon_ppb: int) -> int:
+    """own + ⌊ε · delegated⌋: delegated stake counts at the discount ε = epsilon_ppb / PPB."""
+    _check_int("own", own)
+    _check_int("delegated", delegated)
+    _check_ppb("epsilon_ppb", epsilon_ppb)
+    return own + delegated * epsilon_ppb // PPB
+
+
+def delegator_split(
+    reward: int,
+    operator: bytes,
+    delegations: list[tuple[bytes, int]],
+    sigma_ppb: int,
+    *,
+    own_stake: int = 0,
+    epsilon_ppb: int = PPB,
+) -> Distribution:
+    """Split an operator's reward with its delegators; payouts include the operator.
+
+    The reward is first attributed to stake: the delegated part is
+    R_d = ⌊R · ε·D / (own·PPB + ε·D)⌋ with D = Σ delegated, ε = epsilon_ppb (in PPB), own =
+    `own_stake` — the share of the reward that the delegated stake earned through effective
+    stake. Of R_d the operator keeps the commission σ and the delegators share
+    P = ⌊R_d · (PPB − σ) / PPB⌋ pro rata to their delegated amounts (rounded down, dust to the
+    remainder). The operator gets R − P. With own_stake = 0 (the default) R_d = R whenever
+    anything is delegated: the operator keeps σ of the whole reward and delegators share 1 − σ.
+    Runtime callers should pass own_stake and epsilon_ppb so that a small delegation earns a
+    small part. No delegation (or zero effective stake) → the operator keeps everything.
+    An operator that also delegated to itself receives both parts in one payout.
+    """
+    _check_int("reward", reward)
+    _check_account("operator", operator)
+    _check_ppb("sigma_ppb", sigma_ppb)
+    _check_int("own_stake", own_stake)
+    _check_ppb("epsilon_ppb", epsilon_ppb)
+    accounts = [_check_account("delegator", delegator) for delegator, _ in delegations]
+    _no_duplicates("delegator", accounts)
+    for delegator, amount in delegations:
+        _check_int(f"delegation of {delegator.hex()[:16]}", amount)
+    delegated = sum(amount for _, amount in delegations)
+    weighted = epsilon_ppb * delegated
+    denominator = own_stake * PPB + weighted
+    delegated_part = reward * weighted // denominator if denominator else 0
+    pool = delegated_part * (PPB - sigma_ppb) // PPB
+    shared = _apportion(pool, delegations)
+    payouts = dict(shared.payouts)
+    payouts[operator] = payouts.get(operator, 0) + reward - pool
+    return Distribution(sorted((a, v) for a, v in payouts.items() if v), shared.remainder)
+
+
+def emission_split(
+    emission: int, task_stakes: list[tuple[int, int]], beta_ppb: int
+) -> tuple[list[tuple[int, int]], int]:
+    """Split an epoch's emission across active tasks ∝ S_i^β → ([(task_id, amount)], remainder).
+
+    Weight w_i = S_i^β in 96-bit fixed point (the unrounded value behind `concave_weight`);
+    β = 0 weighs every task with positive stake equally; a task with S_i = 0 gets nothing.
+    amount_i = ⌊E · w_i / Σw⌋, sorted by task id, zero amounts omitted; remainder = E − Σ.
+    """
+    _check_int("emission", emission)
+    _check_ppb("beta_ppb", beta_ppb)
+    ids = [_check_int("task id", task_id) for task_id, _ in task_stakes]
+    _no_duplicates("task id", ids)
+    weights = []
+    for task_id, stake in task_stakes:
+        _check_int(f"stake of task {task_id}", stake)
+        if stake == 0:
+            weight = 0
+        elif beta_ppb == 0:
+            weight = 1
+        else:
+            weight = _pow_fixed(stake, beta_ppb)
+        weights.append((task_id, weight))
+    total = sum(weight for _, weight in weights)
+    if total == 0:
+        return [], emission
+    amounts = [(task_id, emission * weight // total) for task_id, weight in sorted(weights)]
+    amounts = [(task_id, amount) for task_id, amount in amounts if amount]
+    return amounts, emission - sum(amount for _, amount in amounts)
+
+
+def slash_amount(stake: int, fraction_ppb: int) -> int:
+    """⌊stake · fraction_ppb / PPB⌋: the part of a stake a slash removes (rounded in the staker's favour)."""
+    _check_int("stake", stake)
+    _check_ppb("fraction_ppb", fraction_ppb)
+    return stake * fraction_ppb // PPB
+
+
+def usage_split(revenue: int, shares_ppb: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], int]:
+    """Split redeemed usage revenue among named parties by their genesis shares.
+
+    Party p gets ⌊revenue · share_p / PPB⌋; Σ shares ≤ PPB; the result is sorted by party name
+    (zero amounts omitted) and the remainder (unassigned share plus rounding) goes to the treasury.
+    """
+    _check_int("revenue", revenue)
+    names = []
+    for name, share in shares_ppb:
+        if type(name) is not str or not name:
+            raise IncentiveError(f"party name must be a non-empty str, got {name!r:.40}")
+        _check_ppb(f"share of {name}", share)
+        names.append(name)
+    _no_duplicates("party", names)
+    total = sum(share for _, share in shares_ppb)
+    if total > PPB:
+        raise IncentiveError(f"usage shares sum to {total} ppb, more than {PPB}")
+    amounts = [(name, revenue * share // PPB) for name, share in sorted(shares_ppb)]
+    amounts = [(name, amount) for name, amount in amounts if amount]
+    return amounts, revenue - sum(amount for _, amount in amounts)
