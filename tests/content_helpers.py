@@ -116,3 +116,45 @@ async def _run_all(hosts: list[Any]) -> AsyncIterator[None]:
         return
     async with hosts[0].run(listen_addrs=[multiaddr.Multiaddr(LOOPBACK)]), _run_all(hosts[1:]):
         yield
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[int]:
+    """Serve an ASGI app with hypercorn under trio on 127.0.0.1 (a free port) in a thread."""
+    import threading
+
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.graceful_timeout = 1
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        state["token"] = trio.lowlevel.current_trio_token()
+        state["stop"] = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(lambda task_status: serve(
+                app, config, shutdown_trigger=state["stop"].wait, task_status=task_status))
+            state["port"] = int(binds[0].rsplit(":", 1)[1])
+            ready.set()
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test through `state`
+            state["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, name="ipfs-api-test-server", daemon=True)
+    thread.start()
+    if not ready.wait(15) or "error" in state:
+        raise RuntimeError(f"test HTTP server did not start: {state.get('error')!r}")
+    try:
+        yield state["port"]
+    finally:
+        trio.from_thread.run_sync(state["stop"].set, trio_token=state["token"])
+        thread.join(10)
