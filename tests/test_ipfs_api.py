@@ -182,3 +182,30 @@ def test_kubo_adapter_speaks_the_same_api(node: Any, mib_file: Path) -> None:
     kubo.pin(MIB_CID)
     assert parse_cid(MIB_CID).verify(kubo.get_block(MIB_CID))
     assert "AgentVersion" in kubo.node_info()
+
+
+def test_cli_add_cat_get_pin(node: Any, mib_file: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from node import cli_ipfs
+
+    parser = argparse.ArgumentParser(prog="arena")
+    cli_ipfs.register(parser.add_subparsers(dest="command"))
+    api = ["--api", f"/ip4/127.0.0.1/tcp/{node[1]}/http"]
+
+    def arena(*argv: str) -> int:
+        args = parser.parse_args(["ipfs", argv[0], *api, *argv[1:]])
+        return args.handler(args)
+
+    assert arena("add", str(mib_file)) == 0
+    assert capsys.readouterr().out.split("\t")[0] == MIB_CID
+    assert arena("get", MIB_CID, "-o", str(tmp_path / "out.bin")) == 0
+    assert (tmp_path / "out.bin").read_bytes() == mib_file.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    assert arena("pin", MIB_CID) == 0
+    assert arena("cat", MIB_CID, "--offset", "7", "--length", "3") == 0
+    assert arena("cat", "not-a-cid") == 1
+    assert "is not a CID" in capsys.readouterr().err
+    assert cli_ipfs.run(parser.parse_args(["ipfs", "pin", "--api", "/ip4/127.0.0.1/tcp/1/http",
+                                           "--timeout", "2", MIB_CID])) == 1
