@@ -1,0 +1,1 @@
+"""Proof-of-stake consensus: slot authors, finality votes, equivocation evidence."""

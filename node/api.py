@@ -126,6 +126,10 @@ def register_core_api(rpc: RpcServer, node: "ArenaNode") -> None:
     def system_peers() -> list:
         return node.peer_info()
 
+    @rpc.method("system_localPeer")
+    def local_peer() -> dict | None:
+        return node.local_peer()
+
     @rpc.method("system_accountNextIndex")
     def next_index(address: str) -> int:
         who = account_param(address)

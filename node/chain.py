@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -20,6 +21,10 @@ SIGNATURE_CACHE_LIMIT = 200_000
 
 class BlockError(ValueError):
     """A block that cannot be imported, with the reason."""
+
+
+class UnknownParent(BlockError):
+    """The block's parent is not known yet: sync first."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class Chain:
         self.runtime = spec.runtime()
         self.verified_signatures: set[bytes] = set()
         self.listeners: list[Callable[[Imported], None]] = []
+        self.reorg_listeners: list[Callable[[list[Block], list[Block]], None]] = []
+        # Consensus check of a header against the parent state (slot leader); None in dev mode.
+        self.author_check: Callable[[Header, Overlay], None] | None = None
         store.init_genesis(spec.genesis_block, spec.genesis_state)
         self.epoch_length = int(spec.config.get("modules", {}).get("system", {}).get("epoch_length", 20))
 
@@ -124,19 +132,42 @@ class Chain:
         if not verify(header.author, randao_message(header.slot), header.randao_reveal):
             raise BlockError("bad randao reveal")
 
-    def import_block(self, block: Block) -> Imported:
-        """Verify and execute a block whose parent is the best block, then commit it."""
+    def import_block(self, block: Block) -> Imported | None:
+        """Import a block: extend the best chain, keep it as a fork, or reorg to it if it is longer.
+
+        Returns the import when the block became best (possibly after a reorg), None when it was
+        kept as a shorter fork. Raises UnknownParent or BlockError.
+        """
         header = block.header
-        if self.store.has_block(block.hash) and self.store.canonical_hash(header.number) == block.hash:
-            raise BlockError(f"block #{header.number} 0x{block.hash.hex()[:16]} is already imported")
+        if self.store.has_block(block.hash):
+            raise BlockError(f"block #{header.number} 0x{block.hash.hex()[:16]} is already known")
         parent = self.store.get_header(header.parent_hash)
         if parent is None:
-            raise BlockError(f"unknown parent 0x{header.parent_hash.hex()}")
-        if header.parent_hash != self.store.best_hash():
-            raise BlockError("parent is not the best block")
+            raise UnknownParent(f"unknown parent 0x{header.parent_hash.hex()} of block #{header.number}")
         self.verify_header(header, parent)
         if extrinsics_root(block.extrinsics) != header.extrinsics_root:
             raise BlockError("extrinsics root mismatch")
+        finalized = self.finalized
+        if header.number <= finalized.number:
+            raise BlockError(f"block #{header.number} conflicts with finalized block #{finalized.number}")
+        if header.parent_hash == self.store.best_hash():
+            return self._execute_and_commit(block)
+        self.store.store_block(block)
+        if header.number > self.best.number:
+            return self._reorg_to(block)
+        log.info("kept fork block #%d 0x%s", header.number, block.hash.hex()[:16])
+        return None
+
+    @property
+    def finalized(self) -> Header:
+        header = self.store.get_header(self.store.finalized_hash())
+        assert header is not None
+        return header
+
+    def _execute_and_commit(self, block: Block) -> Imported:
+        header = block.header
+        if self.author_check is not None:
+            self.author_check(header, self.state())
         self._bound_cache()
         try:
             outcome = self.runtime.execute_block(self.store.get_state, block, self.verified_signatures)
@@ -152,12 +183,58 @@ class Chain:
         self._notify(imported)
         return imported
 
+    def _reorg_to(self, target: Block) -> Imported:
+        """Switch the best chain to the longer fork ending in `target`, or stay put if it is invalid."""
+        route: list[Block] = []
+        cursor: Block | None = target
+        while cursor is not None and self.store.canonical_hash(cursor.header.number) != cursor.hash:
+            route.append(cursor)
+            cursor = self.store.get_block(cursor.header.parent_hash)
+        if cursor is None:
+            raise BlockError("fork does not connect to the best chain")
+        ancestor = cursor.header
+        if ancestor.number < self.finalized.number:
+            raise BlockError(f"fork leaves the chain below finalized block #{self.finalized.number}")
+        retracted: list[Block] = []
+        while self.store.best_hash() != ancestor.hash:
+            retracted.append(self.store.revert_best())
+        log.info("reorg: retracting %d blocks to #%d, enacting %d", len(retracted), ancestor.number, len(route))
+        last: Imported | None = None
+        try:
+            for block in reversed(route):
+                last = self._execute_and_commit(block)
+        except BlockError:
+            while self.store.best_hash() != ancestor.hash:
+                self.store.revert_best()
+            for block in reversed(retracted):
+                self._execute_and_commit(block)
+            raise
+        for listener in self.reorg_listeners:
+            listener(retracted, route)
+        assert last is not None
+        return last
+
+    def finalize(self, block_hash: bytes, justification: bytes | None = None) -> bool:
+        """Mark a best-chain block final (never moves backwards); True if finality advanced."""
+        header = self.store.get_header(block_hash)
+        if header is None or self.store.canonical_hash(header.number) != block_hash:
+            return False
+        if header.number <= self.finalized.number:
+            return False
+        self.store.set_finalized(block_hash, justification)
+        return True
+
     def _notify(self, imported: Imported) -> None:
         for listener in self.listeners:
             try:
                 listener(imported)
             except Exception:  # a listener's bug must not undo an import
                 log.exception("block listener failed")
+
+
+def now_ms_default() -> int:
+    """Wall-clock milliseconds (node side only; the runtime never reads the clock)."""
+    return time.time_ns() // 1_000_000
 
 
 def extrinsic_hash(encoded: bytes) -> bytes:

@@ -65,6 +65,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     config = NodeConfig(
         base_path=Path(args.base_path), rpc_port=args.rpc_port, genesis_path=Path(args.genesis) if args.genesis else None,
         dev=args.dev, author_key=resolve_key(args.key) if args.key else None, name=args.name,
+        p2p_port=args.p2p_port, bootnodes=tuple(b for b in (args.bootnodes or "").split(",") if b),
+        test_equivocate=args.test_equivocate,
     )
     node = ArenaNode(config)
 
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--dev", action="store_true", help="single-node dev chain: author every slot, finalize at once")
     node.add_argument("--key", help="author/worker account key (dev name, key file or keystore name)")
     node.add_argument("--name", default="arena-node")
+    node.add_argument("--p2p-port", type=int, default=30333, help="libp2p TCP port on 127.0.0.1 (0 = any)")
+    node.add_argument("--bootnodes", help="comma-separated /ip4/127.0.0.1/tcp/P/p2p/ID addresses")
+    node.add_argument("--test-equivocate", action="store_true", help=argparse.SUPPRESS)
     node.add_argument("--log-level", default="info")
     node.set_defaults(func=cmd_node)
 

@@ -30,6 +30,9 @@ class NodeConfig:
     dev: bool = False
     author_key: Keypair | None = None
     name: str = "arena-node"
+    p2p_port: int = 0
+    bootnodes: tuple[str, ...] = ()
+    test_equivocate: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -72,6 +75,19 @@ class ArenaNode:
         self.rpc.subscription("chain_subscribeFinalizedHeads", "chain_unsubscribeFinalizedHeads",
                               "chain_finalizedHead", self._attach(self._final_channels))
         self.chain.listeners.append(self._on_import)
+        self.consensus = None if config.dev else self._make_consensus()
+        self._gossip_send, self._gossip_receive = trio.open_memory_channel[bytes](20_000)
+
+    def _make_consensus(self):
+        from node.consensus_service import ConsensusService
+        from p2p import NetworkConfig, NetworkService
+
+        bootnodes = tuple(self.config.bootnodes) or tuple(self.spec.config.get("bootnodes", []))
+        network = NetworkService(NetworkConfig(
+            key_path=self.config.base_path / "node.key", genesis_hash=self.spec.genesis_hash,
+            listen_port=self.config.p2p_port, bootnodes=bootnodes,
+        ))
+        return ConsensusService(self, network, equivocate=self.config.test_equivocate)
 
     def _attach(self, registry: set):
         def attach(channel) -> callable:
@@ -82,16 +98,49 @@ class ArenaNode:
     # ------------------------------------------------------------ hooks used by RPC
 
     def submit_extrinsic(self, encoded: bytes) -> CheckedExtrinsic:
-        return self.pool.submit(encoded)
+        """Add to the pool and gossip it (batched) to the network."""
+        checked = self.pool.submit(encoded)
+        if self.consensus is not None:
+            try:
+                self._gossip_send.send_nowait(encoded)
+            except trio.WouldBlock:
+                log.warning("gossip queue full; extrinsic stays in the local pool only")
+        return checked
+
+    def account_nonce(self, who: bytes) -> int:
+        from runtime.modules import system
+        return system.AccountNonce.get(self.chain.state(), who)
+
+    def sign_local(self, key: Keypair, module: str, function: str, args: list, nonce: int) -> bytes:
+        """Sign an extrinsic for this chain with an immortal era (used for the node's own reports)."""
+        from runtime.types import Call, Era, Extrinsic, signing_payload
+        call = Call(module, function, args)
+        gh = self.spec.genesis_hash
+        payload = signing_payload(call, nonce, Era(0, 0), 0, gh, self.chain.runtime.spec_version, gh)
+        return Extrinsic(key.public_key, key.sign(payload), nonce, Era(0, 0), 0, call).encode()
 
     def peer_count(self) -> int:
-        return 0
+        return len(self.consensus.network.peers()) if self.consensus else 0
 
     def peer_info(self) -> list:
-        return []
+        return self.consensus.peer_info() if self.consensus else []
 
     def is_syncing(self) -> bool:
-        return False
+        return self.consensus.is_syncing() if self.consensus else False
+
+    def local_peer(self) -> dict | None:
+        if self.consensus is None:
+            return None
+        net = self.consensus.network
+        return {"peerId": net.peer_id, "listen": net.listen_multiaddr}
+
+    async def _forward_gossip(self) -> None:
+        assert self.consensus is not None
+        async for encoded in self._gossip_receive:
+            try:
+                await self.consensus.network.submit_extrinsic(encoded)
+            except Exception as exc:  # gossip is best effort; the pool still holds it
+                log.debug("extrinsic gossip failed: %s", exc)
 
     def should_have_peers(self) -> bool:
         return not self.config.dev
@@ -141,6 +190,11 @@ class ArenaNode:
                 log.info("rpc listening on http://%s:%d", self.config.rpc_host, self.config.rpc_port)
                 if self.config.dev:
                     nursery.start_soon(self.dev_author)
+                else:
+                    assert self.consensus is not None
+                    await nursery.start(self.consensus.run)
+                    nursery.start_soon(self._forward_gossip)
+                    log.info("p2p listening on %s", self.consensus.network.listen_multiaddr)
                 task_status.started()
         finally:
             self.store.close()

@@ -219,10 +219,18 @@ class ChainStore:
         return self.db.get(K_FINALIZED) or self.genesis_hash()
 
     def set_finalized(self, block_hash: bytes, justification: bytes | None = None) -> None:
+        """Record a new finalized block; undo journals at or below it are no longer needed."""
+        old = self.get_header(self.finalized_hash())
+        new = self.get_header(block_hash)
         with self.db.write_batch(transaction=True) as batch:
             batch.put(K_FINALIZED, block_hash)
             if justification is not None:
                 batch.put(P_JUSTIFICATION + block_hash, justification)
+            if old is not None and new is not None:
+                for number in range(old.number + 1, new.number + 1):
+                    canonical = self.canonical_hash(number)
+                    if canonical is not None:
+                        batch.delete(P_UNDO + canonical)
 
     def justification(self, block_hash: bytes) -> bytes | None:
         return self.db.get(P_JUSTIFICATION + block_hash)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from runtime.module import Module
 from runtime.modules.balances import Balances
+from runtime.modules.session import Session
 from runtime.modules.system import System
 from runtime.modules.treasury import Treasury
 
-MODULES: list[type[Module]] = [System, Balances, Treasury]
+MODULES: list[type[Module]] = [System, Balances, Treasury, Session]
