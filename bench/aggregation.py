@@ -54,7 +54,8 @@ def finalize(data: dict[str, Any]) -> int:
     aggregation = aggregate_scores(stakes, data["scores"], data["trainers"])
     ranked = rank_trainers(aggregation.consensus, data["trainers"])
     consensus = dict(aggregation.consensus)
-    trainer_eff = [(t, effective_stake(*data["trainer_stakes"][t], 500_000_000)) for t in ranked]
+    own_delegated = data["trainer_stakes"]
+    trainer_eff = [(t, effective_stake(own_delegated[t][0], own_delegated[t][1], 500_000_000)) for t in ranked]
     v_part, t_part = validator_trainer_split(
         10**15, sum(s for _, s in trainer_eff), sum(s for _, s in stakes), 100_000_000
     )
