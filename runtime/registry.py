@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from runtime.module import Module
 from runtime.modules.balances import Balances
+from runtime.modules.history import History
 from runtime.modules.session import Session
+from runtime.modules.staking import Staking
 from runtime.modules.system import System
 from runtime.modules.treasury import Treasury
 
-MODULES: list[type[Module]] = [System, Balances, Treasury, Session]
+MODULES: list[type[Module]] = [System, Balances, Treasury, Session, History, Staking]
