@@ -1,9 +1,10 @@
 """Block exchange between Arena nodes over their libp2p host (protocol `/arena/bitswap/1.0.0`).
 
-One request per stream. The requester sends `[WANT, [multihash, ...]]` (at most `MAX_WANTS`);
-the provider answers, in order, one frame per entry, `[BLOCK, multihash, bytes]` or
-`[DONT_HAVE, multihash]`, then `[END]`, and closes. Frames are length-prefixed msgpack
-(`framing.py`). A fetch walks the DAG from its root, spreads the wanted blocks over the
+One request per stream, every message one length-prefixed frame (`framing.py`) whose first
+payload byte is its kind. The requester sends WANT (kind 1, then for each of at most `MAX_WANTS`
+blocks a 1-byte length and the multihash); the provider answers, in order, one frame per entry,
+BLOCK (kind 2, 1-byte multihash length, multihash, block bytes) or DONT_HAVE (kind 3,
+multihash), then END (kind 4), and closes. A fetch walks the DAG from its root, spreads the wanted blocks over the
 connected peers in batches, verifies every block against its multihash, and stores blocks as
 they arrive, so an interrupted fetch resumes from what is already stored.
 """
@@ -34,8 +35,9 @@ NETWORK_ERRORS = (BaseLibp2pError, OSError, EOFError, trio.TooSlowError, trio.Br
 PROTOCOL_ID = "/arena/bitswap/1.0.0"
 WANT, BLOCK, DONT_HAVE, END = 1, 2, 3, 4
 MAX_WANTS = 64
-BATCH_SIZE = 8            # blocks asked for in one request (8 x 256 KiB = 2 MiB)
-REQUESTS_PER_PEER = 4     # concurrent requests to one peer
+WRITE_SIZE = 1024 * 1024  # bytes per stream write (py-libp2p breaks on single writes over ~6.8 MB)
+BATCH_SIZE = 16           # blocks asked for in one request (16 x 256 KiB = 4 MiB)
+REQUESTS_PER_PEER = 2     # concurrent requests to one peer (more only adds scheduling cost)
 REQUEST_TIMEOUT = 30.0    # one request/response, seconds
 RETRY_INTERVAL = 0.5      # wait before asking again for blocks that no peer had
 
@@ -161,15 +163,23 @@ class Exchange:
         try:
             with trio.fail_after(REQUEST_TIMEOUT):
                 request = await FrameReader(stream).read()
-                wants = _parse_want(request)
-                for mh in wants:
+                # frames are coalesced into writes of about WRITE_SIZE: fewer, larger muxer writes
+                pending: list[bytes] = []
+                pending_bytes = 0
+                for mh in _parse_want(request):
                     block = self.blocks.get_by_multihash(mh)
                     if block is None:
-                        await stream.write(encode_frame([DONT_HAVE, mh]))
+                        frame = encode_frame(_KIND[DONT_HAVE], mh)
                     else:
-                        await stream.write(encode_frame([BLOCK, mh, block]))
+                        frame = encode_frame(_KIND[BLOCK], _KIND[len(mh)], mh, block)
                         self.blocks_served += 1
-                await stream.write(encode_frame([END]))
+                    if pending and pending_bytes + len(frame) > WRITE_SIZE:
+                        await stream.write(b"".join(pending))
+                        pending, pending_bytes = [], 0
+                    pending.append(frame)
+                    pending_bytes += len(frame)
+                pending.append(encode_frame(_KIND[END]))
+                await stream.write(b"".join(pending))
                 await stream.close()
         except (FrameError, _PeerMisbehaved) as exc:
             self.penalize(peer, f"malformed bitswap request: {exc}")
@@ -259,7 +269,8 @@ class Exchange:
         """Ask `peer` for `batch`; accepted blocks leave `batch`, the rest is given back."""
         stream = await self.host.new_stream(peer, [self.protocol_id])
         try:
-            await stream.write(encode_frame([WANT, [c.multihash for c in batch]]))
+            wants = [part for c in batch for part in (_KIND[len(c.multihash)], c.multihash)]
+            await stream.write(encode_frame(_KIND[WANT], *wants))
             reader = FrameReader(stream)
             by_mh = {c.multihash: c for c in batch}
             refused: list[Cid] = []
@@ -294,24 +305,33 @@ class Exchange:
             await _reset_or_close(stream)
 
 
-def _parse_want(message: Any) -> list[bytes]:
-    ok = (isinstance(message, list) and len(message) == 2 and message[0] == WANT
-          and isinstance(message[1], list) and len(message[1]) <= MAX_WANTS
-          and all(isinstance(mh, bytes) and len(mh) <= 64 for mh in message[1]))
-    if not ok:
-        raise _PeerMisbehaved(f"expected [WANT, [multihash x <= {MAX_WANTS}]]")
-    return message[1]
+_KIND = [bytes((i,)) for i in range(256)]
 
 
-def _parse_reply(message: Any) -> tuple[int, bytes, bytes]:
-    if isinstance(message, list) and message:
-        if message == [END]:
-            return END, b"", b""
-        if len(message) == 2 and message[0] == DONT_HAVE and isinstance(message[1], bytes):
-            return DONT_HAVE, message[1], b""
-        if (len(message) == 3 and message[0] == BLOCK and isinstance(message[1], bytes)
-                and isinstance(message[2], bytes)):
-            return BLOCK, message[1], message[2]
+def _parse_want(payload: bytes) -> list[bytes]:
+    if not payload or payload[0] != WANT:
+        raise _PeerMisbehaved("expected a WANT frame")
+    wants: list[bytes] = []
+    pos = 1
+    while pos < len(payload):
+        size = payload[pos]
+        mh = payload[pos + 1:pos + 1 + size]
+        if len(mh) != size or len(wants) == MAX_WANTS:
+            raise _PeerMisbehaved(f"WANT frame is truncated or lists more than {MAX_WANTS} blocks")
+        wants.append(mh)
+        pos += 1 + size
+    return wants
+
+
+def _parse_reply(payload: bytes) -> tuple[int, bytes, bytes]:
+    kind = payload[0] if payload else 0
+    if kind == END and len(payload) == 1:
+        return END, b"", b""
+    if kind == DONT_HAVE:
+        return DONT_HAVE, payload[1:], b""
+    if kind == BLOCK and len(payload) > 2 and len(payload) >= 2 + payload[1]:
+        end = 2 + payload[1]
+        return BLOCK, payload[2:end], payload[end:]
     raise _PeerMisbehaved("bitswap response frame is not BLOCK, DONT_HAVE or END")
 
 

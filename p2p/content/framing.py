@@ -1,6 +1,6 @@
-"""Length-prefixed msgpack frames over a libp2p stream.
+"""Length-prefixed frames over a libp2p stream.
 
-Each frame is a 4-byte big-endian length followed by that many bytes of msgpack. Frames are
+Each frame is a 4-byte big-endian length followed by that many payload bytes. Frames are
 capped (`MAX_FRAME`) because py-libp2p breaks connections on very large single writes.
 """
 
@@ -9,58 +9,56 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import msgpack
-
 MAX_FRAME = 4 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 
 
 class FrameError(Exception):
-    """A frame that is oversized, truncated or not valid msgpack: a protocol violation."""
+    """A frame that is oversized, truncated or malformed: a protocol violation."""
 
 
 class StreamClosedEarly(FrameError, EOFError):
     """The remote closed the stream before a complete frame arrived."""
 
 
-def encode_frame(message: Any) -> bytes:
-    """Serialize one message as a length-prefixed frame."""
-    payload = msgpack.packb(message, use_bin_type=True)
-    if len(payload) > MAX_FRAME:
-        raise FrameError(f"frame of {len(payload)} bytes exceeds the {MAX_FRAME}-byte limit")
-    return _HEADER.pack(len(payload)) + payload
+def encode_frame(*parts: bytes) -> bytes:
+    """One frame whose payload is the concatenation of `parts` (a single copy)."""
+    size = sum(len(p) for p in parts)
+    if size > MAX_FRAME:
+        raise FrameError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+    return b"".join((_HEADER.pack(size), *parts))
 
 
 class FrameReader:
-    """Reads whole frames from a stream, keeping any bytes that arrive past a frame's end."""
+    """Reads whole frames from a stream, reading large chunks and slicing frames out of them."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, read_size: int = 1024 * 1024) -> None:
         self._stream = stream
+        self._read_size = read_size
         self._buffer = bytearray()
+        self._pos = 0
 
     async def _fill(self, size: int) -> None:
-        while len(self._buffer) < size:
+        """Make at least `size` unread bytes available."""
+        while len(self._buffer) - self._pos < size:
+            if self._pos:
+                del self._buffer[:self._pos]
+                self._pos = 0
             try:
-                data = await self._stream.read(max(size - len(self._buffer), 65536))
+                data = await self._stream.read(max(self._read_size, size - len(self._buffer)))
             except EOFError:
                 data = b""
             if not data:
-                raise StreamClosedEarly(
-                    f"stream ended with {len(self._buffer)} of {size} expected bytes"
-                )
+                raise StreamClosedEarly(f"stream ended with {len(self._buffer)} of {size} expected bytes")
             self._buffer += data
 
-    async def read(self) -> Any:
-        """The next message; raises FrameError on a malformed or oversized frame."""
+    async def read(self) -> bytes:
+        """The next frame's payload; raises FrameError if the peer announces an oversized frame."""
         await self._fill(_HEADER.size)
-        (size,) = _HEADER.unpack_from(self._buffer)
+        (size,) = _HEADER.unpack_from(self._buffer, self._pos)
         if size > MAX_FRAME:
             raise FrameError(f"peer announced a {size}-byte frame, over the {MAX_FRAME}-byte limit")
         await self._fill(_HEADER.size + size)
-        payload = bytes(self._buffer[_HEADER.size:_HEADER.size + size])
-        del self._buffer[:_HEADER.size + size]
-        try:
-            return msgpack.unpackb(payload, raw=False, strict_map_key=True,
-                                   max_bin_len=MAX_FRAME, max_array_len=10_000)
-        except (ValueError, TypeError) as exc:  # msgpack's errors derive from ValueError
-            raise FrameError(f"frame is not valid msgpack: {exc}") from None
+        start = self._pos + _HEADER.size
+        self._pos = start + size
+        return bytes(self._buffer[start:self._pos])
