@@ -107,3 +107,22 @@ def failures(events: list[Event]) -> list[Failure]:
 
 def named(events: list[Event], module: str, name: str) -> list[Event]:
     return [e for e in events if e.module == module and e.name == name]
+
+
+def only_fee_and_nonce_changed(h: Harness, sender: Keypair) -> None:
+    """The last block changed nothing but system bookkeeping and the sender's / treasury's balance."""
+    from runtime.modules import treasury
+    allowed = {balances.Account.key(sender.public_key), balances.Account.key(treasury.TREASURY_ACCOUNT)}
+    extra = {k for k in h.changed_keys() if not k.startswith(b"system:") and k not in allowed}
+    assert not extra, sorted(extra)
+
+
+def fails_with(h: Harness, key: Keypair, module: str, function: str, args: list, error: str) -> Failure:
+    """Apply one call alone in a block; it must fail with `error` and change nothing but fee and nonce."""
+    if (h.number + 1) % system.epoch_length(h.ctx()) == 0:
+        h.block()  # epoch starts mint emission and rotate the session: keep them out of the check
+    events = h.block((key, module, function, args))
+    found = failures(events)
+    assert [f.error for f in found] == [error], found
+    only_fee_and_nonce_changed(h, key)
+    return found[0]

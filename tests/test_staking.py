@@ -2,7 +2,7 @@
 import pytest
 
 from runtime.modules import balances, history, staking, treasury
-from tests.arena_helpers import KEYS, UNIT, Harness, failures, named
+from tests.arena_helpers import KEYS, UNIT, Harness, fails_with, failures, named
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
 
@@ -12,20 +12,6 @@ def h(tmp_path):
     harness = Harness(tmp_path / "db")
     yield harness
     harness.close()
-
-
-def only_fee_and_nonce_changed(h, sender):
-    allowed = {balances.Account.key(sender.public_key), balances.Account.key(treasury.TREASURY_ACCOUNT)}
-    extra = {k for k in h.changed_keys() if not k.startswith(b"system:") and k not in allowed}
-    assert not extra, sorted(extra)
-
-
-def fails_with(h, key, module, function, args, error):
-    events = h.block((key, module, function, args))
-    found = failures(events)
-    assert [f.error for f in found] == [error], found
-    only_fee_and_nonce_changed(h, key)
-    return found[0]
 
 
 def test_genesis_authorities_are_bonded(h):
