@@ -12,7 +12,6 @@ they arrive, so an interrupted fetch resumes from what is already stored.
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -352,7 +351,3 @@ async def _reset_or_close(stream: Any) -> None:
     if scope.cancelled_caught:
         await _reset(stream)
 
-
-def fetch_deadline(size_bytes: int, floor_s: float = 30.0, min_rate: float = 1e6) -> float:
-    """A generous timeout for fetching `size_bytes` at no less than `min_rate` bytes/s."""
-    return max(floor_s, math.ceil(size_bytes / min_rate))
