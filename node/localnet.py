@@ -63,6 +63,12 @@ def plan(base: Path, count: int, rpc_base: int = RPC_BASE_PORT, p2p_base: int = 
 
 
 def _alive(pid: int) -> bool:
+    """True while the process runs; reaps it first if it is our exited child (a zombie)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -140,11 +146,7 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = 0 if _alive(pid) else pid
-        if done or not _alive(pid):
+        if not _alive(pid):
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
