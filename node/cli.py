@@ -66,7 +66,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         base_path=Path(args.base_path), rpc_port=args.rpc_port, genesis_path=Path(args.genesis) if args.genesis else None,
         dev=args.dev, author_key=resolve_key(args.key) if args.key else None, name=args.name,
         p2p_port=args.p2p_port, bootnodes=tuple(b for b in (args.bootnodes or "").split(",") if b),
-        test_equivocate=args.test_equivocate,
+        test_equivocate=args.test_equivocate, ipfs_api=args.ipfs_api,
     )
     node = ArenaNode(config)
 
@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--name", default="arena-node")
     node.add_argument("--p2p-port", type=int, default=30333, help="libp2p TCP port on 127.0.0.1 (0 = any)")
     node.add_argument("--bootnodes", help="comma-separated /ip4/127.0.0.1/tcp/P/p2p/ID addresses")
+    node.add_argument("--ipfs-api", help="use an external Kubo daemon (multiaddr of its API) instead of the embedded store")
     node.add_argument("--test-equivocate", action="store_true", help=argparse.SUPPRESS)
     node.add_argument("--log-level", default="info")
     node.set_defaults(func=cmd_node)
@@ -201,8 +202,9 @@ def _plugins() -> list:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    func = getattr(args, "func", None) or args.handler
     try:
-        return args.func(args)
+        return func(args)
     except (RpcClientError, KeyError_, CryptoError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

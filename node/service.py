@@ -33,6 +33,7 @@ class NodeConfig:
     p2p_port: int = 0
     bootnodes: tuple[str, ...] = ()
     test_equivocate: bool = False
+    ipfs_api: str | None = None  # multiaddr of an external Kubo; None = the embedded store
     extra: dict = field(default_factory=dict)
 
 
@@ -76,7 +77,27 @@ class ArenaNode:
                               "chain_finalizedHead", self._attach(self._final_channels))
         self.chain.listeners.append(self._on_import)
         self.consensus = None if config.dev else self._make_consensus()
+        self.content = self._make_content_store()
+        from node.ipfs_api import ipfs_routes
+        self.rpc.extra_routes.extend(ipfs_routes(self.content))
         self._gossip_send, self._gossip_receive = trio.open_memory_channel[bytes](20_000)
+
+    def _make_content_store(self):
+        """The embedded IPFS store (bitswap on the node's libp2p host) or a Kubo daemon's API."""
+        if self.config.ipfs_api:
+            from p2p.content.kubo import KuboContentStore
+            return KuboContentStore(self.config.ipfs_api)
+        from p2p.content.bitswap import Exchange
+        from p2p.content.blockstore import BlockStore
+        from p2p.content.store import EmbeddedContentStore
+
+        blocks = BlockStore(self.store.content_db())
+        content = EmbeddedContentStore(blocks)
+        if self.consensus is not None:
+            network = self.consensus.network
+            content.attach_exchange(Exchange(network.host, blocks, penalize=network.penalize,
+                                             peers=network.host.get_connected_peers))
+        return content
 
     def _make_consensus(self):
         from node.consensus_service import ConsensusService
