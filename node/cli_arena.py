@@ -1,0 +1,140 @@
+"""`arena task …` and `arena stake …`: create and inspect training tasks, bond and delegate stake."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from node.cli import fmt_amount, parse_amount, print_inclusion
+from node.keystore import resolve_key
+from node.rpc_client import DEFAULT_RPC, RpcClient
+from runtime.crypto import parse_account
+
+ROLES = ("authority", "validator", "trainer", "host")
+
+
+# ---------------------------------------------------------------- task
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    client = RpcClient(args.rpc)
+    if args.task_command == "create":
+        params = [args.kind, args.trainers, args.validators, args.min_stake,
+                  args.training_blocks, args.commit_blocks, args.reveal_blocks]
+        result = client.submit_and_wait(resolve_key(args.sender), "tasks", "create", [args.spec_cid, args.pool, params])
+        code = print_inclusion(result)
+        for event in result["events"]:
+            if event["module"] == "tasks" and event["name"] == "TaskCreated":
+                print(f"task id {event['data'][0]}")
+        return code
+    if args.task_command == "list":
+        rows = client.call("arena_tasks", args.status)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'id':>5}  {'status':<11} {'kind':<18} {'pool':>20}  top model")
+        for row in rows:
+            print(f"{row['id']:>5}  {row['status']:<11} {row['kind']:<18} {fmt_amount(row['rewardPool']):>20}  "
+                  f"{row['topModel'] or '-'}")
+        return 0
+    # show
+    task = client.call("arena_task", args.task_id)
+    if task is None:
+        print(f"no task {args.task_id}", file=sys.stderr)
+        return 1
+    board = client.call("arena_leaderboard", args.task_id)
+    if args.json:
+        print(json.dumps({"task": task, "leaderboard": board}, indent=2))
+        return 0
+    print(f"task {task['id']} ({task['kind']}) status {task['status']}, window ends at block {task['phaseEnd']}")
+    print(f"  creator {task['creator']}  spec {task['specCid']}")
+    print(f"  reward {fmt_amount(task['rewardPool'])} pool + {fmt_amount(task['emission'])} emission")
+    print(f"  trainers   {', '.join(t['address'] for t in task['trainers']) or '-'}")
+    print(f"  validators {', '.join(v['address'] for v in task['validators']) or '-'}")
+    if board["entries"]:
+        print(f"  {'rank':>4}  {'consensus':>12}  {'reward':>22}  trainer / model")
+        for entry in board["entries"]:
+            print(f"  {entry['rank']:>4}  {entry['consensusScore']:>12}  {fmt_amount(entry['reward']):>22}  "
+                  f"{entry['address']} {entry['modelCid']}")
+        for v in board["validators"]:
+            print(f"  validator {v['address']} agreement {v['agreementPpb'] / 1e7:.2f}% reward {fmt_amount(v['reward'])}")
+    else:
+        for t in task["trainers"]:
+            print(f"  submitted {t['address']}: {t['modelCid'] or '-'}")
+    print(f"  top model {task['topModel'] or '-'}")
+    return 0
+
+
+# ---------------------------------------------------------------- stake
+
+
+def cmd_stake(args: argparse.Namespace) -> int:
+    client = RpcClient(args.rpc)
+    if args.stake_command == "show":
+        print(json.dumps(client.call("arena_stakes", args.address), indent=2))
+        return 0
+    key = resolve_key(args.sender)
+    command = args.stake_command
+    if command in ("bond", "unbond"):
+        call, call_args = command, [args.role, args.amount]
+    elif command in ("delegate", "undelegate"):
+        call, call_args = command, [parse_account(args.target), args.amount]
+    elif command == "withdraw":
+        call, call_args = "withdraw_unbonded", []
+    else:  # heartbeat
+        call, call_args = "heartbeat", [0 if args.unavailable else 1, args.device, args.memory_mib]
+    return print_inclusion(client.submit_and_wait(key, "staking", call, call_args))
+
+
+# ---------------------------------------------------------------- parser
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `task` and `stake` command groups to the `arena` parser."""
+    task = subparsers.add_parser("task", help="create and inspect training tasks")
+    task_sub = task.add_subparsers(dest="task_command", required=True)
+    create = task_sub.add_parser("create", help="tasks.create: publish a task and reserve its reward pool")
+    create.add_argument("--from", dest="sender", required=True, help="signing key: dev name, key file or keystore name")
+    create.add_argument("--spec-cid", required=True, help="CID of the task spec on IPFS")
+    create.add_argument("--pool", required=True, type=parse_amount, help="reward pool in ARENA (or base units with 'u')")
+    create.add_argument("--kind", required=True, help="task kind, e.g. digits_classifier or char_lm")
+    create.add_argument("--trainers", type=int, default=2, help="number of trainers to select")
+    create.add_argument("--validators", type=int, default=2, help="number of validators to select")
+    create.add_argument("--min-stake", type=parse_amount, default=0, help="minimum bond of a participant")
+    create.add_argument("--training-blocks", type=int, default=60)
+    create.add_argument("--commit-blocks", type=int, default=30)
+    create.add_argument("--reveal-blocks", type=int, default=30)
+    show = task_sub.add_parser("show", help="a task and its leaderboard (ranks, consensus scores, rewards, top model)")
+    show.add_argument("task_id", type=int)
+    listing = task_sub.add_parser("list", help="tasks, newest first")
+    listing.add_argument("--status", help="selection, training, validation, reveal, active, finalized, failed, cancelled")
+    for p in (show, listing):
+        p.add_argument("--json", action="store_true", help="print the RPC JSON")
+    for p in (create, show, listing):
+        p.add_argument("--rpc", default=DEFAULT_RPC)
+    task.set_defaults(func=cmd_task)
+
+    stake = subparsers.add_parser("stake", help="bond, delegate, unbond and heartbeat")
+    stake_sub = stake.add_subparsers(dest="stake_command", required=True)
+    bond = stake_sub.add_parser("bond", help="staking.bond: stake for a role")
+    unbond = stake_sub.add_parser("unbond", help="staking.unbond: start unbonding part of a role's bond")
+    for p in (bond, unbond):
+        p.add_argument("role", choices=ROLES)
+        p.add_argument("amount", type=parse_amount, help="ARENA (or base units with 'u')")
+    delegate = stake_sub.add_parser("delegate", help="staking.delegate: back an account that holds a role")
+    undelegate = stake_sub.add_parser("undelegate", help="staking.undelegate")
+    for p in (delegate, undelegate):
+        p.add_argument("target", help="SS58 address of the operator")
+        p.add_argument("amount", type=parse_amount, help="ARENA (or base units with 'u')")
+    withdraw = stake_sub.add_parser("withdraw", help="staking.withdraw_unbonded: release unlocked funds")
+    heartbeat = stake_sub.add_parser("heartbeat", help="staking.heartbeat: declare availability and hardware")
+    heartbeat.add_argument("--device", default="cpu", help="device kind, e.g. cpu or cuda:H100")
+    heartbeat.add_argument("--memory-mib", type=int, default=4096)
+    heartbeat.add_argument("--unavailable", action="store_true")
+    show_stake = stake_sub.add_parser("show", help="bonds, delegations, unlocking funds and heartbeat of an account")
+    show_stake.add_argument("address")
+    for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat):
+        p.add_argument("--from", dest="sender", required=True, help="signing key: dev name, key file or keystore name")
+    for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat, show_stake):
+        p.add_argument("--rpc", default=DEFAULT_RPC)
+    stake.set_defaults(func=cmd_stake)

@@ -1,0 +1,101 @@
+"""Selection: weighted sampling without replacement matches its documented law (chi-square, fixed seeds)."""
+from fractions import Fraction
+
+import pytest
+
+from runtime.crypto import blake2b_256
+from runtime.incentives import concave_weight
+from runtime.selection import selection_weight, weighted_sample
+from tests.arena_helpers import KEYS, UNIT, Harness
+
+ACCOUNTS = [bytes([i]) * 32 for i in range(1, 6)]
+# chi-square critical values at p = 0.001
+CRITICAL_001 = {4: 18.47, 19: 43.82}
+
+
+def seeds(count: int, label: bytes):
+    return [blake2b_256(label + i.to_bytes(4, "big")) for i in range(count)]
+
+
+def chi_square(observed: dict, expected: dict) -> float:
+    return sum((observed.get(k, 0) - e) ** 2 / e for k, e in expected.items())
+
+
+def test_first_draw_frequencies_match_weights():
+    weights = [1, 2, 3, 4, 10]
+    candidates = list(zip(ACCOUNTS, weights))
+    n = 6000
+    observed: dict[bytes, int] = {}
+    for seed in seeds(n, b"first"):
+        pick = weighted_sample(candidates, 1, seed)[0]
+        observed[pick] = observed.get(pick, 0) + 1
+    total = sum(weights)
+    expected = {a: n * w / total for a, w in candidates}
+    assert chi_square(observed, expected) < CRITICAL_001[len(weights) - 1]
+
+
+def ordered_pair_law(candidates):
+    """Exact probability of each ordered pair of draws (successive sampling)."""
+    total = sum(w for _, w in candidates)
+    law = {}
+    for a, wa in candidates:
+        for b, wb in candidates:
+            if a != b:
+                law[(a, b)] = Fraction(wa, total) * Fraction(wb, total - wa)
+    return law
+
+
+def test_two_draws_without_replacement_follow_successive_sampling():
+    candidates = list(zip(ACCOUNTS, [5, 1, 2, 8, 4]))
+    law = ordered_pair_law(candidates)
+    n = 8000
+    observed: dict[tuple, int] = {}
+    for seed in seeds(n, b"pairs"):
+        a, b = weighted_sample(candidates, 2, seed)
+        assert a != b
+        observed[(a, b)] = observed.get((a, b), 0) + 1
+    expected = {k: float(p) * n for k, p in law.items()}
+    assert chi_square(observed, expected) < CRITICAL_001[len(law) - 1]
+
+
+def test_deterministic_and_order_independent():
+    candidates = list(zip(ACCOUNTS, [3, 1, 4, 1, 5]))
+    seed = blake2b_256(b"x")
+    first = weighted_sample(candidates, 3, seed)
+    assert weighted_sample(candidates[::-1], 3, seed) == first
+    assert len(set(first)) == 3
+    assert weighted_sample(candidates, 10, seed)[:3] == first  # asks for more than exist: all, no repeats
+    assert len(weighted_sample(candidates, 10, seed)) == 5
+    assert weighted_sample([(ACCOUNTS[0], 0)], 1, seed) == []  # zero weight is never drawn
+    with pytest.raises(ValueError):
+        weighted_sample([(ACCOUNTS[0], 1), (ACCOUNTS[0], 2)], 1, seed)
+
+
+def test_weight_is_concave_in_stake_times_reputation():
+    alpha = 500_000_000
+    assert selection_weight(400, 10**9, alpha) == 20 * 10**9
+    assert selection_weight(1600, 10**9, alpha) == 40 * 10**9  # 4× the stake, 2× the weight
+    assert selection_weight(1600, 5 * 10**8, alpha) == 20 * 10**9
+
+
+def test_tasks_use_the_documented_weights(tmp_path):
+    from runtime.modules import history, rewards, tasks
+    h = Harness(tmp_path / "db")
+    try:
+        calls = []
+        for name, amount in (("bob", 20), ("charlie", 80), ("dave", 45)):
+            key = KEYS[name]
+            calls += [(key, "staking", "bond", ["trainer", amount * UNIT]), (key, "staking", "heartbeat", [[1, "cpu", 1]])]
+        calls.append((KEYS["ferdie"], "staking", "bond", ["trainer", 50 * UNIT]))  # no heartbeat: not eligible
+        h.block(*calls)
+        ctx = h.ctx()
+        dummy = tasks.Task(0, KEYS["alice"].public_key, "", "k", 1, 1, 0, 1, 1, 1, 0, 0, "selection", 0,
+                           [], [], [], "", b"", "")
+        found = dict(tasks.eligible(ctx, "trainer", dummy, {KEYS["dave"].public_key}))
+        alpha = rewards.params(ctx)["alpha_ppb"]
+        assert set(found) == {KEYS["bob"].public_key, KEYS["charlie"].public_key}
+        for name, amount in (("bob", 20), ("charlie", 80)):
+            who = KEYS[name].public_key
+            assert found[who] == concave_weight(amount * UNIT, alpha) * history.reputation_ppb(ctx, who, "trainer")
+    finally:
+        h.close()
