@@ -1,0 +1,161 @@
+"""`arena worker`: run off-chain workers (planner, trainer, validator, host, ...) against a node's RPC.
+
+    arena worker --role trainer --key trainer-1.json --rpc http://127.0.0.1:9933
+    arena worker --role trainer --key //trainer-1,//trainer-2 --quality good,poor
+    arena worker --role planner --key eve --task digits_classifier --task char_lm
+    arena worker audit --task 0 --rpc URL        # re-run a finalized task's validation
+
+`--key` takes a dev name, a key file, a keystore name, or `//NAME` (a deterministic dev-style
+key, Keypair.from_dev_name(NAME): for local networks only). Several comma-separated keys run
+as several accounts in one process (one thread each, one state directory each).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+from node.keystore import resolve_key
+from node.rpc_client import DEFAULT_RPC
+from runtime.crypto import Keypair
+
+DEFAULT_DATA_DIR = Path(".arena-workers")
+
+
+def parse_key(spec: str) -> Keypair:
+    """A key spec (module docstring) → Keypair."""
+    if spec.startswith("//"):
+        return Keypair.from_dev_name(spec[2:])
+    return resolve_key(spec)
+
+
+def _list(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def build_contexts(args: argparse.Namespace) -> list:
+    """One WorkerContext per (role, key) asked for on the command line."""
+    from node.offchain.context import WorkerContext, rpc_to_ipfs_multiaddr
+    from node.offchain.planner_worker import parse_plan
+    from node.offchain.worker import role_runner
+
+    role_runner(args.role)  # fail fast on an unknown role
+    keys = _list(args.key)
+    if not keys:
+        raise ValueError("--key is required (a dev name, key file, keystore name or //NAME)")
+    qualities = _list(args.quality) or ["good"]
+    windows = [int(w) for w in _list(args.windows)] if args.windows else []
+    contexts = []
+    for index, spec in enumerate(keys):
+        key = parse_key(spec)
+        options: dict = {"device": args.device, "progress_bar": args.progress_bar,
+                         "quality": qualities[min(index, len(qualities) - 1)], "broken_mode": args.broken_mode}
+        if args.bond is not None:
+            options["bond"] = args.bond
+        if args.epochs:
+            options["epochs"] = args.epochs
+        if args.fault:
+            options["fault"] = args.fault
+        if args.role == "planner":
+            defaults: dict = {"n_trainers": args.trainers, "n_validators": args.validators, "reward": args.reward,
+                              "epochs": args.epochs}
+            if windows:
+                defaults.update(zip(("training_blocks", "commit_blocks", "reveal_blocks"), windows))
+            options["tasks"] = [parse_plan(t, defaults) for t in args.task or []]
+        data_dir = Path(args.data_dir) / f"{args.role}-{key.address}"
+        contexts.append(WorkerContext(role=args.role, key=key, rpc_url=args.rpc,
+                                      ipfs_api=args.ipfs_api or rpc_to_ipfs_multiaddr(args.rpc),
+                                      data_dir=data_dir, options=options))
+    return contexts
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from node.cli import setup_logging
+
+    setup_logging(args.log_level)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # urllib3 chatter under ipfshttpclient
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.torch_threads:
+        import torch
+        torch.set_num_threads(args.torch_threads)
+    from node.offchain.worker import run_workers
+
+    contexts = build_contexts(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("arena.worker").info("event=signal signal=%d stopping=1", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    run_workers(contexts, stop)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from node.offchain.audit import audit_task
+
+    report = audit_task(args.rpc, args.task)
+    print(json.dumps({"taskId": report.task_id, "recomputed": report.recomputed, "lossPpb": report.losses,
+                      "rejected": report.rejected, "revealed": report.revealed, "matches": report.matches,
+                      "reproduced": report.reproduced}, indent=2))
+    return 0 if report.reproduced else 1
+
+
+def cmd_task_show(args: argparse.Namespace) -> int:
+    from node.offchain.narrate import print_task
+
+    return print_task(args.rpc, args.task_id)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `arena worker` (and `arena task show` when no other plugin defined `task`)."""
+    worker = sub.add_parser("worker", help="run off-chain workers against a node's RPC")
+    worker.add_argument("--role", help="planner, trainer, validator, or any node/offchain/ROLE_worker.py")
+    worker.add_argument("--key", help="account key(s), comma-separated: dev name, key file, keystore name, //NAME")
+    worker.add_argument("--rpc", default=DEFAULT_RPC, help="the node's RPC URL")
+    worker.add_argument("--ipfs-api", help="IPFS API multiaddr (default: the node's RPC port)")
+    worker.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state directory (one subdirectory per account)")
+    worker.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device for training")
+    worker.add_argument("--bond", type=int, help="bond in base units for the role (default: the role minimum)")
+    worker.add_argument("--quality", help="trainer: good, poor or broken (comma-separated, one per key)")
+    worker.add_argument("--broken-mode", default="truncated", choices=("truncated", "wrong_arch", "pickle", "huge"))
+    worker.add_argument("--epochs", type=int, help="trainer: epochs (default: the spec's); planner: suggested epochs")
+    worker.add_argument("--task", action="append", help="planner: KIND[:SOURCE] to create (repeatable)")
+    worker.add_argument("--trainers", type=int, default=3, help="planner: trainers per task")
+    worker.add_argument("--validators", type=int, default=3, help="planner: validators per task")
+    worker.add_argument("--windows", help="planner: TRAINING,COMMIT,REVEAL window lengths in blocks")
+    worker.add_argument("--reward", type=int, default=100 * 10**9, help="planner: reward pool in base units")
+    worker.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    worker.add_argument("--progress-bar", action="store_true", help="trainer: tqdm bar when on a terminal")
+    worker.add_argument("--fault", help=argparse.SUPPRESS)  # tests: crash-after-commit
+    worker.add_argument("--log-level", default="info")
+    worker_sub = worker.add_subparsers(dest="worker_command")
+    audit = worker_sub.add_parser("audit", help="re-run a finalized task's validation from its published key")
+    audit.add_argument("--task", dest="task", type=int, required=True)
+    audit.add_argument("--rpc", default=DEFAULT_RPC)
+    audit.set_defaults(func=cmd_audit)
+    worker.set_defaults(func=_dispatch)
+    if "task" not in sub.choices:
+        task = sub.add_parser("task", help="inspect training tasks")
+        task_sub = task.add_subparsers(dest="task_command", required=True)
+        show = task_sub.add_parser("show", help="a task's timeline, participants and leaderboard")
+        show.add_argument("task_id", type=int)
+        show.add_argument("--rpc", default=DEFAULT_RPC)
+        show.set_defaults(func=cmd_task_show)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "worker_command", None) == "audit":
+        return cmd_audit(args)
+    if not args.role:
+        print("error: --role is required (planner, trainer, validator, ...)", file=sys.stderr)
+        return 2
+    return cmd_worker(args)

@@ -1,0 +1,157 @@
+"""Trainer worker: on selection, start training, train with torch, publish the model, submit its CID.
+
+Per active task in which this account is a selected trainer, in the training phase:
+
+1. `tasks.start_training(task_id)` (once: chain state and the state file say whether it was sent);
+2. fetch the spec and the training split from IPFS (size-limited), train with the ML library
+   (`kind.train`, CPU by default, CUDA with `--device auto|cuda` when present), progress as
+   `event=train_progress` log lines (and a tqdm bar when attached to a terminal);
+3. write the model file to the worker's directory and record its CID in the state file *before*
+   submitting, so a restart re-uses the file instead of training again;
+4. `tasks.submit_model(task_id, cid)` (once).
+
+Options (`ctx.options`): `quality` good | poor | broken (demo: broken submits a truncated file
+that does not load), `broken_mode` truncated | wrong_arch | pickle | huge, `epochs`, `device`,
+`bond` (base units; default the role minimum).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from node.offchain.chain_client import account_bytes
+from node.offchain.context import WorkerContext
+from node.offchain.ml import MLError, get_kind
+from node.offchain.ml.spec import HARD_MAX_DATA_BYTES
+from node.offchain.worker import RoleLoop
+
+MAX_SPEC_BYTES = 1 << 20
+QUALITIES = ("good", "poor", "broken")
+BROKEN_MODES = ("truncated", "wrong_arch", "pickle", "huge")
+
+
+def my_entry(task: dict, role_key: str, address: str) -> dict | None:
+    """This account's entry in a task's `trainers` / `validators` list, if selected."""
+    return next((e for e in task.get(role_key, []) if e["address"] == address), None)
+
+
+def fetch_spec(loop: RoleLoop, spec_cid: str) -> dict:
+    """The task spec (JSON on IPFS, at most 1 MiB)."""
+    return json.loads(loop.content.fetch(spec_cid, MAX_SPEC_BYTES, "spec"))
+
+
+def break_model(model: bytes, mode: str, spec: dict) -> bytes:
+    """A model file that must not load, for the demo's broken trainer and the fault tests."""
+    if mode == "truncated":
+        return model[: len(model) // 2]
+    if mode == "wrong_arch":
+        import torch
+
+        from node.offchain.ml.tensorfile import dump_tensors
+
+        return dump_tensors({"layers.0.weight": torch.zeros(3, 3)}, {"arena_model_format": "1"})
+    if mode == "pickle":  # what torch.save writes: a zip holding a pickle that could carry code
+        import io
+        import pickle
+
+        buffer = io.BytesIO()
+        pickle.dump({"weights": [0.0] * 16, "note": "never unpickled by validators"}, buffer)
+        return buffer.getvalue()
+    if mode == "huge":
+        return model + b"\0" * (spec["limits"]["max_model_bytes"] + 1)
+    raise ValueError(f"broken_mode must be one of {', '.join(BROKEN_MODES)}, got {mode!r}")
+
+
+class Trainer(RoleLoop):
+    """The trainer role (module docstring)."""
+
+    bond_role = "trainer"
+
+    def setup(self) -> None:
+        quality = self.ctx.options.get("quality", "good")
+        if quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
+        self.tasks = self.state.data.setdefault("tasks", {})
+
+    def step(self) -> None:
+        for summary in self.chain.active_tasks():
+            record = self.tasks.get(str(summary["id"]), {})
+            if summary["status"] != "training" or record.get("done"):
+                continue
+            task = self.chain.task(summary["id"])
+            if task is None or my_entry(task, "trainers", self.ctx.key.address) is None:
+                continue
+            self.work_on(task)
+
+    def _record(self, task_id: int) -> dict:
+        return self.tasks.setdefault(str(task_id), {})
+
+    def work_on(self, task: dict) -> None:
+        task_id = task["id"]
+        me = my_entry(task, "trainers", self.ctx.key.address)
+        assert me is not None
+        record = self._record(task_id)
+        if me["modelCid"]:
+            record.update(done=True, model_cid=me["modelCid"])
+            self.state.save()
+            return
+        if record.get("abandoned"):
+            return
+        if not me["startedBlock"]:
+            self.chain.submit_once(f"task/{task_id}/start_training", "tasks", "start_training", [task_id])
+            self.log.info("event=training_started task=%d kind=%s", task_id, task["kind"])
+        if not record.get("model_cid"):
+            try:
+                model = self.train(task)
+            except MLError as exc:  # the planner's spec or data is bad: say so once, do not retry
+                record.update(abandoned=f"{type(exc).__name__}: {exc}")
+                self.state.save()
+                self.log.error("event=training_abandoned task=%d reason=%r", task_id, record["abandoned"])
+                return
+            path = self.ctx.data_dir / f"model-task{task_id}.safetensors"
+            path.write_bytes(model)
+            record["model_path"] = str(path)
+            record["model_cid"] = self.content.add(model, f"model task={task_id}")
+            self.state.save()
+        inclusion = self.chain.submit_once(f"task/{task_id}/submit_model", "tasks", "submit_model",
+                                           [task_id, record["model_cid"]])
+        record.update(done=True, submitted_block=inclusion.block_number)
+        self.state.save()
+        self.log.info("event=model_submitted task=%d cid=%s block=%d quality=%s", task_id, record["model_cid"],
+                      inclusion.block_number, self.ctx.options.get("quality", "good"))
+
+    def train(self, task: dict) -> bytes:
+        """Fetch the spec and training data, train, and return the model file's bytes."""
+        task_id = task["id"]
+        spec = fetch_spec(self, task["specCid"])
+        kind = get_kind(spec.get("kind"))
+        limit = min(int(spec["limits"].get("max_data_bytes", HARD_MAX_DATA_BYTES)), HARD_MAX_DATA_BYTES)
+        train_bytes = self.content.fetch(spec["data"]["train_cid"], limit, "training data")
+        quality = self.ctx.options.get("quality", "good")
+        epochs = int(self.ctx.options.get("epochs") or spec["training"]["epochs"])
+        seed = int.from_bytes(account_bytes(self.ctx.key.address)[:4], "big") ^ task_id
+        started = time.monotonic()
+        self.log.info("event=train_begin task=%d kind=%s quality=%s epochs=%d device=%s", task_id, kind.name,
+                      quality, epochs, self.ctx.options.get("device", "auto"))
+        progress = "tqdm" if self.ctx.options.get("progress_bar") and sys.stderr.isatty() else self._progress(task_id)
+        model = kind.train(spec, train_bytes, epochs=epochs, lr=float(spec["training"]["lr"]), seed=seed,
+                           quality="good" if quality == "good" else "poor", progress=progress,
+                           device=self.ctx.options.get("device", "auto"))
+        if quality == "broken":
+            model = break_model(model, self.ctx.options.get("broken_mode", "truncated"), spec)
+        self.log.info("event=train_done task=%d bytes=%d seconds=%.2f quality=%s", task_id, len(model),
+                      time.monotonic() - started, quality)
+        return model
+
+    def _progress(self, task_id: int):
+        """A progress callback that logs about ten structured lines per training run."""
+        def report(step: int, total: int, loss: float) -> None:
+            if step == total or step % max(1, total // 10) == 0:
+                self.log.info("event=train_progress task=%d step=%d total=%d loss=%.4f", task_id, step, total, loss)
+        return report
+
+
+def run(ctx: WorkerContext) -> None:
+    """Run the trainer role until `ctx.stop` is set."""
+    Trainer(ctx).run()
