@@ -35,6 +35,9 @@ class NodeConfig:
     test_equivocate: bool = False
     ipfs_api: str | None = None  # multiaddr of an external Kubo; None = the embedded store
     extra: dict = field(default_factory=dict)
+    # off-chain worker roles run as supervised child processes (node/offchain/supervisor.py)
+    offchain: tuple[str, ...] = ()
+    offchain_key: str = ""  # the --key spec the workers sign with (a spec string, not a Keypair)
 
 
 def _api_plugins() -> list:
@@ -69,6 +72,7 @@ class ArenaNode:
         register_core_api(self.rpc, self)
         for register in _api_plugins():
             register(self.rpc, self)
+        self._touched_senders: set[bytes] = set()
         self._head_channels: set = set()
         self._final_channels: set = set()
         self.rpc.subscription("chain_subscribeNewHeads", "chain_unsubscribeNewHeads", "chain_newHead",
@@ -168,7 +172,15 @@ class ArenaNode:
 
     # ------------------------------------------------------------ events
 
+    def revalidate_pool(self) -> None:
+        """Recheck the pool against the new best state: senders seen in new blocks, or all now and then."""
+        touched, self._touched_senders = self._touched_senders, set()
+        self.pool.revalidate(touched)
+
     def _on_import(self, imported: Imported) -> None:
+        for encoded in imported.block.extrinsics:
+            # canonical encoding: fixarray(4), bin8(32) signer — bytes 3..35 are the signer
+            self._touched_senders.add(encoded[3:35])
         header = imported.block.header
         log.info("imported #%d 0x%s xts=%d", header.number, header.hash.hex()[:16], len(imported.block.extrinsics))
         payload = header_json(header)
@@ -199,9 +211,15 @@ class ArenaNode:
             for encoded, exc in rejected:
                 if exc.kind != "Future":
                     log.info("dropping extrinsic from pool: %s", exc)
-            self.pool.revalidate()
+            self.revalidate_pool()
             self.store.set_finalized(block.hash)
             self.notify_finalized(block.hash)
+
+    async def _supervise_offchain(self) -> None:
+        """Attached off-chain workers: child processes that use this node's public RPC only."""
+        from node.offchain.supervisor import supervise
+        rpc_url = f"http://127.0.0.1:{self.config.rpc_port}"
+        await supervise(self.config.offchain, self.config.offchain_key, rpc_url, self.config.base_path / "offchain")
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; everything started here is owned by this nursery."""
@@ -216,6 +234,8 @@ class ArenaNode:
                     await nursery.start(self.consensus.run)
                     nursery.start_soon(self._forward_gossip)
                     log.info("p2p listening on %s", self.consensus.network.listen_multiaddr)
+                if self.config.offchain:
+                    nursery.start_soon(self._supervise_offchain)
                 task_status.started()
         finally:
             self.store.close()
