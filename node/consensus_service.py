@@ -236,7 +236,7 @@ class ConsensusService:
         await self._publish(Topic.BLOCKS, Block(twin, block.extrinsics).encode())
 
     def _after_import(self) -> None:
-        self.node.pool.revalidate()
+        self.node.revalidate_pool()
         self.try_finalize()
 
     async def _publish(self, topic: Topic, data: bytes) -> None:
@@ -334,7 +334,7 @@ class ConsensusService:
                     return
                 if justification:
                     self._apply_justification(block, justification)
-            self.node.pool.revalidate()
+            self.node.revalidate_pool()
             self.try_finalize()
             if not progressed:
                 return

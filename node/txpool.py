@@ -30,6 +30,9 @@ class PoolError(Exception):
         return cls(exc.code, exc.kind, exc.message)
 
 
+FULL_REVALIDATION_EVERY = 16
+
+
 @dataclass(frozen=True)
 class PoolLimits:
     max_total: int = 50_000
@@ -45,6 +48,7 @@ class TxPool:
         self.limits = limits
         self._by_sender: dict[bytes, dict[int, CheckedExtrinsic]] = {}
         self._by_hash: dict[bytes, CheckedExtrinsic] = {}
+        self._calls = 0
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -134,9 +138,18 @@ class TxPool:
             nonce += 1
         return nonce
 
-    def revalidate(self) -> None:
-        """After a new best block: drop included or invalid extrinsics, recompute nonce gaps."""
-        for checked in list(self._by_hash.values()):
+    def revalidate(self, senders: set[bytes] | None = None) -> None:
+        """After a new best block: drop included or invalid extrinsics, recompute nonce gaps.
+
+        With `senders`, only those accounts' extrinsics are rechecked (the ones a block can have
+        made stale); every `FULL_REVALIDATION_EVERY`-th call rechecks everything (eras, balances).
+        """
+        self._calls += 1
+        if senders is not None and self._calls % FULL_REVALIDATION_EVERY:
+            candidates = [c for s in senders for c in self._by_sender.get(s, {}).values()]
+        else:
+            candidates = list(self._by_hash.values())
+        for checked in candidates:
             try:
                 fresh = self._check(checked.encoded)
             except InvalidTransaction as exc:

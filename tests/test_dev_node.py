@@ -23,7 +23,8 @@ def node(tmp_path):
 
 def test_transfers_balances_events_and_read_proof(node):
     client = node.client()
-    before = client.call("arena_account", BOB.address)["free"]
+    account = client.call("arena_account", BOB.address)
+    before, reserved = account["free"], account["reserved"]
     result = client.submit_and_wait(ALICE, "balances", "transfer", [BOB.public_key, 12345])
     names = [(e["module"], e["name"]) for e in result["events"]]
     assert ("balances", "Transfer") in names and ("system", "ExtrinsicSuccess") in names
@@ -37,7 +38,7 @@ def test_transfers_balances_events_and_read_proof(node):
     header = client.call("chain_getHeader", proof["at"])
     root = unhex(header["stateRoot"])
     value = verify_read_proof(root, key, ReadProof.decode(unhex(proof["proof"][0])))
-    assert decode(value) == [before + 12345, 0]
+    assert decode(value) == [before + 12345, reserved]
     # a tampered proof does not verify
     tampered = ReadProof.decode(unhex(proof["proof"][0]))
     bad = ReadProof(tampered.bucket, [(k, v + b"\x00") for k, v in tampered.entries], tampered.siblings)

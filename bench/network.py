@@ -1,0 +1,198 @@
+"""Network figures on real node processes (127.0.0.1):
+
+1. sustained signed transfers per second from submission to finality on a 4-node network,
+   with p50/p99 submission→finality latency (1 s slots);
+2. blocks per second when a fresh node syncs 10,000 blocks from a peer.
+
+Raw limits printed beside them, measured in the same run: the single-core block import rate
+(bench/import.py's measurement) and ed25519 verifications per second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import print_rows, row  # noqa: E402
+from node import localnet  # noqa: E402
+from node.chain import Chain  # noqa: E402
+from node.genesis import load_chain_spec  # noqa: E402
+from node.storage import ChainStore  # noqa: E402
+from runtime.crypto import Keypair  # noqa: E402
+from runtime.types import Call, Era, Extrinsic, signing_payload  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SENDERS = int(os.environ.get("BENCH_NET_SENDERS", "64"))
+TARGET_TPS = int(os.environ.get("BENCH_NET_TPS", "2500"))
+DURATION_S = float(os.environ.get("BENCH_NET_SECONDS", "20"))
+SYNC_BLOCKS = int(os.environ.get("BENCH_SYNC_BLOCKS", "10000"))
+
+
+def bench_genesis(tmp: Path, keys: list[Keypair], authorities: int = 4, slot_ms: int = 1000) -> Path:
+    config = json.loads((ROOT / "genesis.json").read_text())
+    config["slot_duration_ms"] = slot_ms
+    config["modules"]["balances"]["accounts"] += [[k.address, 10**13] for k in keys]
+    session = config["modules"].get("session", {})
+    session["authorities"] = session.get("authorities", [])[:authorities]
+    kept = {a for a, _ in session["authorities"]}
+    staking = config["modules"].get("staking", {})
+    staking["bonds"] = [b for b in staking.get("bonds", []) if b[1] != "authority" or b[0] in kept]
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "genesis.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def presign(spec, keys: list[Keypair], per_key: int) -> list[list[bytes]]:
+    dest = Keypair.from_dev_name("bench-sink").public_key
+    out = []
+    for key in keys:
+        xts = []
+        for nonce in range(per_key):
+            call = Call("balances", "transfer", [dest, 1 + nonce])
+            payload = signing_payload(call, nonce, Era(0, 0), 0, spec.genesis_hash, 1, spec.genesis_hash)
+            xts.append(Extrinsic(key.public_key, key.sign(payload), nonce, Era(0, 0), 0, call).encode())
+        out.append(xts)
+    return out
+
+
+def rpc_batch(client: httpx.Client, url: str, xts: list[bytes]) -> None:
+    body = [{"jsonrpc": "2.0", "id": i, "method": "author_submitExtrinsic", "params": ["0x" + x.hex()]}
+            for i, x in enumerate(xts)]
+    client.post(url, json=body, timeout=30)
+
+
+def throughput(tmp: Path) -> list[dict]:
+    keys = [Keypair.from_dev_name(f"bench-{i}") for i in range(SENDERS)]
+    genesis = bench_genesis(tmp, keys)
+    spec = load_chain_spec(genesis)
+    per_key = int(TARGET_TPS * DURATION_S / SENDERS) + 1
+    signed = presign(spec, keys, per_key)
+    base = tmp / "net"
+    from tests.netutil import free_port_base
+    slots = localnet.up(base, 4, genesis, None, free_port_base(4), free_port_base(4))
+    urls = [s.rpc_url for s in slots]
+    submitted_at: dict[bytes, float] = {}
+    from runtime.crypto import blake2b_256
+    try:
+        time.sleep(3)
+        start = time.monotonic()
+        step = 0.1
+        per_step = max(1, int(TARGET_TPS * step / SENDERS))
+        client = httpx.Client()
+        cursor = 0
+        while time.monotonic() - start < DURATION_S and cursor < per_key:
+            tick = time.monotonic()
+            batch = []
+            for k in range(SENDERS):
+                batch.extend(signed[k][cursor:cursor + per_step])
+            cursor += per_step
+            now = time.monotonic()
+            for x in batch:
+                submitted_at[blake2b_256(x)] = now
+            threads = [threading.Thread(target=rpc_batch, args=(client, urls[i % 4], batch[i::4][j:j + 100]))
+                       for i in range(4) for j in range(0, len(batch[i::4]), 100)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            time.sleep(max(0.0, step - (time.monotonic() - tick)))
+        sent_window = time.monotonic() - start
+        # follow finality until everything submitted is final (bounded)
+        finalized_at: dict[bytes, float] = {}
+        seen_final = 0
+        deadline = time.monotonic() + 60
+        rpc = httpx.Client()
+
+        def call(method, *params):
+            return rpc.post(urls[0], json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).json()["result"]
+
+        while time.monotonic() < deadline and len(finalized_at) < len(submitted_at):
+            fin = call("chain_getHeader", call("chain_getFinalizedHead"))["number"]
+            now = time.monotonic()
+            for n in range(seen_final + 1, fin + 1):
+                block = call("chain_getBlock", call("chain_getBlockHash", n))["block"]
+                for x in block["extrinsics"]:
+                    finalized_at.setdefault(blake2b_256(bytes.fromhex(x[2:])), now)
+            seen_final = max(seen_final, fin)
+            time.sleep(0.2)
+        done = [finalized_at[h] - submitted_at[h] for h in finalized_at if h in submitted_at]
+        last = max(finalized_at.values()) if finalized_at else start
+        tps = len(done) / max(last - start, sent_window)
+        done.sort()
+        p50 = statistics.median(done) if done else float("nan")
+        p99 = done[int(len(done) * 0.99) - 1] if done else float("nan")
+    finally:
+        localnet.down(base)
+    return [
+        row(f"4 nodes: transfers finalized/s (offered {TARGET_TPS}/s for {DURATION_S:.0f} s)", tps, "tx/s",
+            "offered load", len(submitted_at) / sent_window),
+        row("4 nodes: p50 submission->finality", p50, "s", "slot duration", 1.0),
+        row("4 nodes: p99 submission->finality", p99, "s", "slot duration", 1.0),
+    ]
+
+
+def sync_rate(tmp: Path) -> list[dict]:
+    genesis = bench_genesis(tmp, [], authorities=1, slot_ms=1000)
+    spec = load_chain_spec(genesis)
+    base = tmp / "sync"
+    from tests.netutil import free_port_base
+    rpc_base, p2p_base = free_port_base(2), free_port_base(2)
+    localnet.plan(base, 2, rpc_base, p2p_base)  # creates node keys
+    chain = Chain(spec, ChainStore(str(base / "node-0" / "db")))
+    alice = Keypair.from_dev_name("alice")
+    first_slot = (time.time_ns() // 1_000_000) // 1000 - SYNC_BLOCKS - 10
+    build_start = time.perf_counter()
+    for i in range(SYNC_BLOCKS):
+        slot = first_slot + i
+        chain.build_block(alice, slot, slot * 1000, [])
+    build_rate = SYNC_BLOCKS / (time.perf_counter() - build_start)
+    chain.store.close()
+    try:
+        slots = localnet.up(base, 1, genesis, None, rpc_base, p2p_base)
+        # second node: fresh, bootnode = node-0
+        slot1 = localnet.plan(base, 2, rpc_base, p2p_base)[1]
+        state = localnet.read_state(base)
+        pid = localnet.start_node(base, slot1, localnet.plan(base, 2, rpc_base, p2p_base), genesis, ["--key", "ferdie"])
+        state["pids"].append(pid)
+        state["count"] = 2
+        localnet.write_state(base, state)
+        start = time.monotonic()
+        client = httpx.Client()
+        best = 0
+        while time.monotonic() - start < 120:
+            try:
+                r = client.post(slot1.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "system_health", "params": []})
+                best = r.json()["result"]["best"]
+                if best >= SYNC_BLOCKS:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        elapsed = time.monotonic() - start
+    finally:
+        localnet.down(base)
+    del slots
+    return [row(f"fresh node syncs {SYNC_BLOCKS} blocks (incl. process start)", best / elapsed, "blocks/s",
+                "same blocks built in-process, 1 core", build_rate)]
+
+
+def run() -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = throughput(Path(tmp) / "a")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += sync_rate(Path(tmp) / "b")
+    return rows
+
+
+if __name__ == "__main__":
+    print_rows(run())
