@@ -1,0 +1,185 @@
+"""The user's side of the marketplace: pick a host, keep an escrow, sign a voucher per query.
+
+    from node.offchain.user_client import ArenaModelClient
+    client = ArenaModelClient("http://127.0.0.1:9933", Keypair.from_dev_name("ferdie"))
+    answer = client.query(1, "def main(")          # task id or model CID; text or numbers
+    print(answer.output, answer.cost)
+
+Each channel (this user, a host, a model) has a cumulative voucher state (queries, amount,
+nonce) that the client keeps in a JSON file (written atomically, fsync'd) *before* it sends a
+voucher, so a restarted client never signs a nonce twice. It also reads the chain's last
+redeemed voucher of the channel, so a lost state file only costs a resync. When a host answers
+409 with a newer voucher (`lastVoucher`), the client checks that it signed it itself for this
+channel and continues from it.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node.offchain.context import StateFile
+from node.offchain.vouchers import Voucher, VoucherError, sign_voucher
+from node.rpc_client import RpcClient, call_failed
+from runtime.crypto import Keypair, ss58_decode
+
+DEFAULT_STATE_DIR = Path.home() / ".arena" / "client"
+DEFAULT_DEPOSIT = 10**9  # 1 ARENA when the escrow runs short
+COMPLETION_KINDS = ("char_lm", "custom_text")
+
+
+class ModelQueryError(Exception):
+    """A query that could not be answered; `code` is the host's (or the client's) error name."""
+
+    def __init__(self, code: str, message: str, status: int = 0) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A paid answer: the output, what it cost, and where it came from."""
+
+    model_cid: str
+    task_id: int
+    kind: str
+    host: str
+    endpoint: str
+    output: Any
+    cost: int
+    cumulative_amount: int
+    response: dict
+
+
+class ArenaModelClient:
+    """Query the marketplace's models as one user (thread-safe; one query at a time per client)."""
+
+    def __init__(self, rpc_url: str, key: Keypair, state_dir: Path | None = None, deposit: int = DEFAULT_DEPOSIT,
+                 timeout: float = 60.0) -> None:
+        self.rpc = RpcClient(rpc_url)
+        self.key = key
+        self.deposit_amount = deposit
+        self.state = StateFile((state_dir or DEFAULT_STATE_DIR) / f"{key.address}.json")
+        self.http = httpx.Client(timeout=timeout)
+        self.genesis_hash = bytes.fromhex(self.rpc.properties()["genesisHash"][2:])
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.http.close()
+        self.rpc.close()
+
+    # ------------------------------------------------------------ chain reads
+
+    def models(self) -> list[dict]:
+        """Top models of finalized tasks with their hosts and prices (`arena_marketModels`)."""
+        return self.rpc.call("arena_marketModels")
+
+    def resolve(self, model_or_task: int | str) -> dict:
+        """The market entry of a task id (int or digits) or a model CID."""
+        text = str(model_or_task)
+        for entry in self.models():
+            if (text.isdigit() and entry["taskId"] == int(text)) or entry["modelCid"] == text:
+                return entry
+        raise ModelQueryError("unknown_model", f"{text} is neither a finalized task with a top model nor its CID")
+
+    def escrow(self) -> dict:
+        return self.rpc.call("arena_escrow", self.key.address)
+
+    def ensure_escrow(self, needed: int) -> int:
+        """Deposit when the escrow's available part is below `needed`; returns the amount deposited."""
+        available = int(self.escrow()["available"])
+        if available >= needed:
+            return 0
+        amount = max(needed - available, self.deposit_amount)
+        result = self.rpc.submit_and_wait(self.key, "marketplace", "deposit", [amount])
+        failed = call_failed(result)
+        if failed:
+            raise ModelQueryError("deposit_failed", f"{failed['data'][1]}: {failed['data'][2]}")
+        return amount
+
+    # ------------------------------------------------------------ channel state
+
+    def _channel_key(self, host: bytes, cid: str) -> str:
+        return f"{host.hex()}/{cid}"
+
+    def channel(self, host: bytes, cid: str) -> list[int]:
+        """[queries, amount, nonce]: the newer of the local state and the chain's last redeemed voucher."""
+        local = self.state.data.setdefault("channels", {}).get(self._channel_key(host, cid), [0, 0, 0])
+        chain = self.rpc.call("arena_voucherState", self.key.address, "0x" + host.hex(), cid)
+        on_chain = [chain["cumulativeQueries"], chain["cumulativeAmount"], chain["nonce"]]
+        return [max(a, b) for a, b in zip(local, on_chain)]
+
+    def _save_channel(self, host: bytes, cid: str, value: list[int]) -> None:
+        self.state.data.setdefault("channels", {})[self._channel_key(host, cid)] = value
+        self.state.save()
+
+    # ------------------------------------------------------------ querying
+
+    def query(self, model_or_task: int | str, data: Any, *, max_tokens: int = 32, temperature: float = 0.0,
+              host: str | None = None) -> Answer:
+        """Pay for and run one query: text for language models, a row (or rows) of numbers for classifiers."""
+        entry = self.resolve(model_or_task)
+        hosts = sorted(entry["hosts"], key=lambda h: (h["pricePerQuery"], h["address"]))
+        if host is not None:
+            hosts = [h for h in hosts if h["address"] == host or h["endpoint"] == host]
+        if not hosts:
+            raise ModelQueryError("no_host", f"nobody hosts model {entry['modelCid']} (task {entry['taskId']})")
+        chosen = hosts[0]
+        if entry["kind"] in COMPLETION_KINDS:
+            path = "/v1/completions"
+            body: dict = {"model": entry["modelCid"], "prompt": str(data), "max_tokens": max_tokens,
+                          "temperature": temperature}
+        else:
+            rows = data if data and isinstance(data[0], list) else [data]
+            path, body = "/v1/predict", {"model": entry["modelCid"], "inputs": rows}
+        with self._lock:
+            response = self._paid_request(entry["modelCid"], chosen, path, body)
+        output = response["choices"][0]["text"] if path.endswith("completions") else response["predictions"]
+        return Answer(entry["modelCid"], entry["taskId"], entry["kind"], chosen["address"], chosen["endpoint"],
+                      output, chosen["pricePerQuery"], response["arena"]["cumulativeAmount"], response)
+
+    def _paid_request(self, cid: str, host: dict, path: str, body: dict) -> dict:
+        host_key = ss58_decode(host["address"])
+        price = int(host["pricePerQuery"])
+        base = self.channel(host_key, cid)
+        for attempt in range(2):
+            redeemed = self.rpc.call("arena_voucherState", self.key.address, "0x" + host_key.hex(), cid)
+            self.ensure_escrow(base[1] + price - redeemed["cumulativeAmount"])
+            voucher = sign_voucher(self.key, self.genesis_hash, host_key, cid, base[0] + 1, base[1] + price, base[2] + 1)
+            self._save_channel(host_key, cid, [voucher.cumulative_queries, voucher.cumulative_amount, voucher.nonce])
+            try:
+                reply = self.http.post(host["endpoint"].rstrip("/") + path, json=body,
+                                       headers={"X-Arena-Voucher": voucher.to_hex()})
+            except httpx.HTTPError as exc:
+                raise ModelQueryError("host_unreachable", f"{host['endpoint']}: {exc}") from exc
+            if reply.status_code == 200:
+                return reply.json()
+            try:
+                error = reply.json().get("error", {})
+            except ValueError:
+                error = {}
+            code, message = error.get("code", "http_error"), error.get("message", reply.text[:200])
+            newer = self._adopt(error.get("lastVoucher"), host_key, cid)
+            if reply.status_code == 409 and newer is not None and attempt == 0:
+                base = newer
+                continue
+            if 400 <= reply.status_code < 500:
+                self._save_channel(host_key, cid, newer or base)  # the host did not accept this voucher
+            raise ModelQueryError(code, message, reply.status_code)
+        raise ModelQueryError("channel_conflict", "the host keeps rejecting the channel state")
+
+    def _adopt(self, text: str | None, host: bytes, cid: str) -> list[int] | None:
+        """A host's claim of our newest voucher, if we really signed it for this channel."""
+        if not text:
+            return None
+        try:
+            voucher = Voucher.from_hex(text)
+        except VoucherError:
+            return None
+        if voucher.user != self.key.public_key or voucher.host != host or voucher.model_cid != cid \
+                or not voucher.verifies(self.genesis_hash):
+            return None
+        return [voucher.cumulative_queries, voucher.cumulative_amount, voucher.nonce]

@@ -1,0 +1,162 @@
+"""The host's HTTP API in process (no node): paid answers, every bad request, batching, a durable ledger."""
+import threading
+
+import pytest
+from starlette.testclient import TestClient
+
+from node.offchain.host_worker import MAX_BODY_BYTES, HostService, ServedModel, build_app
+from node.offchain.ml import get_kind
+from node.offchain.vouchers import Voucher, VoucherLedger, sign_voucher
+from runtime.crypto import Keypair
+
+GENESIS = b"\x07" * 32
+HOST = Keypair.from_dev_name("host-1")
+USER = Keypair.from_dev_name("user-1")
+POOR = Keypair.from_dev_name("user-poor")
+PRICE = 1000
+
+
+class FakeChain:
+    """What the host reads from its node: escrows and redeemed channel states."""
+
+    def __init__(self):
+        self.escrow = {USER.public_key: 10**9, POOR.public_key: 2 * PRICE}
+        self.calls = 0
+
+    def __call__(self, method, *params):
+        self.calls += 1
+        if method == "arena_escrow":
+            return {"available": self.escrow.get(bytes.fromhex(params[0][2:]), 0)}
+        if method == "arena_voucherState":
+            return {"cumulativeQueries": 0, "cumulativeAmount": 0, "nonce": 0}
+        raise AssertionError(method)
+
+
+@pytest.fixture(scope="module")
+def models():
+    found = {}
+    for kind_name, cid in (("digits_classifier", "QmDigits"), ("char_lm", "QmCharLM")):
+        kind = get_kind(kind_name)
+        spec = kind.prepare(None, 7).spec
+        found[cid] = ServedModel(cid, 0, kind_name, spec, kind.build_model(spec).eval(), PRICE)
+    return found
+
+
+@pytest.fixture()
+def host(tmp_path, models):
+    ledger = VoucherLedger(str(tmp_path / "vouchers.sqlite"))
+    service = HostService(HOST.public_key, GENESIS, ledger, FakeChain())
+    service.models.update(models)
+    with TestClient(build_app(service)) as client:
+        yield client, service, tmp_path
+    ledger.close()
+
+
+def v(n, user=USER, model="QmDigits", amount=None, nonce=None, host=HOST, genesis=GENESIS) -> str:
+    return sign_voucher(user, genesis, host.public_key, model, n, n * PRICE if amount is None else amount,
+                        n if nonce is None else nonce).to_hex()
+
+
+ROW = [float(i % 17) for i in range(64)]
+
+
+def predict(client, voucher, body=None):
+    headers = {"X-Arena-Voucher": voucher} if voucher else {}
+    return client.post("/v1/predict", json=body or {"model": "QmDigits", "input": ROW}, headers=headers)
+
+
+def error_of(reply):
+    return reply.status_code, reply.json()["error"]["code"]
+
+
+def test_paid_predict_and_completion(host):
+    client, _service, _ = host
+    reply = predict(client, v(1))
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert len(body["predictions"]) == 1 and 0 <= body["predictions"][0]["label"] <= 9
+    assert abs(sum(body["predictions"][0]["probabilities"]) - 1) < 1e-3
+    assert body["arena"]["cost"] == PRICE and body["arena"]["cumulativeAmount"] == PRICE
+    reply = client.post("/v1/completions", json={"model": "QmCharLM", "prompt": "def ", "max_tokens": 12},
+                        headers={"X-Arena-Voucher": v(1, model="QmCharLM")})
+    assert reply.status_code == 200, reply.text
+    completion = reply.json()
+    assert completion["object"] == "text_completion" and len(completion["choices"][0]["text"]) == 12
+    assert completion["usage"]["completion_tokens"] == 12
+    listed = client.get("/v1/models").json()["data"]
+    assert {m["id"]: m["endpoint"] for m in listed} == {"QmDigits": "/v1/predict", "QmCharLM": "/v1/completions"}
+
+
+def test_every_bad_request_is_a_clear_4xx(host):
+    client, _, _ = host
+    assert error_of(predict(client, None)) == (402, "payment_required")
+    assert error_of(predict(client, "zz")) == (400, "bad_voucher")
+    assert error_of(predict(client, "c0")) == (400, "bad_voucher")
+    forged = Voucher.from_hex(v(1))
+    forged = Voucher(*forged.to_list()[:4], 10**9, *forged.to_list()[5:])
+    assert error_of(predict(client, forged.to_hex())) == (401, "bad_signature")
+    assert error_of(predict(client, v(1, genesis=b"\x01" * 32))) == (401, "bad_signature")
+    assert error_of(predict(client, v(1, host=USER))) == (403, "wrong_host")
+    assert error_of(predict(client, v(1, model="QmCharLM"))) == (403, "wrong_model")
+    wrong_endpoint = predict(client, v(1, model="QmCharLM"), {"model": "QmCharLM", "input": ROW})
+    assert error_of(wrong_endpoint) == (400, "wrong_endpoint")
+    assert error_of(predict(client, v(1, amount=PRICE - 1))) == (402, "underpaid")
+    assert predict(client, v(1)).status_code == 200
+    replay = predict(client, v(1))
+    assert error_of(replay) == (409, "replayed")
+    assert Voucher.from_hex(replay.json()["error"]["lastVoucher"]).nonce == 1
+    assert error_of(predict(client, v(2, amount=PRICE // 2))) == (409, "amount_backwards")
+    assert error_of(predict(client, v(2, amount=PRICE + 1))) == (402, "underpaid")
+    assert predict(client, v(1, user=POOR)).status_code == 200
+    assert predict(client, v(2, user=POOR)).status_code == 200
+    assert error_of(predict(client, v(3, user=POOR))) == (402, "escrow_exhausted")
+    assert error_of(predict(client, v(2), {"model": "QmDigits", "input": ROW[:10]})) == (400, "bad_input")
+    assert error_of(predict(client, v(2), {"model": "QmDigits", "inputs": [ROW] * 33})) == (413, "input_too_large")
+    assert error_of(predict(client, v(2), {"model": "QmNope", "input": ROW})) == (404, "unknown_model")
+    big = client.post("/v1/predict", content=b"x" * (MAX_BODY_BYTES + 1), headers={"X-Arena-Voucher": v(2)})
+    assert error_of(big) == (413, "input_too_large")
+    long_prompt = client.post("/v1/completions", json={"model": "QmCharLM", "prompt": "a" * 5000},
+                              headers={"X-Arena-Voucher": v(1, model="QmCharLM")})
+    assert error_of(long_prompt) == (413, "input_too_large")
+    too_many = client.post("/v1/completions", json={"model": "QmCharLM", "prompt": "a", "max_tokens": 10_000},
+                           headers={"X-Arena-Voucher": v(1, model="QmCharLM")})
+    assert error_of(too_many) == (400, "bad_input")
+    assert error_of(client.post("/v1/predict", content=b"{not json", headers={"X-Arena-Voucher": v(2)})) == \
+        (400, "bad_json")
+    # none of the refused requests moved the channel: the next good voucher is number 2
+    assert predict(client, v(2)).status_code == 200
+
+
+def test_concurrent_requests_are_batched_and_all_paid(host):
+    client, service, _ = host
+    users = [Keypair.from_dev_name(f"batch-user-{i}") for i in range(12)]
+    service.reader.escrow.update({u.public_key: 10**9 for u in users})
+    results = []
+
+    def one(user):
+        results.append(predict(client, v(1, user=user)).status_code)
+
+    threads = [threading.Thread(target=one, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [200] * len(users)
+    assert service.stats["answered"] == len(users)
+    assert service.stats["batches"] <= len(users)
+
+
+def test_ledger_survives_a_crash(host):
+    client, _service, tmp_path = host
+    for n in (1, 2, 3):
+        assert predict(client, v(n)).status_code == 200
+    # a second connection sees every answered voucher: it was committed (fsync) before the answer
+    other = VoucherLedger(str(tmp_path / "vouchers.sqlite"))
+    try:
+        newest = other.unreported("QmDigits")
+        assert [(x.user, x.nonce, x.cumulative_amount) for x in newest] == [(USER.public_key, 3, 3 * PRICE)]
+        other.mark_reported("QmDigits", USER.public_key, 3)
+        assert other.unreported("QmDigits") == []
+        assert other.totals()["QmDigits"] == [1, 3, 3 * PRICE]
+    finally:
+        other.close()
