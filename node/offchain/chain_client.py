@@ -29,8 +29,6 @@ from node.offchain.context import StateFile, WorkerContext
 from node.rpc_client import RpcClient, RpcClientError, call_failed
 from runtime.crypto import Keypair, ss58_decode
 
-log = logging.getLogger("arena.worker.chain")
-
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 8.0
 INCLUSION_TIMEOUT_S = 60.0
@@ -82,6 +80,7 @@ class ChainClient:
         self.state = state if state is not None else ctx.state()
         self._rpc = RpcClient(ctx.rpc_url, timeout=20.0)
         self._props: dict | None = None
+        self.log = logging.getLogger(f"arena.worker.{ctx.role}.{ctx.key.address[:8]}")
 
     # ------------------------------------------------------------ reads
 
@@ -96,14 +95,14 @@ class ChainClient:
                 if exc.code != -1:  # the node answered with an error: not a transport problem
                     raise
                 attempt += 1
-                log.warning("event=rpc_unreachable method=%s attempt=%d retry_in=%.1fs url=%s",
+                self.log.warning("event=rpc_unreachable method=%s attempt=%d retry_in=%.1fs url=%s",
                             method, attempt, delay, self.ctx.rpc_url)
                 if self.ctx.stop.wait(delay):
                     raise WorkerStopped() from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
             except ValueError as exc:  # a garbled reply (node shutting down): same treatment
                 attempt += 1
-                log.warning("event=rpc_bad_reply method=%s attempt=%d error=%r", method, attempt, str(exc)[:120])
+                self.log.warning("event=rpc_bad_reply method=%s attempt=%d error=%r", method, attempt, str(exc)[:120])
                 if self.ctx.stop.wait(delay):
                     raise WorkerStopped() from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
@@ -144,7 +143,7 @@ class ChainClient:
                 kind = exc.data.get("kind") if isinstance(exc.data, dict) else None
                 if exc.code != -1 and kind not in RETRY_POOL_KINDS:
                     raise
-                log.warning("event=submit_retry call=%s.%s error=%r retry_in=%.1fs", module, function,
+                self.log.warning("event=submit_retry call=%s.%s error=%r retry_in=%.1fs", module, function,
                             exc.message[:160], delay)
                 if self.ctx.stop.wait(delay):
                     raise WorkerStopped() from exc
@@ -163,7 +162,7 @@ class ChainClient:
                 return found
             if self.ctx.stop.wait(0.25):
                 raise WorkerStopped()
-        log.warning("event=inclusion_slow action=%s xt=%s waited=%.0fs", action, xt_hash[:18], timeout)
+        self.log.warning("event=inclusion_slow action=%s xt=%s waited=%.0fs", action, xt_hash[:18], timeout)
         return None
 
     def submit_once(self, action: str, module: str, function: str, args: list,
@@ -183,12 +182,12 @@ class ChainClient:
                     found = self._status(record["hash"])
                     if found is not None:  # pending or included: never sign it again
                         break
-                    log.info("event=resend action=%s dropped_xt=%s", action, record["hash"][:18])
+                    self.log.info("event=resend action=%s dropped_xt=%s", action, record["hash"][:18])
                 xt_hash = self._sign_and_submit(module, function, args)
                 record = {"hash": xt_hash, "call": f"{module}.{function}", "at": time.time()}
                 sent[action] = record
                 self.state.save()
-                log.info("event=submitted action=%s call=%s.%s xt=%s", action, module, function, xt_hash[:18])
+                self.log.info("event=submitted action=%s call=%s.%s xt=%s", action, module, function, xt_hash[:18])
                 break
         included = self._wait_inclusion(action, record["hash"], timeout)
         if included is None:
@@ -217,7 +216,7 @@ class ChainClient:
         if bonds.get(role, 0) > 0:
             return
         self.submit_once(f"bond/{role}", "staking", "bond", [role, amount])
-        log.info("event=bonded role=%s amount=%d account=%s", role, amount, self.key.address)
+        self.log.info("event=bonded role=%s amount=%d account=%s", role, amount, self.key.address)
 
     def heartbeat_due(self) -> bool:
         """True when this account has no heartbeat in the current epoch."""
@@ -228,4 +227,4 @@ class ChainClient:
     def send_heartbeat(self, capabilities: list) -> None:
         epoch = self.best_number() // self.epoch_length()
         self.submit_once(f"heartbeat/{epoch}", "staking", "heartbeat", [capabilities])
-        log.info("event=heartbeat epoch=%d device=%s memory_mib=%d", epoch, capabilities[1], capabilities[2])
+        self.log.info("event=heartbeat epoch=%d device=%s memory_mib=%d", epoch, capabilities[1], capabilities[2])

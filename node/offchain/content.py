@@ -12,8 +12,6 @@ from typing import Any
 from node.offchain.chain_client import BACKOFF_MAX_S, BACKOFF_START_S, WorkerStopped
 from node.offchain.context import WorkerContext
 
-log = logging.getLogger("arena.worker.content")
-
 MAX_ATTEMPTS = 6
 
 
@@ -31,6 +29,7 @@ class Content:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self._client: Any = None
+        self.log = logging.getLogger(f"arena.worker.{ctx.role}.{ctx.key.address[:8]}")
 
     def _ipfs(self) -> Any:
         if self._client is None:
@@ -45,13 +44,13 @@ class Content:
             try:
                 return action(self._ipfs())
             except (ipfs_errors.ConnectionError, ipfs_errors.TimeoutError, ipfs_errors.ProtocolError) as exc:
-                log.warning("event=ipfs_unreachable what=%s attempt=%d retry_in=%.1fs error=%r",
+                self.log.warning("event=ipfs_unreachable what=%s attempt=%d retry_in=%.1fs error=%r",
                             what, attempt, delay, str(exc)[:120])
                 self._client = None
             except ipfs_errors.ErrorResponse as exc:
                 if attempt >= 3:
                     raise ContentError(f"{what}: the IPFS API refused: {exc}") from exc
-                log.warning("event=ipfs_error what=%s attempt=%d error=%r", what, attempt, str(exc)[:160])
+                self.log.warning("event=ipfs_error what=%s attempt=%d error=%r", what, attempt, str(exc)[:160])
             if self.ctx.stop.wait(delay):
                 raise WorkerStopped()
             delay = min(BACKOFF_MAX_S, delay * 2)
@@ -60,7 +59,7 @@ class Content:
     def add(self, data: bytes, what: str = "file") -> str:
         """Add `data`; returns its CID (CIDv0, as `ipfs add` gives)."""
         cid = self._retry(f"add {what}", lambda c: c.add_bytes(data))
-        log.info("event=ipfs_added what=%s cid=%s bytes=%d", what, cid, len(data))
+        self.log.info("event=ipfs_added what=%s cid=%s bytes=%d", what, cid, len(data))
         return str(cid)
 
     def size(self, cid: str) -> int:
