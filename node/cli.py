@@ -66,7 +66,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         base_path=Path(args.base_path), rpc_port=args.rpc_port, genesis_path=Path(args.genesis) if args.genesis else None,
         dev=args.dev, author_key=resolve_key(args.key) if args.key else None, name=args.name,
         p2p_port=args.p2p_port, bootnodes=tuple(b for b in (args.bootnodes or "").split(",") if b),
-        test_equivocate=args.test_equivocate, ipfs_api=args.ipfs_api,
+        test_equivocate=args.test_equivocate, ipfs_api=args.ipfs_api, prometheus_port=args.prometheus_port,
         offchain=tuple(r for r in (args.offchain or "").split(",") if r), offchain_key=args.key or "",
     )
     node = ArenaNode(config)
@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--name", default="arena-node")
     node.add_argument("--p2p-port", type=int, default=30333, help="libp2p TCP port on 127.0.0.1 (0 = any)")
     node.add_argument("--bootnodes", help="comma-separated /ip4/127.0.0.1/tcp/P/p2p/ID addresses")
+    node.add_argument("--prometheus-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT (0 = off)")
     node.add_argument("--ipfs-api", help="use an external Kubo daemon (multiaddr of its API) instead of the embedded store")
     node.add_argument("--offchain", help="off-chain worker roles to run attached, e.g. planner,trainer,validator "
                                           "(they sign with --key)")

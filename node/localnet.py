@@ -82,7 +82,7 @@ def start_node(base: Path, slot: NodeSlot, slots: list[NodeSlot], genesis: Path 
     bootnodes = ",".join(s.multiaddr for s in slots if s.index != slot.index)
     args = [sys.executable, "-m", "node.cli", "node", "--base-path", str(base / f"node-{slot.index}"),
             "--rpc-port", str(slot.rpc_port), "--p2p-port", str(slot.p2p_port), "--key", slot.key,
-            "--name", f"node-{slot.index}", *extra]
+            "--name", f"node-{slot.index}", "--prometheus-port", str(slot.rpc_port + 100), *extra]
     if bootnodes:
         args += ["--bootnodes", bootnodes]
     if genesis:

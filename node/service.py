@@ -34,6 +34,7 @@ class NodeConfig:
     bootnodes: tuple[str, ...] = ()
     test_equivocate: bool = False
     ipfs_api: str | None = None  # multiaddr of an external Kubo; None = the embedded store
+    prometheus_port: int = 0  # 0 = no metrics endpoint
     extra: dict = field(default_factory=dict)
     # off-chain worker roles run as supervised child processes (node/offchain/supervisor.py)
     offchain: tuple[str, ...] = ()
@@ -72,6 +73,8 @@ class ArenaNode:
         register_core_api(self.rpc, self)
         for register in _api_plugins():
             register(self.rpc, self)
+        from node.metrics import NodeMetrics
+        self.metrics = NodeMetrics()
         self._touched_senders: set[bytes] = set()
         self._head_channels: set = set()
         self._final_channels: set = set()
@@ -182,6 +185,11 @@ class ArenaNode:
             # canonical encoding: fixarray(4), bin8(32) signer — bytes 3..35 are the signer
             self._touched_senders.add(encoded[3:35])
         header = imported.block.header
+        self.metrics.blocks.inc()
+        self.metrics.extrinsics.inc(len(imported.block.extrinsics))
+        self.metrics.best.set(header.number)
+        self.metrics.pool.set(len(self.pool))
+        self.metrics.peers.set(self.peer_count())
         log.info("imported #%d 0x%s xts=%d", header.number, header.hash.hex()[:16], len(imported.block.extrinsics))
         payload = header_json(header)
         for channel in list(self._head_channels):
@@ -190,6 +198,7 @@ class ArenaNode:
     def notify_finalized(self, block_hash: bytes) -> None:
         header = self.store.get_header(block_hash)
         if header is not None:
+            self.metrics.finalized.set(header.number)
             payload = header_json(header)
             for channel in list(self._final_channels):
                 channel.send_nowait(payload)
@@ -227,6 +236,9 @@ class ArenaNode:
             async with trio.open_nursery() as nursery:
                 await nursery.start(serve, self.rpc.app(), self.config.rpc_host, self.config.rpc_port)
                 log.info("rpc listening on http://%s:%d", self.config.rpc_host, self.config.rpc_port)
+                if self.config.prometheus_port:
+                    self.metrics.serve(self.config.prometheus_port)
+                    log.info("metrics on http://127.0.0.1:%d/metrics", self.config.prometheus_port)
                 if self.config.dev:
                     nursery.start_soon(self.dev_author)
                 else:
