@@ -1,0 +1,166 @@
+"""`arena model`: list hosted top models, query them (paying per query), serve them, manage the escrow.
+
+    arena model list [--rpc URL]
+    arena model query TASK|CID --input "def main(" --key ferdie [--max-tokens 40]
+    arena model query 0 --input "0,0,5,13,9,1,..." --key ferdie          (64 numbers for digits)
+    arena model serve --key //host-1 --port 8100 --price 0.001 [--tasks 0,1]
+    arena model escrow --key ferdie | deposit AMOUNT --key K | withdraw [--request AMOUNT] --key K
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from node.rpc_client import DEFAULT_RPC, RpcClient
+
+
+def _fmt(units: int) -> str:
+    from node.cli import fmt_amount
+
+    return fmt_amount(units)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    models = RpcClient(args.rpc).call("arena_marketModels")
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    table = Table(title="Top models on the marketplace")
+    for col in ("task", "kind", "model CID", "trainer", "hosts (price per query)"):
+        table.add_column(col)
+    for m in models:
+        hosts = "\n".join(f"{h['endpoint']} {h['address'][:8]}… {_fmt(h['pricePerQuery'])}" for h in m["hosts"]) or "—"
+        table.add_row(str(m["taskId"]), m["kind"], m["modelCid"], m["trainer"][:10] + "…", hosts)
+    Console().print(table)
+    return 0
+
+
+def _parse_input(text: str) -> object:
+    """Numbers ("1,2,3" or a JSON list) for classifiers, otherwise the text itself."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        return json.loads(stripped)
+    parts = [p for p in stripped.replace(",", " ").split()]
+    try:
+        return [float(p) for p in parts] if parts and len(parts) > 1 else text
+    except ValueError:
+        return text
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from node.cli_worker import parse_key
+    from node.offchain.user_client import ArenaModelClient, ModelQueryError
+
+    client = ArenaModelClient(args.rpc, parse_key(args.key), Path(args.state_dir) if args.state_dir else None)
+    try:
+        entry = client.resolve(args.model)
+        data = args.input if entry["kind"] in ("char_lm", "custom_text") else _parse_input(args.input)
+        answer = client.query(args.model, data, max_tokens=args.max_tokens, temperature=args.temperature,
+                              host=args.host)
+    except ModelQueryError as exc:
+        print(f"error: {exc}")
+        return 1
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps(answer.response, indent=2))
+    else:
+        output = answer.output if isinstance(answer.output, str) else json.dumps(
+            [{"label": p.get("label", p.get("value"))} for p in answer.output])
+        print(f"model  {answer.model_cid} (task {answer.task_id}, {answer.kind})")
+        print(f"host   {answer.host} at {answer.endpoint}")
+        print(f"answer {output}")
+        print(f"cost   {_fmt(answer.cost)} (this host has been promised {_fmt(answer.cumulative_amount)} in all)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from node.cli import setup_logging
+    from node.cli_worker import parse_key
+    from node.offchain.context import WorkerContext, rpc_to_ipfs_multiaddr
+    from node.offchain.host_worker import run
+
+    setup_logging(args.log_level)
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    key = parse_key(args.key)
+    options: dict = {"port": args.port, "price": args.price, "report_blocks": args.report_blocks,
+                     "device": "cpu", "max_batch": args.max_batch}
+    if args.tasks:
+        options["tasks"] = [int(t) for t in args.tasks.split(",")]
+    if args.bond is not None:
+        options["bond"] = args.bond
+    ctx = WorkerContext(role="host", key=key, rpc_url=args.rpc, ipfs_api=args.ipfs_api or rpc_to_ipfs_multiaddr(args.rpc),
+                        data_dir=Path(args.data_dir) / f"host-{key.address}", options=options)
+    stop = threading.Event()
+    ctx.stop = stop
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    run(ctx)
+    return 0
+
+
+def cmd_escrow(args: argparse.Namespace) -> int:
+    from node.cli import print_inclusion
+    from node.cli_worker import parse_key
+
+    key = parse_key(args.key)
+    client = RpcClient(args.rpc)
+    if args.model_command == "deposit":
+        return print_inclusion(client.submit_and_wait(key, "marketplace", "deposit", [args.amount]))
+    if args.model_command == "withdraw":
+        if args.request is not None:
+            return print_inclusion(client.submit_and_wait(key, "marketplace", "request_withdraw", [args.request]))
+        return print_inclusion(client.submit_and_wait(key, "marketplace", "withdraw", []))
+    print(json.dumps(client.call("arena_escrow", key.address), indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `arena model ...`."""
+    from node.cli import parse_amount
+
+    model = sub.add_parser("model", help="use and serve the marketplace's top models")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    listing = model_sub.add_parser("list", help="top models with their hosts and prices")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
+    query = model_sub.add_parser("query", help="pay for one query and print the answer and its cost")
+    query.add_argument("model", help="task id or model CID")
+    query.add_argument("--input", required=True, help="text (language models) or numbers: '1,2,3' or a JSON list")
+    query.add_argument("--key", required=True, help="paying account: dev name, key file, keystore name or //NAME")
+    query.add_argument("--max-tokens", type=int, default=32)
+    query.add_argument("--temperature", type=float, default=0.0)
+    query.add_argument("--host", help="a host address or endpoint (default: the cheapest)")
+    query.add_argument("--state-dir", help="where voucher state is kept (default ~/.arena/client)")
+    query.add_argument("--json", action="store_true", help="print the host's whole reply")
+    query.set_defaults(func=cmd_query)
+    serve = model_sub.add_parser("serve", help="run the host worker: serve top models, report usage")
+    serve.add_argument("--key", required=True)
+    serve.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (0: any free port)")
+    serve.add_argument("--price", type=parse_amount, default=1_000_000, help="per query: ARENA or base units with 'u'")
+    serve.add_argument("--tasks", help="comma-separated task ids to serve (default: every top model)")
+    serve.add_argument("--report-blocks", type=int, help="report usage this often (default: once per period)")
+    serve.add_argument("--max-batch", type=int, default=32)
+    serve.add_argument("--bond", type=int, help="host bond in base units (default: the role minimum)")
+    serve.add_argument("--data-dir", default=".arena-workers")
+    serve.add_argument("--ipfs-api")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+    escrow = model_sub.add_parser("escrow", help="show an account's escrow")
+    deposit = model_sub.add_parser("deposit", help="move funds into the escrow")
+    deposit.add_argument("amount", type=parse_amount)
+    withdraw = model_sub.add_parser("withdraw", help="withdraw after the delay (request first with --request)")
+    withdraw.add_argument("--request", type=parse_amount, help="start the withdraw delay for this amount")
+    for p in (escrow, deposit, withdraw):
+        p.add_argument("--key", required=True)
+        p.set_defaults(func=cmd_escrow)
+    for p in (listing, query, serve, escrow, deposit, withdraw):
+        p.add_argument("--rpc", default=DEFAULT_RPC)
