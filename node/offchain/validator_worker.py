@@ -20,6 +20,7 @@ commit is included, simulating a crash).
 from __future__ import annotations
 
 import os
+import time
 
 from node.offchain.chain_client import account_bytes
 from node.offchain.content import ContentError, ContentTooLarge
@@ -42,8 +43,10 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
     by_address = {e["address"]: e for e in task["trainers"]}
     limit = int(spec["limits"]["max_model_bytes"])
     results = []
+    fetch_s = eval_s = 0.0
     for address in task["submissions"]:
         cid = by_address[address]["modelCid"]
+        began = time.monotonic()
         try:
             model = loop.content.fetch(cid, limit, "model")
         except ContentTooLarge as exc:
@@ -51,7 +54,9 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
             loop.log.warning("event=model_rejected task=%d trainer=%s cid=%s reason=%r", task["id"], address, cid,
                              str(exc))
             continue
+        fetched = time.monotonic()
         result = kind.evaluate(spec, model, heldout)
+        fetch_s, eval_s = fetch_s + fetched - began, eval_s + time.monotonic() - fetched
         results.append({"trainer": address, "cid": cid, "score": result.score, "loss_ppb": result.loss_ppb,
                         "accuracy_ppb": result.accuracy_ppb, "rejected": result.rejected})
         if result.rejected:
@@ -60,6 +65,8 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
         else:
             loop.log.info("event=model_scored task=%d trainer=%s cid=%s loss_ppb=%d score=%d", task["id"], address,
                           cid, result.loss_ppb, result.score)
+    loop.log.info("event=task_scored task=%d models=%d fetch_seconds=%.3f eval_seconds=%.3f", task["id"],
+                  len(results), fetch_s, eval_s)
     return sorted(results, key=lambda r: account_bytes(r["trainer"]))
 
 
