@@ -85,10 +85,15 @@ class Net:
             if last:
                 return last
             time.sleep(0.5)
-        logs = "\n".join(
-            f"--- node-{i}\n" + (self.base / f"node-{i}.log").read_text()[-1500:] for i in range(self.count)
-        )
-        raise AssertionError(f"timed out waiting for {what}; last={last}\n{logs}")
+        raise AssertionError(f"timed out waiting for {what}; last={last}\n{self.logs()}")
+
+    def logs(self, tail: int = 1500) -> str:
+        """The end of every node's log, for failure messages."""
+        out = []
+        for i in range(self.count):
+            path = self.base / f"node-{i}.log"
+            out.append(f"--- node-{i}\n" + (path.read_text(errors="replace")[-tail:] if path.exists() else "(no log)"))
+        return "\n".join(out)
 
     def finalized_numbers(self, nodes) -> list[int]:
         out = []

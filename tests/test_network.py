@@ -15,7 +15,10 @@ def net(tmp_path):
 
 
 def agree_on_finalized(net, nodes):
-    chains = [net.finalized_chain(i) for i in nodes]
+    try:
+        chains = [net.finalized_chain(i) for i in nodes]
+    except Exception as exc:
+        raise AssertionError(f"cannot read finalized chains: {exc}\n{net.logs(4000)}") from exc
     for a in chains:
         for b in chains:
             for n in set(a) & set(b):
