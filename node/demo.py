@@ -226,7 +226,17 @@ class Demo:
         self.say("started the planner (eve) on node-0: it prepares data, waits for live workers, creates tasks")
         from node.offchain.demo_story import follow_tasks
         follow_tasks(self, len(KINDS))
+        self.show_with_cli()
         self.marketplace()
+
+    def show_with_cli(self) -> None:
+        """The leaderboard again, as `arena task show` prints it from any node."""
+        for task_id in range(len(KINDS)):
+            command = ["arena", "task", "show", str(task_id), "--rpc", self.net.rpc_urls[3]]
+            self.console.rule(f"[bold]$ {' '.join(command)}")
+            out = subprocess.run([sys.executable, "-m", "node.cli", *command[1:]], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60, check=False)
+            self.console.print(out.stdout.rstrip() or out.stderr.rstrip(), markup=False)
 
     def marketplace(self) -> None:
         import importlib
