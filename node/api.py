@@ -119,8 +119,8 @@ def register_core_api(rpc: RpcServer, node: "ArenaNode") -> None:
     def system_health() -> dict:
         peers = node.peer_count()
         return {"peers": peers, "isSyncing": node.is_syncing(), "shouldHavePeers": node.should_have_peers(),
-                "best": store.best_block().header.number,
-                "finalized": (store.get_header(store.finalized_hash()) or store.best_block().header).number}
+                "best": store.best_header().number,
+                "finalized": chain.finalized.number}
 
     @rpc.method("system_peers")
     def system_peers() -> list:

@@ -57,7 +57,7 @@ class Chain:
 
     @property
     def best(self) -> Header:
-        return self.store.best_block().header
+        return self.store.best_header()
 
     def state(self) -> Overlay:
         """A scratch view of the best state (writes are discarded)."""

@@ -19,6 +19,7 @@ from runtime.types import Block, Event, Header
 P_STATE = b"s"       # s + bucket(2) + key -> value (best state)
 P_TREE = b"t"        # t + node index(2) -> hash
 P_BLOCK = b"B"       # B + hash -> block
+P_HEADER = b"H"      # H + hash -> header (read without decoding the body)
 P_CANON = b"N"       # N + number(8) -> hash on the best chain
 P_EVENTS = b"E"      # E + hash -> events
 P_UNDO = b"U"        # U + hash -> [[key, old value or None], ...]
@@ -59,6 +60,7 @@ class ChainStore:
         for key, value in self.db.iterator(prefix=P_TREE):
             nodes[int.from_bytes(key[1:], "big")] = value
         self.tree = BucketTree(nodes)
+        self._best_header: Header | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -118,6 +120,11 @@ class ChainStore:
             batch.put(P_TREE + index.to_bytes(2, "big"), digest)
         return undo
 
+    @staticmethod
+    def _put_block(batch, block: Block) -> None:
+        batch.put(P_BLOCK + block.hash, block.encode())
+        batch.put(P_HEADER + block.hash, block.header.encode())
+
     def commit_block(
         self, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate, events: list[Event]
     ) -> None:
@@ -128,17 +135,19 @@ class ChainStore:
         with self.db.write_batch(transaction=True) as batch:
             undo = self._write_state(batch, changes, update)
             batch.put(P_UNDO + block_hash, encode(undo))
-            batch.put(P_BLOCK + block_hash, block.encode())
+            self._put_block(batch, block)
             batch.put(P_EVENTS + block_hash, encode([e.to_list() for e in events]))
             batch.put(_number_key(block.header.number), block_hash)
             for index, xt in enumerate(block.extrinsics):
                 batch.put(P_XT + blake2b_256(xt), encode([block_hash, index]))
             batch.put(K_BEST, block_hash)
         self.tree.apply(update.tree_changes)
+        self._best_header = block.header
 
     def store_block(self, block: Block) -> None:
         """Keep a block that is not (yet) on the best chain."""
-        self.db.put(P_BLOCK + block.hash, block.encode())
+        with self.db.write_batch(transaction=True) as batch:
+            self._put_block(batch, block)
 
     def revert_best(self) -> Block:
         """Undo the best block's state changes and make its parent best; returns the reverted block."""
@@ -158,6 +167,7 @@ class ChainStore:
                 batch.delete(P_XT + blake2b_256(xt))
             batch.put(K_BEST, best.header.parent_hash)
         self.tree.apply(update.tree_changes)
+        self._best_header = None
         return best
 
     def init_genesis(self, block: Block, changes: dict[bytes, bytes | None]) -> None:
@@ -173,7 +183,7 @@ class ChainStore:
         update = self.compute_root(changes)
         with self.db.write_batch(transaction=True) as batch:
             self._write_state(batch, changes, update)
-            batch.put(P_BLOCK + block.hash, block.encode())
+            self._put_block(batch, block)
             batch.put(P_EVENTS + block.hash, encode([]))
             batch.put(_number_key(0), block.hash)
             batch.put(K_BEST, block.hash)
@@ -188,8 +198,20 @@ class ChainStore:
         return Block.decode(raw) if raw is not None else None
 
     def get_header(self, block_hash: bytes) -> Header | None:
+        raw = self.db.get(P_HEADER + block_hash)
+        if raw is not None:
+            return Header.decode(raw)
         block = self.get_block(block_hash)
         return block.header if block else None
+
+    def best_header(self) -> Header:
+        """The best block's header (cached; every change of best goes through this store)."""
+        if self._best_header is None:
+            header = self.get_header(self.best_hash())
+            if header is None:
+                raise StorageError("best block is missing from the database")
+            self._best_header = header
+        return self._best_header
 
     def has_block(self, block_hash: bytes) -> bool:
         return self.db.get(P_BLOCK + block_hash) is not None
