@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(PY) -m node.demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)

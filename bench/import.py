@@ -16,12 +16,12 @@ import nacl.signing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_rows, rate, row  # noqa: E402
-from node.chain import Chain  # noqa: E402
-from node.genesis import load_chain_spec  # noqa: E402
-from node.storage import ChainStore  # noqa: E402
-from runtime.crypto import Keypair  # noqa: E402
-from runtime.types import Call, Era, Extrinsic, signing_payload  # noqa: E402
+from bench.common import print_rows, rate, row
+from node.chain import Chain
+from node.genesis import load_chain_spec
+from node.storage import ChainStore
+from runtime.crypto import Keypair
+from runtime.types import Call, Era, Extrinsic, signing_payload
 
 BLOCKS = int(os.environ.get("BENCH_IMPORT_BLOCKS", "5"))
 TXS_PER_BLOCK = int(os.environ.get("BENCH_IMPORT_TXS", "2000"))

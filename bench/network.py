@@ -22,13 +22,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_rows, row  # noqa: E402
-from node import localnet  # noqa: E402
-from node.chain import Chain  # noqa: E402
-from node.genesis import load_chain_spec  # noqa: E402
-from node.storage import ChainStore  # noqa: E402
-from runtime.crypto import Keypair  # noqa: E402
-from runtime.types import Call, Era, Extrinsic, signing_payload  # noqa: E402
+from bench.common import print_rows, row
+from node import localnet
+from node.chain import Chain
+from node.genesis import load_chain_spec
+from node.storage import ChainStore
+from runtime.crypto import Keypair
+from runtime.types import Call, Era, Extrinsic, signing_payload
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = int(os.environ.get("BENCH_NET_SENDERS", "64"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_rows  # noqa: E402
+from bench.common import print_rows
 
 BENCHES = ["import", "aggregation", "content", "p2p_raw", "ml_eval", "network", "lifecycle", "inference"]
 
@@ -27,7 +27,7 @@ def main() -> int:
         try:
             module = importlib.import_module(f"bench.{name}")
             got = module.run()
-        except Exception:
+        except Exception:  # noqa: BLE001 - one failing benchmark must not hide the others
             traceback.print_exc()
             failures.append(name)
             continue

@@ -10,8 +10,8 @@ in one round for different blocks are an equivocation: the evidence goes on chai
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from runtime.codec import CodecError, decode, encode
 from runtime.crypto import Keypair, verify
@@ -37,7 +37,7 @@ class Vote:
         return encode([self.set_id, self.round, self.number, self.block_hash, self.voter, self.signature])
 
     @classmethod
-    def decode(cls, data: bytes) -> "Vote":
+    def decode(cls, data: bytes) -> Vote:
         try:
             fields = decode(data, max_size=1024)
         except CodecError as exc:

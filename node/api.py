@@ -1,7 +1,7 @@
 """The node's RPC methods: author_*, chain_*, state_*, system_* and the arena_* basics."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from node.jsonfmt import block_json, event_json, header_json, hexify, unhex
 from node.rpc import RpcError, RpcServer
@@ -28,7 +28,7 @@ def account_param(text: Any) -> bytes:
         raise RpcError(-32602, f"bad account: {exc}") from exc
 
 
-def register_core_api(rpc: RpcServer, node: "ArenaNode") -> None:
+def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
     """Register the Substrate-named methods and the account/event helpers."""
     chain = node.chain
     store = chain.store

@@ -11,8 +11,17 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import trio
+import trio.lowlevel
 
-from consensus.finality import Equivocation, Vote, VoteError, VoteTracker, encode_justification, sign_vote, verify_justification
+from consensus.finality import (
+    Equivocation,
+    Vote,
+    VoteError,
+    VoteTracker,
+    encode_justification,
+    sign_vote,
+    verify_justification,
+)
 from consensus.slots import SlotError, current_slot, slot_author
 from node.chain import BlockError, UnknownParent, now_ms_default
 from node.txpool import PoolError
@@ -36,7 +45,7 @@ FUTURE_SLOT_TOLERANCE = 2
 class ConsensusService:
     """Everything a networked node does on top of its chain and pool."""
 
-    def __init__(self, node: "ArenaNode", network: NetworkService, equivocate: bool = False) -> None:
+    def __init__(self, node: ArenaNode, network: NetworkService, equivocate: bool = False) -> None:
         self.node = node
         self.chain = node.chain
         self.store = node.store
@@ -242,7 +251,7 @@ class ConsensusService:
     async def _publish(self, topic: Topic, data: bytes) -> None:
         try:
             await self.network.publish(topic, data)
-        except Exception as exc:  # publishing is best effort; sync repairs what gossip misses
+        except Exception as exc:  # noqa: BLE001 - publishing is best effort; sync repairs what gossip misses
             log.debug("publish on %s failed: %s", topic, exc)
 
     def _on_reorg(self, retracted: list[Block], enacted: list[Block]) -> None:
@@ -338,7 +347,7 @@ class ConsensusService:
             self.try_finalize()
             if not progressed:
                 return
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     def _apply_justification(self, block: Block, justification: bytes) -> None:
         authorities, _, set_id = self.session_of(self.chain.state())

@@ -87,9 +87,9 @@ def start_node(base: Path, slot: NodeSlot, slots: list[NodeSlot], genesis: Path 
         args += ["--bootnodes", bootnodes]
     if genesis:
         args += ["--genesis", str(genesis)]
-    log = open(base / f"node-{slot.index}.log", "ab")
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(base / f"node-{slot.index}.log", "ab") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return proc.pid
 
 

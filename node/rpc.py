@@ -8,7 +8,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from starlette.applications import Starlette
@@ -210,4 +211,4 @@ async def serve(app: Starlette, host: str, port: int, task_status: Any = trio.TA
     await hypercorn_serve(app, config, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
 
 
-__all__ = ["RpcServer", "RpcError", "serve", "Awaitable"]
+__all__ = ["Awaitable", "RpcError", "RpcServer", "serve"]

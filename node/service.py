@@ -167,7 +167,7 @@ class ArenaNode:
         async for encoded in self._gossip_receive:
             try:
                 await self.consensus.network.submit_extrinsic(encoded)
-            except Exception as exc:  # gossip is best effort; the pool still holds it
+            except Exception as exc:  # noqa: BLE001 - gossip is best effort; the pool still holds it
                 log.debug("extrinsic gossip failed: %s", exc)
 
     def should_have_peers(self) -> bool:

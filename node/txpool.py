@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from runtime.executive import CheckedExtrinsic, InvalidTransaction
 
@@ -26,7 +26,7 @@ class PoolError(Exception):
         self.message = message
 
     @classmethod
-    def from_invalid(cls, exc: InvalidTransaction) -> "PoolError":
+    def from_invalid(cls, exc: InvalidTransaction) -> PoolError:
         return cls(exc.code, exc.kind, exc.message)
 
 
@@ -78,9 +78,8 @@ class TxPool:
             del self._by_hash[existing.hash]
         elif len(queue) >= self.limits.max_per_account:
             raise PoolError(1013, "AccountLimit", f"account has {len(queue)} pending extrinsics, the limit")
-        elif len(self._by_hash) >= self.limits.max_total:
-            if not self._evict_for(checked):
-                raise PoolError(1014, "PoolFull", f"pool holds {len(self._by_hash)} extrinsics, the limit")
+        elif len(self._by_hash) >= self.limits.max_total and not self._evict_for(checked):
+            raise PoolError(1014, "PoolFull", f"pool holds {len(self._by_hash)} extrinsics, the limit")
         queue[nonce] = checked
         self._by_hash[checked.hash] = checked
         return checked

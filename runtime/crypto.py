@@ -58,11 +58,11 @@ class Keypair:
         return self._signing_key.sign(message).signature
 
     @classmethod
-    def generate(cls) -> "Keypair":
+    def generate(cls) -> Keypair:
         return cls(bytes(nacl.signing.SigningKey.generate()))
 
     @classmethod
-    def from_dev_name(cls, name: str) -> "Keypair":
+    def from_dev_name(cls, name: str) -> Keypair:
         """Dev accounts: seed = blake2b-256(b"arena-dev-seed/" + lowercase name)."""
         return cls(blake2b_256(b"arena-dev-seed/" + name.lower().encode()))
 

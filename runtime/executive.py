@@ -9,8 +9,8 @@ call's own writes are rolled back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from runtime.codec import CodecError
 from runtime.crypto import blake2b_256, verify
@@ -18,7 +18,13 @@ from runtime.module import CallInfo, Context, DispatchError, Module
 from runtime.modules import balances, system, treasury
 from runtime.state import Backend, Overlay
 from runtime.types import (
-    MAX_EXTRINSIC_SIZE, PHASE_FINALIZATION, PHASE_INITIALIZATION, Block, Event, Extrinsic, Header,
+    MAX_EXTRINSIC_SIZE,
+    PHASE_FINALIZATION,
+    PHASE_INITIALIZATION,
+    Block,
+    Event,
+    Extrinsic,
+    Header,
     signing_payload,
 )
 

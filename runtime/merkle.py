@@ -94,7 +94,7 @@ class ReadProof:
         return encode([self.bucket, [[k, v] for k, v in self.entries], self.siblings])
 
     @classmethod
-    def decode(cls, data: bytes) -> "ReadProof":
+    def decode(cls, data: bytes) -> ReadProof:
         try:
             bucket, entries, siblings = decode(data)
             return cls(bucket, [(bytes(k), bytes(v)) for k, v in entries], [bytes(s) for s in siblings])

@@ -7,8 +7,9 @@ dispatchable calls marked with `@call(weight=...)`, and optional `on_initialize`
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from runtime.codec import decode, encode
 from runtime.state import Overlay

@@ -5,7 +5,7 @@ paid. The block's net changes are handed to the node, which commits them atomica
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 Backend = Callable[[bytes], bytes | None]
 _DELETED = None

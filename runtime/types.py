@@ -65,7 +65,7 @@ class Header:
         return blake2b_256(self.encode())
 
     @classmethod
-    def from_list(cls, value: Any) -> "Header":
+    def from_list(cls, value: Any) -> Header:
         fields = _ensure_list(value, 9, "header")
         return cls(
             parent_hash=_ensure_bytes(fields[0], 32, "header.parent_hash"),
@@ -80,7 +80,7 @@ class Header:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> "Header":
+    def decode(cls, data: bytes) -> Header:
         return cls.from_list(decode(data))
 
 
@@ -96,7 +96,7 @@ class Call:
         return [self.module, self.function, list(self.args)]
 
     @classmethod
-    def from_list(cls, value: Any) -> "Call":
+    def from_list(cls, value: Any) -> Call:
         fields = _ensure_list(value, 3, "call")
         if not isinstance(fields[0], str) or not isinstance(fields[1], str):
             raise CodecError("call module and function must be strings")
@@ -137,7 +137,7 @@ class Extrinsic:
         return encode(self.to_list())
 
     @classmethod
-    def from_list(cls, value: Any) -> "Extrinsic":
+    def from_list(cls, value: Any) -> Extrinsic:
         fields = _ensure_list(value, 4, "extrinsic")
         extra = _ensure_list(fields[2], 3, "extrinsic.extra")
         era = _ensure_list(extra[1], 2, "extrinsic.era")
@@ -151,7 +151,7 @@ class Extrinsic:
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> "Extrinsic":
+    def decode(cls, data: bytes) -> Extrinsic:
         if len(data) > MAX_EXTRINSIC_SIZE:
             raise CodecError(f"extrinsic is {len(data)} bytes, limit is {MAX_EXTRINSIC_SIZE}")
         return cls.from_list(decode(data, MAX_EXTRINSIC_SIZE))
@@ -179,7 +179,7 @@ class Block:
         return self.header.hash
 
     @classmethod
-    def decode(cls, data: bytes) -> "Block":
+    def decode(cls, data: bytes) -> Block:
         fields = _ensure_list(decode(data, MAX_BLOCK_SIZE), 2, "block")
         if not isinstance(fields[1], list) or not all(isinstance(x, bytes) for x in fields[1]):
             raise CodecError("block extrinsics must be a list of bytes")
@@ -199,7 +199,7 @@ class Event:
         return [self.phase, self.module, self.name, list(self.data)]
 
     @classmethod
-    def from_list(cls, value: list) -> "Event":
+    def from_list(cls, value: list) -> Event:
         return cls(value[0], value[1], value[2], value[3])
 
 

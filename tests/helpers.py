@@ -55,7 +55,7 @@ class NodeProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}"
 
-    def start(self, timeout: float = 30.0) -> "NodeProcess":
+    def start(self, timeout: float = 30.0) -> NodeProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "node", "--base-path", str(self.base_path),
@@ -70,7 +70,7 @@ class NodeProcess:
             try:
                 client.call("system_health")
                 return self
-            except Exception:
+            except Exception:  # noqa: BLE001 - the node is still starting
                 time.sleep(0.2)
         raise RuntimeError(f"node did not answer RPC within {timeout} s:\n{self.log_path.read_text()[-3000:]}")
 

@@ -52,7 +52,7 @@ class Net:
         self.p2p_base = free_port_base(count)
         self.slots: list[localnet.NodeSlot] = []
 
-    def up(self) -> "Net":
+    def up(self) -> Net:
         self.slots = localnet.up(self.base, self.count, self.genesis, self.extra, self.rpc_base, self.p2p_base)
         return self
 
@@ -105,4 +105,4 @@ class Net:
     def finalized_chain(self, i: int) -> dict[int, str]:
         c = self.client(i)
         fin = c.call("chain_getHeader", c.call("chain_getFinalizedHead"))["number"]
-        return {n: c.call("chain_getBlockHash", n) for n in range(0, fin + 1)}
+        return {n: c.call("chain_getBlockHash", n) for n in range(fin + 1)}

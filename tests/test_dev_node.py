@@ -6,9 +6,9 @@ import pytest
 
 from node.jsonfmt import unhex
 from node.rpc_client import RpcClientError
+from runtime.codec import decode
 from runtime.merkle import ReadProof, verify_read_proof
 from runtime.modules import balances
-from runtime.codec import decode
 from tests.helpers import ALICE, BOB, CHARLIE, NodeProcess
 
 pytestmark = pytest.mark.integration

@@ -2,8 +2,8 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.modules import balances, treasury
 from runtime.crypto import Keypair
+from runtime.modules import balances, treasury
 from tests.helpers import make_chain, sign
 
 KEYS = [Keypair.from_dev_name(n) for n in ("alice", "bob", "charlie", "dave")]
@@ -31,7 +31,7 @@ def test_issuance_conserved(tmp_path_factory, blocks):
                 xts.append(sign(chain, KEYS[sender], "balances", "transfer", [ACCOUNTS[receiver], amount],
                                 nonces[sender], tip=tip))
                 nonces[sender] += 1
-            block, _, _ = chain.build_block(KEYS[slot % 4], slot, slot * 1000, xts)
+            chain.build_block(KEYS[slot % 4], slot, slot * 1000, xts)
             state = chain.state()
             assert balances.TotalIssuance.get(state) == total
             held = sum(sum(balances.Account.get(state, a)) for a in ACCOUNTS)

@@ -77,7 +77,7 @@ def finished_task(client, model: bytes, spec: dict, train: bytes) -> tuple[int, 
 
 
 def start_host(node, tmp, port):
-    log = open(tmp / "host.log", "ab")  # noqa: SIM115 - the child process keeps it
+    log = open(tmp / "host.log", "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "node.cli", "model", "serve", "--key", "//host-e2e", "--rpc", node.url,
          "--port", str(port), "--price", f"{PRICE}u", "--report-blocks", "4", "--data-dir", str(tmp / "workers")],

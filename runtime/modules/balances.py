@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from runtime.crypto import ss58_decode
 from runtime.module import (
-    AccountId, Balance, Context, DispatchError, Module, StorageMap, StorageValue, call, ensure,
+    AccountId,
+    Balance,
+    Context,
+    DispatchError,
+    Module,
+    StorageMap,
+    StorageValue,
+    call,
+    ensure,
 )
 
 Account = StorageMap("balances", "Account", [0, 0])  # [free, reserved]

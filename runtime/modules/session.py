@@ -9,12 +9,20 @@ slashed.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from runtime.codec import CodecError, decode, encode
 from runtime.crypto import ss58_decode, verify
 from runtime.module import (
-    Bytes, Context, DispatchError, Module, StorageMap, StorageValue, U32, call, ensure,
+    U32,
+    Bytes,
+    Context,
+    DispatchError,
+    Module,
+    StorageMap,
+    StorageValue,
+    call,
+    ensure,
 )
 from runtime.modules import balances, system, treasury
 from runtime.types import Header
