@@ -9,7 +9,7 @@ from node.rpc_client import RpcClientError
 from runtime.codec import decode
 from runtime.merkle import ReadProof, verify_read_proof
 from runtime.modules import balances
-from tests.helpers import ALICE, BOB, CHARLIE, NodeProcess
+from tests.helpers import ALICE, BOB, CHARLIE, Keypair, NodeProcess
 
 pytestmark = pytest.mark.integration
 
@@ -100,4 +100,47 @@ def test_sigkill_loses_no_imported_block(tmp_path):
     verify_read_proof(unhex(header["stateRoot"]), key, ReadProof.decode(unhex(proof["proof"][0])))
     # and the chain keeps going
     client.wait_for(client.submit(client.sign(CHARLIE, "balances", "transfer", [BOB.public_key, 1])))
+    node.stop()
+
+
+def test_sigkill_under_load_at_varied_moments(tmp_path):
+    """Kill the node while transfers stream in, at several offsets into a slot; nothing imported is lost."""
+    import random
+    import threading
+
+    rng = random.Random(7)
+    node = NodeProcess(tmp_path / "load", "--dev").start()
+    sender = Keypair.from_dev_name("dave")
+    seen: dict[int, str] = {}
+    for round_number in range(4):
+        client = node.client()
+        stop = threading.Event()
+
+        def stream(stop: threading.Event = stop) -> None:
+            c = node.client()
+            while not stop.is_set():
+                try:
+                    c.submit(c.sign(sender, "balances", "transfer", [BOB.public_key, 3]))
+                except Exception:  # noqa: BLE001 - the node may be dying under us
+                    return
+                time.sleep(0.01)
+
+        worker = threading.Thread(target=stream)
+        worker.start()
+        time.sleep(1.2 + rng.random())  # a different moment within the slot each round
+        head = client.call("chain_getHeader")
+        seen[head["number"]] = head["hash"]
+        node.kill(signal.SIGKILL)
+        stop.set()
+        worker.join(timeout=10)
+        node.start()
+        client = node.client()
+        for number, block_hash in seen.items():
+            assert client.call("chain_getBlockHash", number) == block_hash, f"block #{number} lost (round {round_number})"
+        account = client.call("arena_account", sender.address)
+        key = balances.Account.key(sender.public_key)
+        proof = client.call("state_getReadProof", ["0x" + key.hex()])
+        header = client.call("chain_getHeader", proof["at"])
+        value = verify_read_proof(unhex(header["stateRoot"]), key, ReadProof.decode(unhex(proof["proof"][0])))
+        assert decode(value)[0] == account["free"]
     node.stop()
