@@ -184,23 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rpc", default=DEFAULT_RPC)
     query.set_defaults(func=cmd_query)
 
-    for register in _plugins():
-        register(sub)
+    # subcommand groups defined next to the features they drive
+    from node import cli_arena, cli_ipfs, cli_model, cli_network, cli_worker
+    for group in (cli_ipfs, cli_network, cli_arena, cli_worker, cli_model):
+        group.register(sub)
     return parser
-
-
-def _plugins() -> list:
-    """Subcommand groups defined next to the features they drive."""
-    found = []
-    for module_name in ("node.cli_ipfs", "node.cli_network", "node.cli_arena", "node.cli_worker", "node.cli_model"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        found.append(module.register)
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

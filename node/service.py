@@ -41,20 +41,6 @@ class NodeConfig:
     offchain_key: str = ""  # the --key spec the workers sign with (a spec string, not a Keypair)
 
 
-def _api_plugins() -> list:
-    """RPC method groups defined next to the features they serve (arena_*, marketplace)."""
-    found = []
-    for module_name in ("node.api_arena", "node.api_market"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        found.append(module.register)
-    return found
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -71,8 +57,10 @@ class ArenaNode:
         self.pool = TxPool(self.chain.check_for_pool)
         self.rpc = RpcServer()
         register_core_api(self.rpc, self)
-        for register in _api_plugins():
-            register(self.rpc, self)
+        # RPC method groups defined next to the features they serve
+        from node import api_arena, api_market
+        api_arena.register(self.rpc, self)
+        api_market.register(self.rpc, self)
         from node.metrics import NodeMetrics
         self.metrics = NodeMetrics()
         self._touched_senders: set[bytes] = set()
