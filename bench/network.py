@@ -194,24 +194,33 @@ def sync_rate(tmp: Path) -> list[dict]:
         state["pids"].append(pid)
         state["count"] = 2
         localnet.write_state(base, state)
-        start = time.monotonic()
+        launched = time.monotonic()
         client = httpx.Client()
         best = 0
-        while time.monotonic() - start < 120:
+        first_seen: tuple[float, int] | None = None  # (time, best) when the first synced block showed up
+        while time.monotonic() - launched < 120:
             try:
                 r = client.post(slot1.rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "system_health", "params": []})
                 best = r.json()["result"]["best"]
+                if best > 0 and first_seen is None:
+                    first_seen = (time.monotonic(), best)
                 if best >= SYNC_BLOCKS:
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
-        elapsed = time.monotonic() - start
+            time.sleep(0.05)
+        done_at = time.monotonic()
+        with_start = best / (done_at - launched)
+        synced = (best - first_seen[1]) / (done_at - first_seen[0]) if first_seen and done_at > first_seen[0] else 0.0
     finally:
         localnet.down(base)
     del slots
-    return [row(f"fresh node syncs {SYNC_BLOCKS} blocks (incl. process start)", best / elapsed, "blocks/s",
-                "same blocks built in-process, 1 core", build_rate)]
+    return [
+        row(f"fresh node syncs {SYNC_BLOCKS} blocks: import rate while syncing", synced, "blocks/s",
+            "same blocks built in-process, 1 core", build_rate),
+        row(f"fresh node syncs {SYNC_BLOCKS} blocks: including process start", with_start, "blocks/s",
+            "same blocks built in-process, 1 core", build_rate),
+    ]
 
 
 def run() -> list[dict]:
