@@ -209,8 +209,9 @@ class Chain:
             for block in reversed(retracted):
                 self._execute_and_commit(block)
             raise
+        enacted = list(reversed(route))
         for listener in self.reorg_listeners:
-            listener(retracted, route)
+            listener(retracted, enacted)  # retracted newest first, enacted oldest first
         assert last is not None
         return last
 
