@@ -24,4 +24,4 @@ def print_rows(rows: list[dict]) -> None:
     print(f"{'figure':58} {'value':>14} {'unit':10} {'raw limit':>14}  {'ratio':>6}  limit measured")
     for r in rows:
         ratio = r["value"] / r["limit"] if r["limit"] else float("nan")
-        print(f"{r['figure']:58} {r['value']:14.1f} {r['unit']:10} {r['limit']:14.1f}  {ratio:6.2f}  {r['limit_name']}")
+        print(f"{r['figure']:58} {r['value']:14.5g} {r['unit']:10} {r['limit']:14.5g}  {ratio:6.3g}  {r['limit_name']}")
