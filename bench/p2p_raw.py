@@ -112,8 +112,6 @@ async def _measure() -> list[dict[str, Any]]:
             nursery.cancel_scope.cancel()
     raw_items = raw_mb_s * 1e6 / ITEM
     return [
-        {"figure": "raw libp2p stream throughput (noise+yamux, 256 KiB writes)", "value": raw_mb_s,
-         "unit": "MB/s", "limit_name": "raw stream as 1 KiB items/s", "limit": raw_items},
         {"figure": "gossip burst delivered to subscriber, 1 KiB messages", "value": burst,
          "unit": "msgs/s", "limit_name": "raw stream as 1 KiB items/s", "limit": raw_items},
         {"figure": "gossip burst delivered, 1 KiB extrinsics batched", "value": batched,
