@@ -9,7 +9,7 @@ from node.txpool import PoolError
 from runtime.crypto import CryptoError, blake2b_256, parse_account, ss58_encode
 from runtime.executive import SPEC_VERSION
 from runtime.modules import balances, system
-from runtime.types import Block
+from runtime.types import Block, Event
 
 if TYPE_CHECKING:
     from node.service import ArenaNode
@@ -32,6 +32,10 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
     """Register the Substrate-named methods and the account/event helpers."""
     chain = node.chain
     store = chain.store
+
+    def field_names(event: Event) -> list[str] | None:
+        module = chain.runtime.modules.get(event.module)
+        return module.events.get(event.name) if module is not None else None
 
     def block_at(at: str | None) -> Block:
         block_hash = store.best_hash() if at is None else unhex(at, "block hash")
@@ -146,7 +150,7 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
 
     @rpc.method("arena_events")
     def events(at: str | None = None) -> list:
-        return [event_json(e) for e in store.events(block_at(at).hash)]
+        return [event_json(e, field_names(e)) for e in store.events(block_at(at).hash)]
 
     @rpc.method("arena_extrinsic")
     def extrinsic(xt_hash: str) -> dict | None:
@@ -158,7 +162,7 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
         block = store.get_block(block_hash)
         number = block.header.number if block else None
         return {"status": "inBlock", "blockHash": hexify(block_hash), "blockNumber": number, "index": index,
-                "events": [event_json(e) for e in store.events(block_hash) if e.phase == index]}
+                "events": [event_json(e, field_names(e)) for e in store.events(block_hash) if e.phase == index]}
 
     @rpc.method("arena_metadata")
     def metadata() -> dict:

@@ -47,15 +47,27 @@ def block_json(block: Block) -> dict:
     return {"header": header_json(block.header), "extrinsics": [hexify(x) for x in block.extrinsics]}
 
 
-def _event_value(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)) and len(value) == 32:
-        return ss58_encode(bytes(value))
-    return hexify(value) if isinstance(value, (bytes, bytearray)) else (
-        [_event_value(v) for v in value] if isinstance(value, list) else value
-    )
+_NOT_ACCOUNTS = ("hash", "commitment", "key", "root", "salt", "signature")
 
 
-def event_json(event: Event) -> dict:
-    """An event with 32-byte values shown as SS58 (they are almost always accounts)."""
-    return {"phase": event.phase, "module": event.module, "name": event.name,
-            "data": [_event_value(v) for v in event.data]}
+def _event_value(value: Any, field_name: str) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        is_account = len(value) == 32 and not any(word in field_name for word in _NOT_ACCOUNTS)
+        return ss58_encode(bytes(value)) if is_account else hexify(value)
+    if isinstance(value, list):
+        return [_event_value(v, field_name) for v in value]
+    return value
+
+
+def event_json(event: Event, field_names: list[str] | None = None) -> dict:
+    """An event; with its declared field names, also `fields` by name.
+
+    32-byte values are shown as SS58 accounts unless the field is a hash, commitment, key, root,
+    salt or signature (then 0x-hex); other bytes are 0x-hex.
+    """
+    names = field_names if field_names and len(field_names) == len(event.data) else [""] * len(event.data)
+    data = [_event_value(v, n) for v, n in zip(event.data, names)]
+    out: dict[str, Any] = {"phase": event.phase, "module": event.module, "name": event.name, "data": data}
+    if field_names and len(field_names) == len(event.data):
+        out["fields"] = dict(zip(field_names, data))
+    return out
