@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
+	$(VENV)/bin/mypy runtime consensus
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
@@ -25,6 +26,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
+	$(VENV)/bin/mypy runtime consensus
 
 clean:
 	rm -rf $(VENV) build *.egg-info

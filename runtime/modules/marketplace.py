@@ -483,9 +483,11 @@ class Marketplace(Module):
                              f"blocks) so hosts can redeem what they accepted")
         if not 1 <= max_vouchers <= MAX_VOUCHERS_CAP:
             raise ValueError(f"marketplace.max_vouchers_per_report must be 1..{MAX_VOUCHERS_CAP}")
-        shares = [[str(p), int(s)] for p, s in config.get("usage_shares_ppb", DEFAULT_SHARES)]
-        if sorted(p for p, _ in shares) != sorted({p for p, _ in shares}) or any(p not in PARTIES for p, _ in shares):
+        pairs: list[tuple[str, int]] = [(str(p), int(s)) for p, s in config.get("usage_shares_ppb", DEFAULT_SHARES)]
+        parties = [p for p, _ in pairs]
+        if len(set(parties)) != len(parties) or any(p not in PARTIES for p in parties):
             raise ValueError(f"marketplace.usage_shares_ppb parties must be distinct, from {', '.join(PARTIES)}")
-        incentives.usage_split(0, [(p, s) for p, s in shares])  # checks each share and the sum ≤ PPB
+        incentives.usage_split(0, pairs)  # checks each share and the sum ≤ PPB
+        shares = [[p, s] for p, s in pairs]
         Params.put(ctx.state, [period_blocks, delay, max_vouchers, emission])
         Shares.put(ctx.state, shares)
