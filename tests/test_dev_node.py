@@ -144,3 +144,39 @@ def test_sigkill_under_load_at_varied_moments(tmp_path):
         value = verify_read_proof(unhex(header["stateRoot"]), key, ReadProof.decode(unhex(proof["proof"][0])))
         assert decode(value)[0] == account["free"]
     node.stop()
+
+
+def test_websocket_subscription_to_new_and_finalized_heads(node):
+    import json as jsonlib
+
+    import trio
+    from trio_websocket import open_websocket_url
+
+    async def scenario() -> tuple[list[dict], list[dict], bool]:
+        heads: list[dict] = []
+        finals: list[dict] = []
+        async with open_websocket_url(f"ws://127.0.0.1:{node.rpc_port}/") as ws:
+            await ws.send_message(jsonlib.dumps({"jsonrpc": "2.0", "id": 1, "method": "chain_subscribeNewHeads"}))
+            sub_heads = jsonlib.loads(await ws.get_message())["result"]
+            await ws.send_message(jsonlib.dumps({"jsonrpc": "2.0", "id": 2, "method": "chain_subscribeFinalizedHeads"}))
+            sub_finals = jsonlib.loads(await ws.get_message())["result"]
+            with trio.fail_after(15):
+                while len(heads) < 2 or not finals:
+                    msg = jsonlib.loads(await ws.get_message())
+                    if msg.get("method") == "chain_newHead":
+                        assert msg["params"]["subscription"] == sub_heads
+                        heads.append(msg["params"]["result"])
+                    elif msg.get("method") == "chain_finalizedHead":
+                        assert msg["params"]["subscription"] == sub_finals
+                        finals.append(msg["params"]["result"])
+            # plain methods work on the same socket, and unsubscribing answers true
+            await ws.send_message(jsonlib.dumps({"jsonrpc": "2.0", "id": 3, "method": "chain_unsubscribeNewHeads",
+                                                 "params": [sub_heads]}))
+            while True:
+                msg = jsonlib.loads(await ws.get_message())
+                if msg.get("id") == 3:
+                    return heads, finals, msg["result"]
+
+    heads, finals, unsubscribed = trio.run(scenario)
+    assert heads[1]["number"] == heads[0]["number"] + 1 and heads[1]["parentHash"] == heads[0]["hash"]
+    assert finals[0]["hash"] and unsubscribed is True
