@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -223,7 +224,12 @@ def sync_rate(tmp: Path) -> list[dict]:
     ]
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(f"terminated by signal {signum}")  # unwinds through the `finally` that stops our nodes
+
+
 def run() -> list[dict]:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with tempfile.TemporaryDirectory() as tmp:
         rows = throughput(Path(tmp) / "a")
     with tempfile.TemporaryDirectory() as tmp:
