@@ -7,6 +7,7 @@ any moment leaves either the old head with its state or the new head with its st
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import plyvel
@@ -26,6 +27,7 @@ P_UNDO = b"U"        # U + hash -> [[key, old value or None], ...]
 P_JUSTIFICATION = b"J"
 P_XT = b"X"          # X + extrinsic hash -> [block hash, index]
 P_META = b"M"
+BUCKET_CACHE_SIZE = 1024
 K_BEST = P_META + b"best"
 K_FINALIZED = P_META + b"finalized"
 K_GENESIS = P_META + b"genesis"
@@ -61,6 +63,7 @@ class ChainStore:
             nodes[int.from_bytes(key[1:], "big")] = value
         self.tree = BucketTree(nodes)
         self._best_header: Header | None = None
+        self._bucket_cache: OrderedDict[int, dict[bytes, bytes]] = OrderedDict()
 
     def close(self) -> None:
         self.db.close()
@@ -78,16 +81,39 @@ class ChainStore:
     def state_root(self) -> bytes:
         return self.tree.root
 
-    def _bucket_entries(self, bucket: int, changes: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes]]:
+    def _stored_bucket(self, bucket: int) -> dict[bytes, bytes]:
+        """A bucket's stored entries, from a write-through LRU cache (hot buckets are hit every block)."""
+        cached = self._bucket_cache.get(bucket)
+        if cached is not None:
+            self._bucket_cache.move_to_end(bucket)
+            return cached
         prefix = P_STATE + bucket.to_bytes(2, "big")
         entries = {key[3:]: value for key, value in self.db.iterator(prefix=prefix)}
+        self._bucket_cache[bucket] = entries
+        if len(self._bucket_cache) > BUCKET_CACHE_SIZE:
+            self._bucket_cache.popitem(last=False)
+        return entries
+
+    def _bucket_entries(self, bucket: int, changes: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes]]:
+        """A bucket's entries after `changes` (which hold only keys of this bucket), sorted by key."""
+        entries = dict(self._stored_bucket(bucket))
         for key, value in changes.items():
-            if bucket_of(key) == bucket:
-                if value is None:
-                    entries.pop(key, None)
-                else:
-                    entries[key] = value
+            if value is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = value
         return sorted(entries.items())
+
+    def _update_bucket_cache(self, changes: dict[bytes, bytes | None]) -> None:
+        """Keep cached buckets equal to the database after a committed write batch."""
+        for key, value in changes.items():
+            cached = self._bucket_cache.get(bucket_of(key))
+            if cached is None:
+                continue
+            if value is None:
+                cached.pop(key, None)
+            else:
+                cached[key] = value
 
     def compute_root(self, changes: dict[bytes, bytes | None]) -> RootUpdate:
         """The state root the best state would have after `changes`."""
@@ -142,6 +168,7 @@ class ChainStore:
                 batch.put(P_XT + blake2b_256(xt), encode([block_hash, index]))
             batch.put(K_BEST, block_hash)
         self.tree.apply(update.tree_changes)
+        self._update_bucket_cache(changes)
         self._best_header = block.header
 
     def store_block(self, block: Block) -> None:
@@ -167,6 +194,7 @@ class ChainStore:
                 batch.delete(P_XT + blake2b_256(xt))
             batch.put(K_BEST, best.header.parent_hash)
         self.tree.apply(update.tree_changes)
+        self._update_bucket_cache(changes)
         self._best_header = None
         return best
 
@@ -190,6 +218,7 @@ class ChainStore:
             batch.put(K_FINALIZED, block.hash)
             batch.put(K_GENESIS, block.hash)
         self.tree.apply(update.tree_changes)
+        self._update_bucket_cache(changes)
 
     # ------------------------------------------------------------ reads
 

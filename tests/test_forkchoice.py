@@ -17,6 +17,13 @@ def chains(tmp_path):
     b.store.close()
 
 
+def full_root(chain) -> bytes:
+    """The state root recomputed from every stored key (no tree, no caches)."""
+    from node.genesis import state_root_of
+    from node.storage import P_STATE
+    return state_root_of({key[3:]: value for key, value in chain.store.db.iterator(prefix=P_STATE)})
+
+
 def ts(chain, slot):
     return chain.spec.config["timestamp_ms"] + slot * 1000
 
@@ -47,6 +54,7 @@ def test_longer_fork_reorgs_and_returns_retracted_extrinsics(chains):
     assert balances.Account.get(state, BOB.public_key) == balances.Account.get(b.state(), BOB.public_key)
     a.import_block(fork[2])
     assert a.best.number == 4 and a.store.state_root == b.store.state_root
+    assert full_root(a) == a.store.state_root == a.best.state_root
 
 
 def test_fork_conflicting_with_finality_is_rejected(chains):
