@@ -22,19 +22,20 @@ Account = StorageMap("balances", "Account", [0, 0])  # [free, reserved]
 TotalIssuance = StorageValue("balances", "TotalIssuance", 0)
 
 
-class InsufficientBalance(DispatchError):
+class _BalancesError(DispatchError):
+    module = "balances"
+
+
+class InsufficientBalance(_BalancesError):
     """The account's free balance is lower than the amount."""
-    module = "balances"
 
 
-class InsufficientReserve(DispatchError):
+class InsufficientReserve(_BalancesError):
     """The account's reserved balance is lower than the amount."""
-    module = "balances"
 
 
-class SelfTransfer(DispatchError):
+class SelfTransfer(_BalancesError):
     """An account cannot transfer to itself."""
-    module = "balances"
 
 
 def free_balance(ctx: Context, who: bytes) -> int:

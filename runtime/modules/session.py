@@ -42,14 +42,16 @@ authority_candidates: Callable[[Context], list[list]] | None = None
 slash_authority: Callable[[Context, bytes, int], int] | None = None
 
 
-class InvalidEvidence(DispatchError):
+class _SessionError(DispatchError):
+    module = "session"
+
+
+class InvalidEvidence(_SessionError):
     """The equivocation evidence does not prove an offence."""
-    module = "session"
 
 
-class AlreadyReported(DispatchError):
+class AlreadyReported(_SessionError):
     """This offence was already reported and punished."""
-    module = "session"
 
 
 def vote_message(set_id: int, round_number: int, number: int, block_hash: bytes) -> bytes:

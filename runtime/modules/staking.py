@@ -71,49 +71,44 @@ Heartbeat = StorageMap("staking", "Heartbeat", None)
 # ---------------------------------------------------------------- errors
 
 
-class BelowMinimum(DispatchError):
+class _StakingError(DispatchError):
+    module = "staking"
+
+
+class BelowMinimum(_StakingError):
     """The bond would be below the role's minimum stake."""
-    module = "staking"
 
 
-class NotBonded(DispatchError):
+class NotBonded(_StakingError):
     """The account has no bond for this role."""
-    module = "staking"
 
 
-class InsufficientBond(DispatchError):
+class InsufficientBond(_StakingError):
     """Cannot unbond more than is bonded."""
-    module = "staking"
 
 
-class NotARoleAccount(DispatchError):
+class NotARoleAccount(_StakingError):
     """The delegation target is not bonded for any role."""
-    module = "staking"
 
 
-class SelfDelegation(DispatchError):
+class SelfDelegation(_StakingError):
     """An account cannot delegate to itself; bond instead."""
-    module = "staking"
 
 
-class InsufficientDelegation(DispatchError):
+class InsufficientDelegation(_StakingError):
     """Cannot undelegate more than is delegated to that target."""
-    module = "staking"
 
 
-class NothingToWithdraw(DispatchError):
+class NothingToWithdraw(_StakingError):
     """No unlocking funds have passed their unbonding period."""
-    module = "staking"
 
 
-class ZeroAmount(DispatchError):
+class ZeroAmount(_StakingError):
     """The amount must be positive."""
-    module = "staking"
 
 
-class TooManyUnlocking(DispatchError):
+class TooManyUnlocking(_StakingError):
     """The unlocking queue is full; withdraw released funds first."""
-    module = "staking"
 
 
 MAX_UNLOCKING = 32
