@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
-	$(VENV)/bin/mypy runtime consensus
+	$(VENV)/bin/mypy runtime consensus node p2p
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(STAMP)
@@ -26,7 +26,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
-	$(VENV)/bin/mypy runtime consensus
+	$(VENV)/bin/mypy runtime consensus node p2p
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -111,7 +111,7 @@ class Chain:
             header.parent_hash, header.number, header.slot, header.timestamp_ms, header.author,
             header.randao_reveal, update.root, extrinsics_root(included),
         )
-        sealed = Header(*unsealed.unsealed_fields(), seal=author.sign(unsealed.signing_payload()))
+        sealed = unsealed.with_seal(author.sign(unsealed.signing_payload()))
         block = Block(sealed, included)
         self.store.commit_block(block, changes, update, events)
         self._notify(Imported(block, events))

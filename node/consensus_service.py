@@ -240,7 +240,7 @@ class ConsensusService:
         h = block.header
         twin = Header(h.parent_hash, h.number, h.slot, h.timestamp_ms + 1, h.author, h.randao_reveal,
                       h.state_root, h.extrinsics_root)
-        twin = Header(*twin.unsealed_fields(), seal=self.key.sign(twin.signing_payload()))
+        twin = twin.with_seal(self.key.sign(twin.signing_payload()))
         log.warning("test equivocation: publishing a second block for slot %d", h.slot)
         await self._publish(Topic.BLOCKS, Block(twin, block.extrinsics).encode())
 

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import anyio
 import anyio.from_thread
@@ -218,7 +218,7 @@ class _Import:
     async def run(self, store: ContentStore, options: dict[str, bool]) -> None:
         try:
             self.result = await anyio.to_thread.run_sync(
-                lambda: store.add_file(self.pipe, pin=options["pin"], only_hash=options["only_hash"])
+                lambda: store.add_file(cast(BinaryIO, self.pipe), pin=options["pin"], only_hash=options["only_hash"])
             )
         except Exception as exc:  # noqa: BLE001 - reported to the client by the request handler
             self.error = exc

@@ -9,7 +9,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 from starlette.applications import Starlette
@@ -54,7 +54,7 @@ class RpcServer:
 
     def __init__(self) -> None:
         self.methods: dict[str, Handler] = {}
-        self.subscriptions: dict[str, tuple[str, Callable[[trio.MemorySendChannel], Callable[[], None]]]] = {}
+        self.subscriptions: dict[str, tuple[str, Callable[[Notifier], Callable[[], None]]]] = {}
         self.extra_routes: list[BaseRoute] = []
 
     def method(self, name: str) -> Callable[[Handler], Handler]:
@@ -65,7 +65,7 @@ class RpcServer:
 
     def subscription(
         self, subscribe: str, unsubscribe: str, notification: str,
-        attach: Callable[[trio.MemorySendChannel], Callable[[], None]],
+        attach: Callable[[Notifier], Callable[[], None]],
     ) -> None:
         """`attach(channel)` starts sending notification payloads to `channel`, returns a detach function."""
         self.subscriptions[subscribe] = (notification, attach)
@@ -177,6 +177,12 @@ class RpcServer:
             *self.extra_routes,
         ]
         return Starlette(routes=routes)
+
+
+class Notifier(Protocol):
+    """What a subscription source pushes payloads into."""
+
+    def send_nowait(self, payload: Any) -> None: ...
 
 
 class _Tagged:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,7 +107,7 @@ class ArenaNode:
         return ConsensusService(self, network, equivocate=self.config.test_equivocate)
 
     def _attach(self, registry: set):
-        def attach(channel) -> callable:
+        def attach(channel) -> Callable[[], None]:
             registry.add(channel)
             return lambda: registry.discard(channel)
         return attach

@@ -80,7 +80,9 @@ class ExtrinsicBatcher:
             raise ExtrinsicTooLarge(f"extrinsic is {len(extrinsic)} bytes; a batch holds at most {self.max_bytes}")
         await self._send.send(extrinsic)
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined]  # stale trio-typing stubs
+    ) -> None:
         """Batch and publish until cancelled."""
         task_status.started()
         carry: bytes | None = None

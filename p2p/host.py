@@ -235,7 +235,9 @@ class NetworkService:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined]  # stale trio-typing stubs
+    ) -> None:
         """Run host, pubsub, batcher and bootnode keepers until cancelled."""
         listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self.config.listen_port}")
         async with (

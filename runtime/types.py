@@ -1,7 +1,7 @@
 """Consensus types: headers, blocks, extrinsics and events, each a fixed-order list on the wire."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.codec import CodecError, decode, encode
@@ -53,6 +53,10 @@ class Header:
 
     def to_list(self) -> list:
         return self.unsealed_fields() + [self.seal]
+
+    def with_seal(self, seal: bytes) -> Header:
+        """This header carrying `seal` (the author's signature of `signing_payload()`)."""
+        return replace(self, seal=seal)
 
     def signing_payload(self) -> bytes:
         return encode(self.unsealed_fields())

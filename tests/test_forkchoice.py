@@ -80,7 +80,7 @@ def test_invalid_fork_block_keeps_the_old_chain(chains):
     h = bad.header
     forged = Header(h.parent_hash, h.number, h.slot, h.timestamp_ms, h.author, h.randao_reveal,
                     bytes(32), h.extrinsics_root)
-    forged = Header(*forged.unsealed_fields(), seal=BOB.sign(forged.signing_payload()))
+    forged = forged.with_seal(BOB.sign(forged.signing_payload()))
     best_before, root_before = a.best.hash, a.store.state_root
     a.import_block(good)
     with pytest.raises(BlockError, match="state root"):

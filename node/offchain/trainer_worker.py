@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 from node.offchain.chain_client import account_bytes
 from node.offchain.context import WorkerContext
@@ -125,7 +126,7 @@ class Trainer(RoleLoop):
         """Fetch the spec and training data, train, and return the model file's bytes."""
         task_id = task["id"]
         spec = fetch_spec(self, task["specCid"])
-        kind = get_kind(spec.get("kind"))
+        kind = get_kind(str(spec.get("kind")))
         limit = min(int(spec["limits"].get("max_data_bytes", HARD_MAX_DATA_BYTES)), HARD_MAX_DATA_BYTES)
         train_bytes = self.content.fetch(spec["data"]["train_cid"], limit, "training data")
         quality = self.ctx.options.get("quality", "good")
@@ -134,7 +135,7 @@ class Trainer(RoleLoop):
         started = time.monotonic()
         self.log.info("event=train_begin task=%d kind=%s quality=%s epochs=%d device=%s", task_id, kind.name,
                       quality, epochs, self.ctx.options.get("device", "auto"))
-        progress = "tqdm" if self.ctx.options.get("progress_bar") and sys.stderr.isatty() else self._progress(task_id)
+        progress: Any = "tqdm" if self.ctx.options.get("progress_bar") and sys.stderr.isatty() else self._progress(task_id)
         model = kind.train(spec, train_bytes, epochs=epochs, lr=float(spec["training"]["lr"]), seed=seed,
                            quality="good" if quality == "good" else "poor", progress=progress,
                            device=self.ctx.options.get("device", "auto"))

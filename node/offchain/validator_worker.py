@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import cast
 
 from node.offchain.chain_client import account_bytes
 from node.offchain.content import ContentError, ContentTooLarge
@@ -39,7 +40,7 @@ class HeldOutMismatch(MLError):
 
 def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list[dict]:
     """Evaluate every submitted model of `task`; [{trainer, cid, score, loss_ppb, rejected}] by trainer."""
-    kind = get_kind(spec.get("kind"))
+    kind = get_kind(str(spec.get("kind")))
     by_address = {e["address"]: e for e in task["trainers"]}
     limit = int(spec["limits"]["max_model_bytes"])
     results = []
@@ -130,7 +131,8 @@ class Validator(RoleLoop):
             salt = new_salt()
             commitment = score_commitment(task_id, self.ctx.key.public_key, scores, salt)
             # Persist before committing: a crash after the commit must still be able to reveal.
-            record.update(scores=[[t.hex(), s] for t, s in scores], salt=salt.hex(), commitment=commitment.hex(),
+            record.update(scores=[[cast(bytes, t).hex(), s] for t, s in scores], salt=salt.hex(),
+                          commitment=commitment.hex(),
                           results=results)
             self.state.save()
         self.chain.submit_once(f"task/{task_id}/commit", "tasks", "commit_scores",

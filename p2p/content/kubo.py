@@ -68,7 +68,8 @@ class KuboContentStore(ContentStore):
         with trio.move_on_after(timeout) as scope:
             try:
                 await trio.to_thread.run_sync(
-                    lambda: self.client.pin.add(cid, timeout=timeout), abandon_on_cancel=True
+                    lambda: self.client.pin.add(cid, timeout=timeout),
+                    abandon_on_cancel=True,  # type: ignore[call-arg]  # trio-typing stubs predate it
                 )
             except ipfshttpclient.exceptions.TimeoutError:
                 raise FetchTimeout(f"Kubo at {self.api} did not fetch {cid} within {timeout:g}s") from None

@@ -42,7 +42,9 @@ def canonical_scores(scores: Iterable[Sequence[object]]) -> list[list[object]]:
     result.sort(key=lambda item: item[0])  # type: ignore[arg-type, return-value]
     for before, after in itertools.pairwise(result):
         if before[0] == after[0]:
-            raise InvalidScores(f"trainer {after[0].hex()} appears twice")  # type: ignore[union-attr]
+            duplicate = after[0]
+            assert isinstance(duplicate, bytes)
+            raise InvalidScores(f"trainer {duplicate.hex()} appears twice")
     return result
 
 

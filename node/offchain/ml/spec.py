@@ -132,6 +132,7 @@ def _int_field(section: dict[str, Any], name: str, low: int, high: int, where: s
         isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
         f"spec {where}.{name} must be an integer in [{low}, {high}], got {value!r}",
     )
+    assert isinstance(value, int)
     return value
 
 

@@ -26,7 +26,7 @@ MIN_COUNT = 2
 MIN_TEXT_CHARS = 2000
 HELDOUT_MAX_CHARS = 16384
 MAX_VOCAB = 1024
-DEFAULT_MODEL = {"arch": "char_mlp", "context": 24, "embed_dim": 16, "hidden": 192}
+DEFAULT_MODEL: dict[str, Any] = {"arch": "char_mlp", "context": 24, "embed_dim": 16, "hidden": 192}
 
 
 def python_docs_text() -> str:

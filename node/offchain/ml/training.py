@@ -78,7 +78,7 @@ def fit(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{value.item():.3f}")
-            elif progress is not None:
+            elif callable(progress):
                 progress(step, total, value.item())
     if bar is not None:
         bar.close()
