@@ -57,9 +57,11 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    import plyvel
     import trio
 
     from node.service import ArenaNode, NodeConfig
+    from node.storage import StorageError
 
     setup_logging(args.log_level)
     config = NodeConfig(
@@ -69,7 +71,16 @@ def cmd_node(args: argparse.Namespace) -> int:
         test_equivocate=args.test_equivocate, ipfs_api=args.ipfs_api, prometheus_port=args.prometheus_port,
         offchain=tuple(r for r in (args.offchain or "").split(",") if r), offchain_key=args.key or "",
     )
-    node = ArenaNode(config)
+    try:
+        node = ArenaNode(config)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except plyvel.IOError as exc:
+        if "lock" in str(exc):
+            print(f"error: {config.base_path} is in use by another running node (LevelDB lock held)", file=sys.stderr)
+            return 1
+        raise
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

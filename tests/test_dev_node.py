@@ -180,3 +180,25 @@ def test_websocket_subscription_to_new_and_finalized_heads(node):
     heads, finals, unsubscribed = trio.run(scenario)
     assert heads[1]["number"] == heads[0]["number"] + 1 and heads[1]["parentHash"] == heads[0]["hash"]
     assert finals[0]["hash"] and unsubscribed is True
+
+
+def test_node_refuses_a_busy_or_foreign_database(node, tmp_path):
+    import json as jsonlib
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    def arena_node(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "node.cli", "node", *args], check=False, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    busy = arena_node("--dev", "--base-path", str(node.base_path), "--rpc-port", "0")
+    assert busy.returncode == 1 and "in use by another running node" in busy.stderr
+    node.stop()
+    config = jsonlib.loads((ROOT / "genesis.json").read_text())
+    config["modules"]["system"]["randomness_seed"] = "another chain"
+    other = tmp_path / "other-genesis.json"
+    other.write_text(jsonlib.dumps(config))
+    foreign = arena_node("--dev", "--base-path", str(node.base_path), "--genesis", str(other))
+    assert foreign.returncode == 1 and "database holds chain with genesis" in foreign.stderr
