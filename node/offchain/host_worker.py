@@ -158,10 +158,13 @@ class ServedModel:
         vocab = self.spec["task"]["vocab"]
         index = {c: i for i, c in enumerate(vocab) if i > 0}
         context = int(self.spec["model"]["context"])
+        # Short prompts are left-padded with text the model saw in training (newlines), not <unk>,
+        # which never appears in a training window and throws a tiny model off.
+        pad = index.get("\n", index.get(" ", 0))
         windows = []
         for prompt, _, _ in batch:
             tokens = [index.get(c, 0) for c in prompt[-context:]]
-            windows.append([0] * (context - len(tokens)) + tokens)
+            windows.append([pad] * (context - len(tokens)) + tokens)
         state = torch.tensor(windows, dtype=torch.int64)
         steps = max(n for _, n, _ in batch)
         temps = torch.tensor([t for _, _, t in batch], dtype=torch.float32).unsqueeze(1)

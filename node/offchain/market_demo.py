@@ -103,7 +103,7 @@ def _serve_and_pay(net: Any, console: Any, client: RpcClient, models: list[dict]
             for i in range(QUERIES):
                 if m["kind"] in ("char_lm", "custom_text"):
                     data: Any = PROMPTS[i % len(PROMPTS)]
-                    answer = user.query(m["taskId"], data, max_tokens=40)
+                    answer = user.query(m["taskId"], data, max_tokens=40, temperature=0.7)
                     shown = f"{data!r} → {answer.output!r}"
                 else:
                     data = [float(x) for x in digits.data[i]]
