@@ -4,20 +4,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
+from node import api_arena, api_market
 from node.api import register_core_api
 from node.chain import Chain, Imported
+from node.consensus_service import ConsensusService
 from node.genesis import load_chain_spec
+from node.ipfs_api import ipfs_routes
 from node.jsonfmt import header_json
+from node.metrics import NodeMetrics
+from node.offchain.supervisor import supervise
 from node.rpc import RpcServer, serve
 from node.storage import ChainStore
 from node.txpool import TxPool
+from p2p import NetworkConfig, NetworkService
+from p2p.content.bitswap import Exchange
+from p2p.content.blockstore import BlockStore
+from p2p.content.kubo import KuboContentStore
+from p2p.content.store import EmbeddedContentStore
 from runtime.crypto import Keypair
 from runtime.executive import CheckedExtrinsic
+from runtime.modules import system
+from runtime.types import Call, Era, Extrinsic, signing_payload
 
 log = logging.getLogger("arena.node")
 
@@ -36,7 +48,6 @@ class NodeConfig:
     test_equivocate: bool = False
     ipfs_api: str | None = None  # multiaddr of an external Kubo; None = the embedded store
     prometheus_port: int = 0  # 0 = no metrics endpoint
-    extra: dict = field(default_factory=dict)
     # off-chain worker roles run as supervised child processes (node/offchain/supervisor.py)
     offchain: tuple[str, ...] = ()
     offchain_key: str = ""  # the --key spec the workers sign with (a spec string, not a Keypair)
@@ -59,10 +70,8 @@ class ArenaNode:
         self.rpc = RpcServer()
         register_core_api(self.rpc, self)
         # RPC method groups defined next to the features they serve
-        from node import api_arena, api_market
         api_arena.register(self.rpc, self)
         api_market.register(self.rpc, self)
-        from node.metrics import NodeMetrics
         self.metrics = NodeMetrics()
         self._touched_senders: set[bytes] = set()
         self._head_channels: set = set()
@@ -74,19 +83,13 @@ class ArenaNode:
         self.chain.listeners.append(self._on_import)
         self.consensus = None if config.dev else self._make_consensus()
         self.content = self._make_content_store()
-        from node.ipfs_api import ipfs_routes
         self.rpc.extra_routes.extend(ipfs_routes(self.content))
         self._gossip_send, self._gossip_receive = trio.open_memory_channel[bytes](20_000)
 
     def _make_content_store(self):
         """The embedded IPFS store (bitswap on the node's libp2p host) or a Kubo daemon's API."""
         if self.config.ipfs_api:
-            from p2p.content.kubo import KuboContentStore
             return KuboContentStore(self.config.ipfs_api)
-        from p2p.content.bitswap import Exchange
-        from p2p.content.blockstore import BlockStore
-        from p2p.content.store import EmbeddedContentStore
-
         blocks = BlockStore(self.store.content_db())
         content = EmbeddedContentStore(blocks)
         if self.consensus is not None:
@@ -96,9 +99,6 @@ class ArenaNode:
         return content
 
     def _make_consensus(self):
-        from node.consensus_service import ConsensusService
-        from p2p import NetworkConfig, NetworkService
-
         bootnodes = tuple(self.config.bootnodes) or tuple(self.spec.config.get("bootnodes", []))
         network = NetworkService(NetworkConfig(
             key_path=self.config.base_path / "node.key", genesis_hash=self.spec.genesis_hash,
@@ -125,12 +125,10 @@ class ArenaNode:
         return checked
 
     def account_nonce(self, who: bytes) -> int:
-        from runtime.modules import system
         return system.AccountNonce.get(self.chain.state(), who)
 
     def sign_local(self, key: Keypair, module: str, function: str, args: list, nonce: int) -> bytes:
         """Sign an extrinsic for this chain with an immortal era (used for the node's own reports)."""
-        from runtime.types import Call, Era, Extrinsic, signing_payload
         call = Call(module, function, args)
         gh = self.spec.genesis_hash
         payload = signing_payload(call, nonce, Era(0, 0), 0, gh, self.chain.runtime.spec_version, gh)
@@ -215,7 +213,6 @@ class ArenaNode:
 
     async def _supervise_offchain(self) -> None:
         """Attached off-chain workers: child processes that use this node's public RPC only."""
-        from node.offchain.supervisor import supervise
         rpc_url = f"http://127.0.0.1:{self.config.rpc_port}"
         await supervise(self.config.offchain, self.config.offchain_key, rpc_url, self.config.base_path / "offchain")
 
