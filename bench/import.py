@@ -21,7 +21,8 @@ from node.chain import Chain
 from node.genesis import load_chain_spec
 from node.storage import ChainStore
 from runtime.crypto import Keypair
-from runtime.types import Call, Era, Extrinsic, signing_payload
+from runtime.executive import SPEC_VERSION
+from runtime.types import Call, sign_extrinsic
 
 BLOCKS = int(os.environ.get("BENCH_IMPORT_BLOCKS", "5"))
 TXS_PER_BLOCK = int(os.environ.get("BENCH_IMPORT_TXS", "2000"))
@@ -53,8 +54,7 @@ def build_blocks(workdir: Path) -> list:
         for i in range(TXS_PER_BLOCK):
             k = i % len(keys)
             call = Call("balances", "transfer", [receivers[(b * TXS_PER_BLOCK + i) % len(receivers)], 1000 + i])
-            payload = signing_payload(call, nonces[k], Era(0, 0), 0, spec.genesis_hash, 1, spec.genesis_hash)
-            xts.append(Extrinsic(keys[k].public_key, keys[k].sign(payload), nonces[k], Era(0, 0), 0, call).encode())
+            xts.append(sign_extrinsic(keys[k], call, nonces[k], spec.genesis_hash, SPEC_VERSION))
             nonces[k] += 1
         block, _, rejected = chain.build_block(keys[0], b + 1, spec.config["timestamp_ms"] + (b + 1) * 1000, xts)
         assert not rejected and len(block.extrinsics) == TXS_PER_BLOCK, rejected[:1]

@@ -30,7 +30,8 @@ from node.chain import Chain
 from node.genesis import load_chain_spec
 from node.storage import ChainStore
 from runtime.crypto import Keypair, blake2b_256
-from runtime.types import Call, Era, Extrinsic, signing_payload
+from runtime.executive import SPEC_VERSION
+from runtime.types import Call, sign_extrinsic
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = int(os.environ.get("BENCH_NET_SENDERS", "512"))
@@ -63,8 +64,7 @@ def presign(spec, keys: list[Keypair], first_nonce: int, per_key: int) -> list[l
         xts = []
         for nonce in range(first_nonce, first_nonce + per_key):
             call = Call("balances", "transfer", [dest, 1 + nonce])
-            payload = signing_payload(call, nonce, Era(0, 0), 0, spec.genesis_hash, 1, spec.genesis_hash)
-            xts.append(Extrinsic(key.public_key, key.sign(payload), nonce, Era(0, 0), 0, call).encode())
+            xts.append(sign_extrinsic(key, call, nonce, spec.genesis_hash, SPEC_VERSION))
         out.append(xts)
     return out
 

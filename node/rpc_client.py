@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from runtime.crypto import Keypair
-from runtime.types import Call, Era, Extrinsic, signing_payload
+from runtime.types import Call, Era, sign_extrinsic
 
 DEFAULT_RPC = "http://127.0.0.1:9933"
 
@@ -65,9 +65,8 @@ class RpcClient:
             birth_hash = bytes.fromhex(best["hash"][2:]) if best["number"] else genesis_hash
         else:
             era, birth_hash = Era(0, 0), genesis_hash
-        call = Call(module, function, args)
-        payload = signing_payload(call, nonce, era, tip, genesis_hash, props["specVersion"], birth_hash)
-        return Extrinsic(key.public_key, key.sign(payload), nonce, era, tip, call).encode()
+        return sign_extrinsic(key, Call(module, function, args), nonce, genesis_hash, props["specVersion"],
+                              era, tip, birth_hash)
 
     def submit(self, encoded: bytes) -> str:
         return self.call("author_submitExtrinsic", "0x" + encoded.hex())

@@ -29,7 +29,7 @@ from p2p.content.store import EmbeddedContentStore
 from runtime.crypto import Keypair
 from runtime.executive import CheckedExtrinsic
 from runtime.modules import system
-from runtime.types import Call, Era, Extrinsic, signing_payload
+from runtime.types import Call, sign_extrinsic
 
 log = logging.getLogger("arena.node")
 
@@ -129,10 +129,8 @@ class ArenaNode:
 
     def sign_local(self, key: Keypair, module: str, function: str, args: list, nonce: int) -> bytes:
         """Sign an extrinsic for this chain with an immortal era (used for the node's own reports)."""
-        call = Call(module, function, args)
-        gh = self.spec.genesis_hash
-        payload = signing_payload(call, nonce, Era(0, 0), 0, gh, self.chain.runtime.spec_version, gh)
-        return Extrinsic(key.public_key, key.sign(payload), nonce, Era(0, 0), 0, call).encode()
+        return sign_extrinsic(key, Call(module, function, args), nonce, self.spec.genesis_hash,
+                              self.chain.runtime.spec_version)
 
     def peer_count(self) -> int:
         return len(self.consensus.network.peers()) if self.consensus else 0

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runtime.codec import CodecError, decode, encode
-from runtime.crypto import blake2b_256
+from runtime.crypto import Keypair, blake2b_256
 
 MAX_EXTRINSIC_SIZE = 64 * 1024
 MAX_BLOCK_SIZE = 8 * 1024 * 1024
@@ -166,6 +166,15 @@ def signing_payload(
 ) -> bytes:
     """The bytes an account signs: encode([call, extra, genesis hash, spec version, birth hash])."""
     return encode([call.to_list(), [nonce, [era.birth, era.period], tip], genesis_hash, spec_version, birth_hash])
+
+
+def sign_extrinsic(
+    key: Keypair, call: Call, nonce: int, genesis_hash: bytes, spec_version: int,
+    era: Era = Era(0, 0), tip: int = 0, birth_hash: bytes | None = None,
+) -> bytes:
+    """The encoded extrinsic `key` signs for `call`; `birth_hash` defaults to the genesis hash (immortal era)."""
+    payload = signing_payload(call, nonce, era, tip, genesis_hash, spec_version, birth_hash or genesis_hash)
+    return Extrinsic(key.public_key, key.sign(payload), nonce, era, tip, call).encode()
 
 
 @dataclass(frozen=True)

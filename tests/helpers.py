@@ -14,7 +14,7 @@ from node.genesis import load_chain_spec
 from node.rpc_client import RpcClient
 from node.storage import ChainStore
 from runtime.crypto import Keypair
-from runtime.types import Call, Era, Extrinsic, signing_payload
+from runtime.types import Call, Era, sign_extrinsic
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = Keypair.from_dev_name("alice")
@@ -29,10 +29,8 @@ def make_chain(path: Path, genesis: Path | None = None) -> Chain:
 def sign(chain: Chain, key: Keypair, module: str, function: str, args: list, nonce: int,
          tip: int = 0, era: Era = Era(0, 0), birth_hash: bytes | None = None,
          genesis_hash: bytes | None = None) -> bytes:
-    call = Call(module, function, args)
-    gh = genesis_hash or chain.spec.genesis_hash
-    payload = signing_payload(call, nonce, era, tip, gh, chain.runtime.spec_version, birth_hash or chain.spec.genesis_hash)
-    return Extrinsic(key.public_key, key.sign(payload), nonce, era, tip, call).encode()
+    return sign_extrinsic(key, Call(module, function, args), nonce, genesis_hash or chain.spec.genesis_hash,
+                          chain.runtime.spec_version, era, tip, birth_hash or chain.spec.genesis_hash)
 
 
 def free_port() -> int:
