@@ -19,9 +19,13 @@ class SlotError(ValueError):
     """A header whose author may not author its slot."""
 
 
-def current_slot(slot_duration_ms: int, now_ms: int | None = None) -> int:
-    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    return now // slot_duration_ms
+def now_ms() -> int:
+    """Wall-clock Unix milliseconds (node side only; the runtime never reads the clock)."""
+    return time.time_ns() // 1_000_000
+
+
+def current_slot(slot_duration_ms: int, at_ms: int | None = None) -> int:
+    return (now_ms() if at_ms is None else at_ms) // slot_duration_ms
 
 
 def slot_author(authorities: list[list], epoch_randomness: bytes, slot: int) -> bytes:

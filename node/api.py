@@ -117,7 +117,7 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
         return {"ss58Format": 42, "tokenSymbol": token.get("symbol", "ARENA"),
                 "tokenDecimals": token.get("decimals", 12), "genesisHash": hexify(chain.spec.genesis_hash),
                 "specVersion": SPEC_VERSION, "slotDurationMs": chain.spec.slot_duration_ms,
-                "epochLength": chain.epoch_length}
+                "epochLength": system.EpochLength.get(chain.state())}
 
     @rpc.method("system_health")
     def system_health() -> dict:

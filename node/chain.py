@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from node.genesis import ChainSpec
 from node.storage import ChainStore
 from runtime.codec import CodecError
-from runtime.crypto import Keypair, blake2b_256, verify
+from runtime.crypto import Keypair, verify
 from runtime.executive import CheckedExtrinsic, InvalidTransaction
 from runtime.state import Overlay
 from runtime.types import MAX_BLOCK_SIZE, Block, Event, Header, extrinsics_root
@@ -51,7 +50,6 @@ class Chain:
         # Consensus check of a header against the parent state (slot leader); None in dev mode.
         self.author_check: Callable[[Header, Overlay], None] | None = None
         store.init_genesis(spec.genesis_block, spec.genesis_state)
-        self.epoch_length = int(spec.config.get("modules", {}).get("system", {}).get("epoch_length", 20))
 
     # ------------------------------------------------------------ reads
 
@@ -232,11 +230,3 @@ class Chain:
             except Exception:  # a listener's bug must not undo an import
                 log.exception("block listener failed")
 
-
-def now_ms_default() -> int:
-    """Wall-clock milliseconds (node side only; the runtime never reads the clock)."""
-    return time.time_ns() // 1_000_000
-
-
-def extrinsic_hash(encoded: bytes) -> bytes:
-    return blake2b_256(encoded)

@@ -22,8 +22,8 @@ from consensus.finality import (
     sign_vote,
     verify_justification,
 )
-from consensus.slots import SlotError, current_slot, slot_author
-from node.chain import BlockError, UnknownParent, now_ms_default
+from consensus.slots import SlotError, current_slot, now_ms, slot_author
+from node.chain import BlockError, UnknownParent
 from node.txpool import PoolError
 from p2p import NetworkService, Penalty, RequestError, Topic, Verdict
 from runtime.codec import CodecError, decode, encode
@@ -195,7 +195,7 @@ class ConsensusService:
         """Halfway through every slot, authorities vote for their best block."""
         while True:
             slot = current_slot(self.slot_ms)
-            await trio.sleep(max(0.0, ((slot + 1) * self.slot_ms + self.slot_ms // 2 - now_ms_default()) / 1000))
+            await trio.sleep(max(0.0, ((slot + 1) * self.slot_ms + self.slot_ms // 2 - now_ms()) / 1000))
             if self.key is None:
                 continue
             authorities, _, set_id = self.session_of(self.chain.state())
@@ -214,7 +214,7 @@ class ConsensusService:
         while True:
             slot = current_slot(self.slot_ms)
             if slot <= last:
-                await trio.sleep(((slot + 1) * self.slot_ms - now_ms_default()) / 1000 + 0.005)
+                await trio.sleep(((slot + 1) * self.slot_ms - now_ms()) / 1000 + 0.005)
                 continue
             last = slot
             if self.key is None or self.is_syncing():

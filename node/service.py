@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
+from consensus.slots import now_ms
 from node import api_arena, api_market
 from node.api import register_core_api
 from node.chain import Chain, Imported
@@ -51,10 +51,6 @@ class NodeConfig:
     # off-chain worker roles run as supervised child processes (node/offchain/supervisor.py)
     offchain: tuple[str, ...] = ()
     offchain_key: str = ""  # the --key spec the workers sign with (a spec string, not a Keypair)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ArenaNode:

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from node import localnet
 from node.offchain.user_client import ArenaModelClient, ModelQueryError
 from node.rpc_client import RpcClient, call_failed
 from runtime.crypto import Keypair
@@ -74,12 +74,7 @@ def run_marketplace_demo(net: Any, console: Any) -> None:
     try:
         _serve_and_pay(net, console, client, models, host_key, user_key, rpc_url, Table)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+        localnet.stop_pid(proc.pid, timeout=30)
         net.processes.pop("host-1", None)
 
 
