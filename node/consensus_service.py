@@ -78,13 +78,17 @@ class ConsensusService:
     def session_of(self, state: Overlay) -> tuple[list[list], bytes, int]:
         return (session.Authorities.get(state), session.EpochRandomness.get(state), session.SetId.get(state))
 
-    def check_author(self, header: Header, parent_state: Overlay) -> None:
-        """The header's author must be the slot author chosen by the parent state's epoch data."""
+    def expected_author(self, parent_state: Overlay, slot: int) -> bytes:
+        """The slot author chosen by the parent state's epoch authority set and randomness."""
         authorities, randomness, _ = self.session_of(parent_state)
         try:
-            expected = slot_author(authorities, randomness, header.slot)
+            return slot_author(authorities, randomness, slot)
         except SlotError as exc:
             raise BlockError(str(exc)) from exc
+
+    def check_author(self, header: Header, parent_state: Overlay) -> None:
+        """The header's author must be the slot author chosen by the parent state's epoch data."""
+        expected = self.expected_author(parent_state, header.slot)
         if header.author != expected:
             raise BlockError(f"slot {header.slot} belongs to {ss58_encode(expected)}, not {ss58_encode(header.author)}")
 
@@ -220,8 +224,8 @@ class ConsensusService:
             if self.key is None or self.is_syncing():
                 continue
             try:
-                self.check_author(Header(self.chain.best.hash, 0, slot, 0, self.key.public_key, bytes(64), bytes(32), bytes(32)),
-                                  self.chain.state())
+                if self.expected_author(self.chain.state(), slot) != self.key.public_key:
+                    continue
             except BlockError:
                 continue
             block, _, rejected = self.chain.build_block(self.key, slot, slot * self.slot_ms, self.node.pool.ready())
