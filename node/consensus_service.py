@@ -293,7 +293,7 @@ class ConsensusService:
             block_hash = self.store.canonical_hash(number)
             if block_hash is None:
                 break
-            raw = self.store.db.get(b"B" + block_hash)
+            raw = self.store.get_block_bytes(block_hash)
             out.append(encode([raw, self.store.justification(block_hash) or b""]))
         return out
 

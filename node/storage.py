@@ -222,8 +222,12 @@ class ChainStore:
 
     # ------------------------------------------------------------ reads
 
+    def get_block_bytes(self, block_hash: bytes) -> bytes | None:
+        """A block's encoding as stored (served to syncing peers without a decode/encode round trip)."""
+        return self.db.get(P_BLOCK + block_hash)
+
     def get_block(self, block_hash: bytes) -> Block | None:
-        raw = self.db.get(P_BLOCK + block_hash)
+        raw = self.get_block_bytes(block_hash)
         return Block.decode(raw) if raw is not None else None
 
     def get_header(self, block_hash: bytes) -> Header | None:
@@ -243,7 +247,7 @@ class ChainStore:
         return self._best_header
 
     def has_block(self, block_hash: bytes) -> bool:
-        return self.db.get(P_BLOCK + block_hash) is not None
+        return self.get_block_bytes(block_hash) is not None
 
     def canonical_hash(self, number: int) -> bytes | None:
         return self.db.get(_number_key(number))
