@@ -134,19 +134,3 @@ def test_store_fetch_then_cat_over_exchange() -> None:
                 assert receiver.node_info()["ID"] == str(host_b.get_id())
 
     trio.run(main)
-
-
-def test_wire_frames_parse_and_reject_garbage() -> None:
-    from p2p.content.bitswap import BLOCK, DONT_HAVE, END, _parse_reply, _parse_want, _PeerMisbehaved
-
-    mh = Cid.for_dag_pb_block(b"x").multihash
-    assert _parse_want(bytes([1, len(mh)]) + mh + bytes([len(mh)]) + mh) == [mh, mh]
-    assert _parse_reply(bytes([BLOCK, len(mh)]) + mh + b"data") == (BLOCK, mh, b"data")
-    assert _parse_reply(bytes([DONT_HAVE]) + mh) == (DONT_HAVE, mh, b"")
-    assert _parse_reply(bytes([END])) == (END, b"", b"")
-    for bad in (b"", bytes([2]), bytes([9, 1])):
-        with pytest.raises(_PeerMisbehaved):
-            _parse_reply(bad)
-    for bad in (b"", bytes([1, 40]) + mh, bytes([1]) + (bytes([1]) + b"a") * 65):
-        with pytest.raises(_PeerMisbehaved):
-            _parse_want(bad)

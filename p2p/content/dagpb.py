@@ -121,6 +121,9 @@ def _fields(buf: bytes, what: str):
         raise InvalidBlock(f"malformed {what} protobuf: {exc}") from None
 
 
+protobuf_fields = _fields  # the same field walker, for other protobuf messages (bitswap)
+
+
 def decode_pbnode(block: bytes) -> PBNode:
     """Decode a dag-pb block. Raises InvalidBlock if it is not valid protobuf."""
     links: list[PBLink] = []
