@@ -21,6 +21,7 @@ from __future__ import annotations
 from runtime.module import Context, Module, StorageMap
 
 PPB = 10**9
+COUNTER_MAX = 2**64 - 1  # counters saturate here: the codec's integer range, never an abort
 REPUTATION_FLOOR = PPB // 10
 RECENT = 16  # task outcomes kept per (account, role)
 
@@ -50,7 +51,11 @@ def record(ctx: Context, who: bytes, role: str) -> dict[str, int]:
 
 
 def add(ctx: Context, who: bytes, role: str, **increments: int) -> None:
-    """Add to counters of a record (`best_rank` is special: it keeps the best non-zero rank)."""
+    """Add to counters of a record (`best_rank` is special: it keeps the best non-zero rank).
+
+    Every counter saturates at `COUNTER_MAX` (and is clamped at 0), so no increment, however large,
+    can make the record unencodable and abort the settlement that writes it.
+    """
     values = Record.get(ctx.state, [who, role])
     for name, amount in increments.items():
         i = _INDEX[name]
@@ -58,6 +63,7 @@ def add(ctx: Context, who: bytes, role: str, **increments: int) -> None:
             values[i] = amount if values[i] == 0 else min(values[i], amount)
         else:
             values[i] += amount
+        values[i] = max(0, min(COUNTER_MAX, values[i]))
     Record.put(ctx.state, [who, role], values)
 
 
@@ -65,7 +71,7 @@ def note_outcome(ctx: Context, who: bytes, role: str, task_id: int, rank: int, s
                  agreement_ppb: int, reward: int) -> None:
     """Append one task's outcome to the account's recent list (bounded to `RECENT`)."""
     entries = Recent.get(ctx.state, [who, role])
-    entries.append([task_id, rank, score, agreement_ppb, reward])
+    entries.append([task_id, rank, min(score, COUNTER_MAX), agreement_ppb, min(reward, COUNTER_MAX)])
     Recent.put(ctx.state, [who, role], entries[-RECENT:])
 
 

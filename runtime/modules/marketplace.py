@@ -13,8 +13,9 @@
 3. Off chain, with each query the user signs a voucher (`voucher_message`): the *cumulative*
    number of queries and amount it owes one host for one model, and a nonce that grows by one
    per voucher. The host keeps only the newest voucher of each user.
-4. `report_usage(model_cid, period, vouchers)` (host only, for the current or the previous
-   usage period) redeems vouchers: each must be signed by its user for this chain, name the
+4. `report_usage(model_cid, period, vouchers)` (only by an account that registered as a host of
+   this model and is still bonded as a host; for the current or the previous usage period)
+   redeems vouchers: each must be signed by its user for this chain, name the
    caller as host and this model, and exceed the last redeemed voucher of its channel (user,
    host, model) in nonce and amount. Only the increase over the last redeemed voucher is paid,
    taken from the user's escrow (a short escrow pays what it holds and the shortfall is
@@ -112,6 +113,7 @@ Redeemed = StorageMap("marketplace", "Redeemed", [0, 0, 0])
 Usage = StorageMap("marketplace", "Usage", [])            # [model_cid, period] -> [[host, queries, revenue]]
 Payouts = StorageMap("marketplace", "Payouts", [])        # [model_cid, period] -> [[party, who, amount]]
 PeriodUsage = StorageMap("marketplace", "PeriodUsage", [])  # period -> [[model_cid, host, revenue]]
+Served = StorageMap("marketplace", "Served", None)        # [model_cid, host] -> block first registered (kept)
 
 # ---------------------------------------------------------------- errors
 
@@ -345,7 +347,7 @@ class Marketplace(Module):
 
     name = "marketplace"
     storage = (Params, Shares, ChainGenesis, ModelInfo, Host, HostsOf, ModelsOf, Escrow, Redeemed, Usage,
-               Payouts, PeriodUsage)
+               Payouts, PeriodUsage, Served)
     errors = (NotAHost, UnknownModel, InvalidEndpoint, ZeroPrice, TooManyHosts, NotRegistered, ZeroAmount,
               InsufficientEscrow, NoWithdrawRequest, WithdrawDelay, WrongPeriod, TooManyVouchers,
               ForeignVoucher, BadVoucherSignature, StaleVoucher)
@@ -381,6 +383,8 @@ class Marketplace(Module):
             HostsOf.put(ctx.state, model_cid, sorted(hosts + [ctx.origin]))
             ModelsOf.put(ctx.state, ctx.origin, sorted(models + [model_cid]))
         Host.put(ctx.state, [model_cid, ctx.origin], [endpoint, price_per_query, ctx.block_number])
+        if not Served.contains(ctx.state, [model_cid, ctx.origin]):
+            Served.put(ctx.state, [model_cid, ctx.origin], ctx.block_number)
         ctx.deposit_event("marketplace", "HostRegistered", model_cid, ctx.origin, endpoint, price_per_query)
 
     @call(weight=50_000)
@@ -451,6 +455,10 @@ class Marketplace(Module):
         limit = Params.get(ctx.state)[2]
         ensure(len(vouchers) <= limit, TooManyVouchers, f"{len(vouchers)} vouchers, limit {limit} per report")
         ensure(ModelInfo.contains(ctx.state, model_cid), UnknownModel, f"model {model_cid} was never registered")
+        ensure(Served.contains(ctx.state, [model_cid, ctx.origin]), NotRegistered,
+               f"the caller never registered as a host of {model_cid}")
+        bond, minimum = staking.bonded(ctx, ctx.origin, "host"), staking.min_stake(ctx, "host")
+        ensure(bond > 0 and bond >= minimum, NotAHost, f"host bond is {bond}, at least {max(minimum, 1)} needed")
         queries = revenue = shortfall = 0
         for voucher in vouchers:
             q, paid, short = redeem(ctx, ctx.origin, model_cid, voucher)

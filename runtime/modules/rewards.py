@@ -14,7 +14,8 @@ docs/incentives.md); this module moves the funds. Every unit is accounted for:
   its delegators (they share 1 − σ of the part their delegated stake earned). Every rounding
   remainder goes to the treasury.
 - penalties: a selected validator that did not commit, or committed but did not reveal, loses
-  `slash_no_commit_ppb` / `slash_no_reveal_ppb` of its validator bond (staking.slash).
+  `slash_no_commit_ppb` / `slash_no_reveal_ppb` of the validator bond locked at its selection
+  (staking.slash), and each of its delegators the same fraction of its delegation.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ PARAM_NAMES = (
     "kappa_ppb", "alpha_ppb", "slash_no_commit_ppb", "slash_no_reveal_ppb",
 )
 DEFAULTS = {
-    "emission_per_epoch": 0, "beta_ppb": 500_000_000, "gamma_ppb": 100_000_000,
+    "emission_per_epoch": 0, "beta_ppb": PPB, "gamma_ppb": 100_000_000,
     "rho_ppb": 500_000_000, "epsilon_ppb": 500_000_000, "sigma_ppb": 100_000_000,
     "kappa_ppb": 500_000_000, "alpha_ppb": 500_000_000, "slash_no_commit_ppb": 10_000_000,
     "slash_no_reveal_ppb": 20_000_000,
@@ -160,12 +161,20 @@ def settle_task(
 
 
 def penalize_validator(ctx: Context, task_id: int, validator: bytes, committed: bool) -> int:
-    """Slash a selected validator that did not commit (or did not reveal); returns the amount."""
+    """Slash a selected validator that did not commit (or did not reveal); returns the amount.
+
+    The fraction is taken of the bond the task locked at selection (which `staking.unbond` could
+    not release meanwhile), not of whatever is bonded now, and every delegation to the validator
+    loses the same fraction: routing stake through a second account's delegation does not
+    shrink the penalty.
+    """
     p = params(ctx)
     fraction = p["slash_no_reveal_ppb"] if committed else p["slash_no_commit_ppb"]
-    amount = incentives.slash_amount(staking.bonded(ctx, validator, "validator"), fraction)
+    at_selection = staking.locked_for(ctx, validator, "validator", task_id)
+    amount = incentives.slash_amount(at_selection, fraction)
     reason = f"task {task_id}: " + ("no reveal" if committed else "no commit")
-    return staking.slash(ctx, validator, "validator", amount, reason)
+    taken = staking.slash(ctx, validator, "validator", amount, reason)
+    return taken + staking.slash_delegators(ctx, validator, fraction, reason)
 
 
 class Rewards(Module):

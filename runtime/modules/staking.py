@@ -5,7 +5,9 @@ Roles are "authority", "validator", "trainer" and "host". An account bonds for a
 role's genesis minimum. Anyone may `delegate(target, amount)` to an account bonded for some role
 (delegated stake counts, discounted by ε, in every role the target holds). `unbond` and
 `undelegate` move funds into an unlocking queue, still reserved, that `withdraw_unbonded`
-releases once the unbonding period (blocks) has passed. A slash takes from the bond of one role
+releases once the unbonding period (blocks) has passed. A bond selected for a task is locked
+(`lock`, by the tasks module) until the task closes: `unbond` cannot go below the largest lock,
+so the stake a task recorded at selection stays slashable for the whole task. A slash takes from the bond of one role
 (never below zero); of the slashed amount `slash_treasury_ppb` goes to the treasury and the rest
 is burned. Workers post `heartbeat(capabilities)` every epoch: only accounts with a heartbeat in
 the current or previous epoch, marked available, can be selected for tasks.
@@ -67,6 +69,8 @@ Delegations = StorageMap("staking", "Delegations", [])   # delegator -> [[target
 Unlocking = StorageMap("staking", "Unlocking", [])       # account -> [[release_block, amount]]
 # account -> [epoch, block, available, device_kind, memory_mib]
 Heartbeat = StorageMap("staking", "Heartbeat", None)
+# [account, role] -> [[task_id, amount]] ascending: own bond committed to open tasks at selection
+Locks = StorageMap("staking", "Locks", [])
 
 # ---------------------------------------------------------------- errors
 
@@ -109,6 +113,10 @@ class ZeroAmount(_StakingError):
 
 class TooManyUnlocking(_StakingError):
     """The unlocking queue is full; withdraw released funds first."""
+
+
+class BondLocked(_StakingError):
+    """The bond is committed to open tasks (the stake recorded at selection) and cannot be unbonded yet."""
 
 
 MAX_UNLOCKING = 32
@@ -155,6 +163,35 @@ def is_live(ctx: Context, who: bytes) -> bool:
     """A heartbeat marked available in the current or the previous epoch."""
     beat = Heartbeat.get(ctx.state, who)
     return beat is not None and beat[2] == 1 and beat[0] + 1 >= system.current_epoch(ctx)
+
+
+def locked(ctx: Context, who: bytes, role: str) -> int:
+    """The part of `who`'s `role` bond committed to open tasks (the largest single lock).
+
+    One bond can back several tasks at once; each task may slash at most a fraction of what it
+    locked, so the bond that must stay is the largest lock, not their sum.
+    """
+    return max((amount for _, amount in Locks.get(ctx.state, [who, role])), default=0)
+
+
+def locked_for(ctx: Context, who: bytes, role: str, task_id: int) -> int:
+    """What task `task_id` locked of `who`'s `role` bond at selection (0 if none)."""
+    return next((amount for t, amount in Locks.get(ctx.state, [who, role]) if t == task_id), 0)
+
+
+def lock(ctx: Context, who: bytes, role: str, task_id: int, amount: int) -> None:
+    """Commit `amount` of `who`'s `role` bond to task `task_id` until `release` (unbond refuses to go below)."""
+    entries = [e for e in Locks.get(ctx.state, [who, role]) if e[0] != task_id]
+    Locks.put(ctx.state, [who, role], sorted(entries + [[task_id, amount]]))
+
+
+def release(ctx: Context, who: bytes, role: str, task_id: int) -> None:
+    """Drop task `task_id`'s lock on `who`'s `role` bond."""
+    entries = [e for e in Locks.get(ctx.state, [who, role]) if e[0] != task_id]
+    if entries:
+        Locks.put(ctx.state, [who, role], entries)
+    else:
+        Locks.remove(ctx.state, [who, role])
 
 
 def authority_candidates(ctx: Context) -> list[list]:
@@ -216,6 +253,29 @@ def slash(ctx: Context, who: bytes, role: str, amount: int, reason: str) -> int:
     return taken
 
 
+def slash_delegators(ctx: Context, target: bytes, fraction_ppb: int, reason: str) -> int:
+    """Slash every delegation to `target` by ⌊amount · fraction_ppb / PPB⌋; returns the total taken.
+
+    Delegators share their operator's faults in proportion to what they put behind it, so stake
+    routed through a delegation is exactly as much at risk as stake bonded directly.
+    """
+    total = 0
+    for delegator, amount in delegators_of(ctx, target):
+        taken = amount * fraction_ppb // PPB
+        if taken == 0:
+            continue
+        Delegators.put(ctx.state, target, _update_pairs(Delegators.get(ctx.state, target), delegator, -taken))
+        Delegations.put(ctx.state, delegator, _update_pairs(Delegations.get(ctx.state, delegator), target, -taken))
+        balances.take_reserved(ctx, delegator, taken)
+        to_treasury = taken * Params.get(ctx.state)[1] // PPB
+        treasury.credit(ctx, to_treasury, f"slash:{reason}")
+        if taken - to_treasury:
+            balances.burn(ctx, taken - to_treasury)
+        ctx.deposit_event("staking", "Slashed", delegator, "delegator", taken, reason)
+        total += taken
+    return total
+
+
 def slash_fraction(ctx: Context, who: bytes, role: str, fraction_ppb: int, reason: str) -> int:
     """Slash ⌊bond · fraction_ppb / PPB⌋ of `who`'s bond for `role`."""
     return slash(ctx, who, role, bonded(ctx, who, role) * fraction_ppb // PPB, reason)
@@ -243,9 +303,9 @@ class Staking(Module):
     """Bonds per role, delegations, unbonding queue, slashing and heartbeats."""
 
     name = "staking"
-    storage = (MinStake, Params, Bonded, Members, Delegators, Delegations, Unlocking, Heartbeat)
+    storage = (MinStake, Params, Bonded, Members, Delegators, Delegations, Unlocking, Heartbeat, Locks)
     errors = (BelowMinimum, NotBonded, InsufficientBond, NotARoleAccount, SelfDelegation,
-              InsufficientDelegation, NothingToWithdraw, ZeroAmount, TooManyUnlocking)
+              InsufficientDelegation, NothingToWithdraw, ZeroAmount, TooManyUnlocking, BondLocked)
     events: ClassVar[dict[str, list[str]]] = {
         "Bonded": ["who", "role", "amount", "total"],
         "Unbonded": ["who", "role", "amount", "release_block"],
@@ -277,6 +337,9 @@ class Staking(Module):
         minimum = min_stake(ctx, role)
         ensure(remaining == 0 or remaining >= minimum, BelowMinimum,
                f"{remaining} would remain bonded as {role}, minimum is {minimum}; unbond all or less")
+        held = locked(ctx, ctx.origin, role)
+        ensure(remaining >= held, BondLocked,
+               f"{held} of the {role} bond is committed to open tasks; at most {max(0, current - held)} can be unbonded")
         _set_bond(ctx, ctx.origin, role, remaining)
         _push_unlocking(ctx, ctx.origin, amount)
         ctx.deposit_event("staking", "Unbonded", ctx.origin, role, amount, ctx.block_number + unbonding_period(ctx))

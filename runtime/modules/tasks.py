@@ -57,6 +57,7 @@ from runtime.selection import selection_weight, weighted_sample
 
 POOL_ACCOUNT = blake2b_256(b"arena/module/tasks")  # holds every open task's pool and emission
 MAX_SCORES = 256
+MAX_SCORE = 10**9  # the scoring rule's maximum (inv_loss_v1: a perfect model scores 10**9)
 ACTIVE = ("selection", "training", "validation", "reveal")
 
 # ---------------------------------------------------------------- argument types
@@ -81,7 +82,7 @@ def _is_params(v: Any) -> bool:
 def _is_scores(v: Any) -> bool:
     return isinstance(v, list) and len(v) <= MAX_SCORES and all(
         isinstance(e, list) and len(e) == 2 and isinstance(e[0], bytes) and len(e[0]) == 32
-        and type(e[1]) is int and 0 <= e[1] < 2**64 for e in v
+        and type(e[1]) is int and 0 <= e[1] <= MAX_SCORE for e in v
     )
 
 
@@ -90,7 +91,7 @@ TaskParams = Annotated[list, ArgCheck(
     "params [kind (a-z0-9_), n_trainers, n_validators, min_stake, training_blocks, commit_blocks, "
     "reveal_blocks] (integers ≥ 0)", _is_params)]
 Scores = Annotated[list, ArgCheck(
-    f"scores [[trainer account (32 bytes), score (u64)], ...] (≤ {MAX_SCORES} entries)", _is_scores)]
+    f"scores [[trainer account (32 bytes), score (0..{MAX_SCORE})], ...] (≤ {MAX_SCORES} entries)", _is_scores)]
 Salt = Annotated[bytes, ArgCheck("salt (≤ 64 bytes)", lambda v: isinstance(v, bytes) and len(v) <= 64)]
 AuditKey = Annotated[bytes, ArgCheck("key (1..64 bytes)", lambda v: isinstance(v, bytes) and 0 < len(v) <= 64)]
 
@@ -140,8 +141,9 @@ TASK_FIELDS = [f.name for f in fields(Task)]
 
 # ---------------------------------------------------------------- storage
 
-# [max_trainers, max_validators, max_window_blocks, min_reward_pool, max_active_tasks]
-Limits = StorageValue("tasks", "Limits", [32, 32, 10_000, 1, 64])
+# [max_trainers, max_validators, max_window_blocks, min_reward_pool, max_active_tasks,
+#  max_tasks_per_creator, max_min_stake]
+Limits = StorageValue("tasks", "Limits", [32, 32, 10_000, 1, 64, 4, 0])
 Kinds = StorageValue("tasks", "Kinds", [])              # allowed task kinds ([] = any)
 NextTaskId = StorageValue("tasks", "NextTaskId", 0)
 TaskById = StorageMap("tasks", "Task", None)             # id -> Task.to_list()
@@ -155,6 +157,7 @@ Reveals = StorageMap("tasks", "Reveals", [])            # id -> [[validator, sco
 # id -> [[trainer, rank, consensus, reward, model_cid]] rank order
 Leaderboard = StorageMap("tasks", "Leaderboard", [])
 ValidatorResults = StorageMap("tasks", "ValidatorResults", [])  # id -> [[validator, agreement_ppb, reward]]
+ModelOwner = StorageMap("tasks", "ModelOwner", None)   # model_cid -> [first trainer, task_id, block]
 
 # ---------------------------------------------------------------- errors
 
@@ -180,7 +183,11 @@ class PoolTooSmall(_TaskError):
 
 
 class TooManyActiveTasks(_TaskError):
-    """The chain has reached its limit of open tasks."""
+    """The chain, or this creator, has reached its limit of open tasks."""
+
+
+class DuplicateModel(_TaskError):
+    """Another trainer already submitted this model CID: copies earn nothing."""
 
 
 class WrongPhase(_TaskError):
@@ -304,6 +311,7 @@ def select_participants(ctx: Context, task: Task) -> None:
     for role, accounts in chosen.items():
         for who in accounts:
             history.add(ctx, who, role, tasks_joined=1)
+            staking.lock(ctx, who, role, task.id, staking.bonded(ctx, who, role))
     ctx.deposit_event("tasks", "Selected", task.id, chosen["trainer"], chosen["validator"])
     task.enter(ctx, "training", task.training_blocks)
 
@@ -342,8 +350,16 @@ def advance(ctx: Context, task: Task) -> None:
         finalize_task(ctx, task)
 
 
+def _release_locks(ctx: Context, task: Task) -> None:
+    for who, _ in task.trainers:
+        staking.release(ctx, who, "trainer", task.id)
+    for who, _ in task.validators:
+        staking.release(ctx, who, "validator", task.id)
+
+
 def _close(ctx: Context, task: Task, status: str, refund: bool) -> None:
     """End a task without paying rewards: pool back to the creator, emission to the treasury."""
+    _release_locks(ctx, task)
     if refund and task.pool:
         balances.transfer(ctx, POOL_ACCOUNT, task.creator, task.pool)
     if task.emission:
@@ -392,20 +408,38 @@ def finalize_task(ctx: Context, task: Task) -> None:
     ValidatorResults.put(ctx.state, task.id, [[v.validator, v.agreement_ppb, v.reward] for v in settlement.validators])
     top = settlement.trainers[0]
     task.top_model = board[0][4] if top.consensus > 0 else ""
+    _release_locks(ctx, task)
     task.enter(ctx, "finalized", 0)
     Active.put(ctx.state, [i for i in Active.get(ctx.state) if i != task.id])
     ctx.deposit_event("tasks", "TaskFinalized", task.id, top.trainer if task.top_model else None, task.top_model,
                       task.pool + task.emission)
 
 
-def emit_for_active_tasks(ctx: Context) -> None:
-    """At an epoch start: mint the epoch's emission for tasks past selection, ∝ S_i^β."""
-    stakes = []
+def emission_weights(ctx: Context) -> list[tuple[int, int]]:
+    """[(task_id, weight)] for the active tasks past selection: each account's stake counted once.
+
+    A participant's stake recorded at selection is divided by the number of such tasks it holds
+    a seat in for that role, and a task's weight is the sum of these shares. So one bond weighs
+    the same in the emission whether it sits in one task or in thirty: opening many tasks for
+    one's own accounts multiplies nothing.
+    """
+    open_tasks = []
+    seats: dict[tuple[bytes, str], int] = {}
     for task_id in Active.get(ctx.state):
         task = get_task(ctx, task_id)
-        if task.status != "selection":
-            stakes.append((task_id, sum(s for _, s in task.trainers + task.validators)))
-    for task_id, amount in rewards.emit_epoch(ctx, POOL_ACCOUNT, stakes):
+        if task.status == "selection":
+            continue
+        members = [(a, "trainer", s) for a, s in task.trainers] + [(a, "validator", s) for a, s in task.validators]
+        open_tasks.append((task_id, members))
+        for account, role, _ in members:
+            seats[(account, role)] = seats.get((account, role), 0) + 1
+    return [(task_id, sum(stake // seats[(account, role)] for account, role, stake in members))
+            for task_id, members in open_tasks]
+
+
+def emit_for_active_tasks(ctx: Context) -> None:
+    """At an epoch start: mint the epoch's emission for tasks past selection, ∝ deduplicated stake."""
+    for task_id, amount in rewards.emit_epoch(ctx, POOL_ACCOUNT, emission_weights(ctx)):
         task = get_task(ctx, task_id)
         task.emission += amount
         put_task(ctx, task)
@@ -419,11 +453,11 @@ class Tasks(Module):
 
     name = "tasks"
     storage = (Limits, Kinds, NextTaskId, TaskById, Active, Work, Submissions, Votes, Reveals,
-               Leaderboard, ValidatorResults)
+               Leaderboard, ValidatorResults, ModelOwner)
     errors = (UnknownTask, InvalidParams, UnknownKind, PoolTooSmall, TooManyActiveTasks, WrongPhase,
               NotSelected, NotCreator, AlreadyStarted, TrainingNotStarted, AlreadySubmitted,
               ValidationNotStarted, AlreadyCommitted, NotCommitted, AlreadyRevealed,
-              CommitmentMismatch, UnknownTrainer, IncompleteScores, AlreadyPublished, NotFinished)
+              CommitmentMismatch, UnknownTrainer, IncompleteScores, AlreadyPublished, NotFinished, DuplicateModel)
     events: ClassVar[dict[str, list[str]]] = {
         "TaskCreated": ["task_id", "creator", "spec_cid", "kind", "reward_pool"],
         "PhaseChanged": ["task_id", "status", "block", "window_end"],
@@ -445,7 +479,7 @@ class Tasks(Module):
         """Open a task: reserve `reward_pool` into the pool account; selection follows next block."""
         assert ctx.origin is not None
         kind, n_trainers, n_validators, min_stake, training, commit, reveal = params
-        max_trainers, max_validators, max_window, min_pool, max_active = Limits.get(ctx.state)
+        max_trainers, max_validators, max_window, min_pool, max_active, per_creator, max_min_stake = Limits.get(ctx.state)
         kinds = Kinds.get(ctx.state)
         ensure(not kinds or kind in kinds, UnknownKind, f"kind {kind!r} is not one of {', '.join(kinds)}")
         ensure(1 <= n_trainers <= max_trainers, InvalidParams, f"n_trainers must be 1..{max_trainers}, got {n_trainers}")
@@ -453,9 +487,13 @@ class Tasks(Module):
                f"n_validators must be 1..{max_validators}, got {n_validators}")
         for name, window in (("training_blocks", training), ("commit_blocks", commit), ("reveal_blocks", reveal)):
             ensure(1 <= window <= max_window, InvalidParams, f"{name} must be 1..{max_window}, got {window}")
+        ensure(min_stake <= max_min_stake, InvalidParams,
+               f"min_stake {min_stake} is above the chain's cap {max_min_stake}: a creator may not fence off a task")
         ensure(reward_pool >= min_pool, PoolTooSmall, f"reward pool {reward_pool} is below the minimum {min_pool}")
         active = Active.get(ctx.state)
         ensure(len(active) < max_active, TooManyActiveTasks, f"{len(active)} tasks are open (limit {max_active})")
+        mine = sum(1 for i in active if get_task(ctx, i).creator == ctx.origin)
+        ensure(mine < per_creator, TooManyActiveTasks, f"this creator has {mine} open tasks (limit {per_creator})")
         balances.transfer(ctx, ctx.origin, POOL_ACCOUNT, reward_pool)
         task_id = NextTaskId.get(ctx.state)
         NextTaskId.put(ctx.state, task_id + 1)
@@ -489,6 +527,11 @@ class Tasks(Module):
         work = Work.get(ctx.state, [task_id, ctx.origin])
         ensure(work is not None, TrainingNotStarted, "call start_training first")
         ensure(work[4] == "", AlreadySubmitted, f"model {work[4]} was already submitted")
+        owner = ModelOwner.get(ctx.state, model_cid)
+        ensure(owner is None or owner[0] == ctx.origin, DuplicateModel,
+               f"model {model_cid} was first submitted by another trainer (task {owner[1] if owner else 0})")
+        if owner is None:
+            ModelOwner.put(ctx.state, model_cid, [ctx.origin, task_id, ctx.block_number])
         Work.put(ctx.state, [task_id, ctx.origin], work[:2] + [ctx.block_number, ctx.timestamp_ms, model_cid])
         Submissions.put(ctx.state, task_id, Submissions.get(ctx.state, task_id) + [ctx.origin])
         history.add(ctx, ctx.origin, "trainer", completed=1)
@@ -605,7 +648,8 @@ class Tasks(Module):
         Limits.put(ctx.state, [
             int(config.get("max_trainers", 32)), int(config.get("max_validators", 32)),
             int(config.get("max_window_blocks", 10_000)), int(config.get("min_reward_pool", 1)),
-            int(config.get("max_active_tasks", 64)),
+            int(config.get("max_active_tasks", 64)), int(config.get("max_tasks_per_creator", 4)),
+            int(config.get("max_min_stake", 0)),
         ])
         Kinds.put(ctx.state, [str(k) for k in config.get("kinds", [])])
 

@@ -1,0 +1,187 @@
+"""Attacks of a rational participant on the incentives (issue 12), each one a test that the rules defeat.
+
+Every test plays the attack with signed calls on an in-process dev chain and checks that the
+attacker gains no more than honest participation would give it. Each fails on the rules the
+issue measured (emission ∝ S^β per task, u64 scores, slashing of the current bond, copied CIDs,
+usage reports by anyone).
+"""
+import json
+
+import pytest
+
+from runtime.crypto import Keypair
+from runtime.executive import InvalidTransaction
+from runtime.modules import history, staking, tasks
+from tests.arena_helpers import KEYS, UNIT, Harness, commit_hash, fails_with, failures, fake_cid, named
+from tests.helpers import ROOT, sign
+
+ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
+MALLORY = Keypair.from_dev_name("mallory")      # the attacker's creator account
+MAL_T = Keypair.from_dev_name("mallory-t")      # ... its trainer
+MAL_V = Keypair.from_dev_name("mallory-v")      # ... its validator
+HEARTBEAT = [1, "cpu", 8192]
+SPEC = fake_cid("spec")
+
+
+def attack_genesis(tmp_path, epoch_length=20):
+    config = json.loads((ROOT / "genesis.json").read_text())
+    config["modules"]["system"]["epoch_length"] = epoch_length
+    config["modules"]["balances"]["accounts"] += [[k.address, 10**15] for k in (MALLORY, MAL_T, MAL_V)]
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture()
+def h(tmp_path):
+    harness = Harness(tmp_path / "db", attack_genesis(tmp_path))
+    yield harness
+    harness.close()
+
+
+def ok(events):
+    assert not failures(events), failures(events)
+    return events
+
+
+def bond(h, trainers=(), validators=(), amount=None):
+    calls = []
+    for key, stake in trainers:
+        calls += [(key, "staking", "bond", ["trainer", stake]), (key, "staking", "heartbeat", [HEARTBEAT])]
+    for key, stake in validators:
+        calls += [(key, "staking", "bond", ["validator", stake]), (key, "staking", "heartbeat", [HEARTBEAT])]
+    ok(h.block(*calls))
+
+
+def params(n_trainers=1, n_validators=1, min_stake=0, windows=(60, 60, 60)):
+    return ["char_lm", n_trainers, n_validators, min_stake, *windows]
+
+
+# ---------------------------------------------------------------- 1. self-dealing tasks
+
+
+def test_self_dealing_tasks_cannot_take_the_emission(h):
+    """An attacker fills tasks with its own accounts: its emission share ≤ its share of the stake."""
+    bond(h, trainers=[(BOB, 20 * UNIT), (CHARLIE, 20 * UNIT)], validators=[(DAVE, 30 * UNIT), (EVE, 30 * UNIT)])
+    ok(h.block((ALICE, "tasks", "create", [SPEC, 1000 * UNIT, params(2, 2)])))
+    h.block()
+    honest_task = tasks.NextTaskId.get(h.ctx().state) - 1
+    bond(h, trainers=[(MAL_T, 100 * UNIT)], validators=[(MAL_V, 100 * UNIT)])
+    # fencing honest participants off with a huge min_stake is refused ...
+    fails_with(h, MALLORY, "tasks", "create", [SPEC, UNIT, params(min_stake=100 * UNIT)], "InvalidParams")
+    # ... and one creator cannot take every task slot
+    limit = tasks.Limits.get(h.ctx().state)[5]
+    ok(h.block(*[(MALLORY, "tasks", "create", [SPEC, UNIT, params(min_stake=50 * UNIT)])] * limit))
+    h.block()  # selection
+    fails_with(h, MALLORY, "tasks", "create", [SPEC, UNIT, params(min_stake=50 * UNIT)], "TooManyActiveTasks")
+    attack_tasks = [t for t in tasks.Active.get(h.ctx().state) if t != honest_task]
+    assert len(attack_tasks) == limit
+    emitted: dict[int, int] = {}
+    for _ in range(40):
+        for e in named(h.block(), "rewards", "EpochEmission"):
+            emitted[e.data[0]] = emitted.get(e.data[0], 0) + e.data[1]
+        if emitted:
+            break
+    ctx = h.ctx()
+    for t in attack_tasks:
+        members = [a for a, _ in tasks.get_task(ctx, t).trainers + tasks.get_task(ctx, t).validators]
+        assert members == [MAL_T.public_key, MAL_V.public_key]
+    attacker, total = sum(emitted.get(t, 0) for t in attack_tasks), sum(emitted.values())
+    # the attacker holds 200 of the 300 ARENA of (deduplicated) stake in play: at most 2/3 of the emission
+    assert attacker * 300 <= total * 200
+    assert emitted[honest_task] * 300 >= total * 100 - 300
+    ok(h.block((ALICE, "tasks", "create", [SPEC, 1000 * UNIT, params(1, 1)])))  # honest creators still can
+
+
+def test_one_bond_weighs_the_same_in_one_task_or_many(h):
+    """The emission weight of an account's stake does not grow with the number of tasks it sits in."""
+    bond(h, trainers=[(MAL_T, 100 * UNIT)], validators=[(MAL_V, 100 * UNIT)])
+    ok(h.block((MALLORY, "tasks", "create", [SPEC, UNIT, params()])))
+    h.block()
+    one = sum(w for _, w in tasks.emission_weights(h.ctx()))
+    ok(h.block(*[(MALLORY, "tasks", "create", [SPEC, UNIT, params()])] * 3))
+    h.block()
+    four = tasks.emission_weights(h.ctx())
+    assert len(four) == 4 and sum(w for _, w in four) == one == 200 * UNIT
+
+
+# ---------------------------------------------------------------- 2. u64 poisoning
+
+
+def test_scores_above_the_rule_maximum_never_reach_a_block(h):
+    bad = [[b"\x01" * 32, 2**64 - 1]]
+    with pytest.raises(InvalidTransaction) as info:
+        h.chain.check_for_pool(sign(h.chain, ALICE, "tasks", "reveal_scores", [0, bad, b"s"], 0))
+    assert info.value.kind == "BadArguments"
+    good = [[b"\x01" * 32, tasks.MAX_SCORE]]
+    h.chain.check_for_pool(sign(h.chain, ALICE, "tasks", "reveal_scores", [0, good, b"s"], 0))
+
+
+def test_history_counters_saturate_instead_of_aborting(h):
+    ctx = h.ctx()
+    who = BOB.public_key
+    history.add(ctx, who, "trainer", consensus_score_sum=2**64 - 1)
+    history.add(ctx, who, "trainer", consensus_score_sum=2**64 - 1, rewards=2**70)
+    history.note_outcome(ctx, who, "trainer", 0, 1, 2**64 + 5, 0, 2**65)
+    record = history.record(ctx, who, "trainer")
+    assert record["consensus_score_sum"] == 2**64 - 1 and record["rewards"] == 2**64 - 1
+    assert history.recent(ctx, who, "trainer")[-1][2] == 2**64 - 1
+
+
+# ---------------------------------------------------------------- 3. slashing dodged
+
+
+def _validator_task(h, validator):
+    bond(h, trainers=[(BOB, 20 * UNIT)])
+    ok(h.block((ALICE, "tasks", "create", [SPEC, 100 * UNIT, params(1, 1, windows=(5, 5, 5))])))
+    h.block()
+    task_id = tasks.NextTaskId.get(h.ctx().state) - 1
+    assert [v for v, _ in tasks.get_task(h.ctx(), task_id).validators] == [validator.public_key]
+    return task_id
+
+
+def test_selected_validator_cannot_unbond_its_way_out_of_a_slash(h):
+    bond(h, validators=[(MAL_V, 1000 * UNIT)])
+    task_id = _validator_task(h, MAL_V)
+    fails_with(h, MAL_V, "staking", "unbond", ["validator", 1000 * UNIT], "BondLocked")
+    ok(h.block((BOB, "tasks", "start_training", [task_id])))
+    ok(h.block((BOB, "tasks", "submit_model", [task_id, fake_cid("bob-model")])))
+    h.block()
+    scores = [[BOB.public_key, 500]]
+    ok(h.block((MAL_V, "tasks", "start_validation", [task_id])))
+    ok(h.block((MAL_V, "tasks", "commit_scores", [task_id, commit_hash(task_id, MAL_V.public_key, scores, b"x")])))
+    events = h.until(h.number + 15)  # never reveals
+    slashed = sum(e.data[2] for e in named(events, "staking", "Slashed"))
+    assert slashed == 1000 * UNIT * 20 // 1000  # 2 % of the bond recorded at selection
+    assert tasks.get_task(h.ctx(), task_id).status in ("finalized", "failed")
+    assert staking.locked(h.ctx(), MAL_V.public_key, "validator") == 0  # released with the task
+    ok(h.block((MAL_V, "staking", "unbond", ["validator", 980 * UNIT])))
+
+
+def test_delegated_stake_is_slashed_like_bonded_stake(h):
+    """10 bonded + 990 delegated from the operator's own second account loses what 1,000 bonded loses."""
+    bond(h, validators=[(MAL_V, 10 * UNIT)])
+    ok(h.block((MALLORY, "staking", "delegate", [MAL_V.public_key, 990 * UNIT])))
+    task_id = _validator_task(h, MAL_V)
+    ok(h.block((BOB, "tasks", "start_training", [task_id])))
+    ok(h.block((BOB, "tasks", "submit_model", [task_id, fake_cid("bob-model")])))
+    events = h.until(h.number + 15)  # never commits
+    slashed = {(e.data[0], e.data[1]): e.data[2] for e in named(events, "staking", "Slashed")}
+    assert slashed == {(MAL_V.public_key, "validator"): 10 * UNIT // 100,
+                       (MALLORY.public_key, "delegator"): 990 * UNIT // 100}
+    assert staking.delegated_to(h.ctx(), MAL_V.public_key) == 990 * UNIT - 990 * UNIT // 100
+
+
+# ---------------------------------------------------------------- 4. copied models
+
+
+def test_a_copied_model_cid_is_refused(h):
+    bond(h, trainers=[(BOB, 20 * UNIT), (MAL_T, 200 * UNIT)], validators=[(DAVE, 30 * UNIT)])
+    ok(h.block((ALICE, "tasks", "create", [SPEC, 100 * UNIT, params(2, 1)])))
+    h.block()
+    task_id = tasks.NextTaskId.get(h.ctx().state) - 1
+    ok(h.block((BOB, "tasks", "start_training", [task_id]), (MAL_T, "tasks", "start_training", [task_id])))
+    honest = fake_cid("bob-original")
+    ok(h.block((BOB, "tasks", "submit_model", [task_id, honest])))
+    fails_with(h, MAL_T, "tasks", "submit_model", [task_id, honest], "DuplicateModel")
+    assert tasks.Submissions.get(h.ctx().state, task_id) == [BOB.public_key]
