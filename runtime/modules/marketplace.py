@@ -12,7 +12,10 @@
    for the marketplace pool account, and `Escrow[user]` records the user's part of that pool.
 3. Off chain, with each query the user signs a voucher (`voucher_message`): the *cumulative*
    number of queries and amount it owes one host for one model, and a nonce that grows by one
-   per voucher. The host keeps only the newest voucher of each user.
+   per voucher. The host keeps only the newest voucher of each user. A user may instead lock
+   funds for one host with `deposit_for(host, amount)` (a channel): redemption by that host
+   takes from the channel first, then from the shared escrow; no other host can touch the
+   channel, so a host that accepts vouchers only up to its channel is never outrun.
 4. `report_usage(model_cid, period, vouchers)` (only by an account that registered as a host of
    this model and is still bonded as a host; for the current or the previous usage period)
    redeems vouchers: each must be signed by its user for this chain, name the
@@ -29,7 +32,7 @@
 7. `request_withdraw(amount)` starts the withdraw delay (≥ 2 periods, so hosts can redeem the
    vouchers they accepted); `withdraw()` then pays out min(requested, escrow left).
 
-Funds: the marketplace pool account holds exactly Σ Escrow balances between blocks; revenue
+Funds: the marketplace pool account holds exactly Σ Escrow + Σ Channel balances between blocks; revenue
 and emission leave it in full within the call / hook that created them.
 """
 from __future__ import annotations
@@ -42,6 +45,7 @@ from runtime.codec import encode
 from runtime.crypto import blake2b_256, verify
 from runtime.module import (
     U64,
+    AccountId,
     ArgCheck,
     Balance,
     Context,
@@ -114,6 +118,8 @@ Usage = StorageMap("marketplace", "Usage", [])            # [model_cid, period] 
 Payouts = StorageMap("marketplace", "Payouts", [])        # [model_cid, period] -> [[party, who, amount]]
 PeriodUsage = StorageMap("marketplace", "PeriodUsage", [])  # period -> [[model_cid, host, revenue]]
 Served = StorageMap("marketplace", "Served", None)        # [model_cid, host] -> block first registered (kept)
+# [user, host] -> [balance, withdraw_requested, release_block]: escrow only `host` can be paid from
+Channel = StorageMap("marketplace", "Channel", [0, 0, 0])
 
 # ---------------------------------------------------------------- errors
 
@@ -306,9 +312,13 @@ def redeem(ctx: Context, host: bytes, model_cid: str, voucher: list) -> tuple[in
            f"exceed the redeemed one (nonce {last_nonce}, amount {last_amount}, queries {last_queries})")
     Redeemed.put(ctx.state, [user, host, model_cid], [queries, amount, nonce])
     increase = amount - last_amount
+    locked, c_requested, c_release = Channel.get(ctx.state, [user, host])
+    from_channel = min(increase, locked)
+    if from_channel:
+        _put_channel(ctx, user, host, locked - from_channel, c_requested, c_release)
     balance, requested, release = Escrow.get(ctx.state, user)
-    paid = min(increase, balance)
-    _put_escrow(ctx, user, balance - paid, requested, release)
+    paid = from_channel + min(increase - from_channel, balance)
+    _put_escrow(ctx, user, balance - (paid - from_channel), requested, release)
     ctx.deposit_event("marketplace", "VoucherRedeemed", user, host, model_cid, queries - last_queries, paid,
                       increase - paid)
     return queries - last_queries, paid, increase - paid
@@ -319,6 +329,18 @@ def _put_escrow(ctx: Context, user: bytes, balance: int, requested: int, release
         Escrow.remove(ctx.state, user)
     else:
         Escrow.put(ctx.state, user, [balance, requested, release])
+
+
+def _put_channel(ctx: Context, user: bytes, host: bytes, balance: int, requested: int, release: int) -> None:
+    if balance == 0 and requested == 0:
+        Channel.remove(ctx.state, [user, host])
+    else:
+        Channel.put(ctx.state, [user, host], [balance, requested, release])
+
+
+def channel_of(ctx: Context, user: bytes, host: bytes) -> list[int]:
+    """[balance, withdraw_requested, release_block] of the escrow `user` locked for `host` alone."""
+    return Channel.get(ctx.state, [user, host])
 
 
 def pay_period_emission(ctx: Context, period: int) -> None:
@@ -347,7 +369,7 @@ class Marketplace(Module):
 
     name = "marketplace"
     storage = (Params, Shares, ChainGenesis, ModelInfo, Host, HostsOf, ModelsOf, Escrow, Redeemed, Usage,
-               Payouts, PeriodUsage, Served)
+               Payouts, PeriodUsage, Served, Channel)
     errors = (NotAHost, UnknownModel, InvalidEndpoint, ZeroPrice, TooManyHosts, NotRegistered, ZeroAmount,
               InsufficientEscrow, NoWithdrawRequest, WithdrawDelay, WrongPeriod, TooManyVouchers,
               ForeignVoucher, BadVoucherSignature, StaleVoucher)
@@ -355,6 +377,7 @@ class Marketplace(Module):
         "HostRegistered": ["model_cid", "host", "endpoint", "price_per_query"],
         "HostDeregistered": ["model_cid", "host"],
         "Deposited": ["user", "amount", "balance"],
+        "ChannelFunded": ["user", "host", "amount", "balance"],
         "WithdrawRequested": ["user", "amount", "release_block"],
         "Withdrawn": ["user", "amount"],
         "VoucherRedeemed": ["user", "host", "model_cid", "queries", "paid", "shortfall"],
@@ -417,6 +440,48 @@ class Marketplace(Module):
         balance, requested, release = Escrow.get(ctx.state, ctx.origin)
         _put_escrow(ctx, ctx.origin, balance + amount, requested, release)
         ctx.deposit_event("marketplace", "Deposited", ctx.origin, amount, balance + amount)
+
+    @call(weight=30_000)
+    @staticmethod
+    def deposit_for(ctx: Context, host: AccountId, amount: Balance) -> None:
+        """Lock `amount` of free balance in an escrow that only `host` can be paid from (a channel).
+
+        A host that accepts vouchers only up to its channel's balance can never be outrun by
+        another host redeeming the same funds first.
+        """
+        assert ctx.origin is not None
+        ensure(amount > 0, ZeroAmount)
+        chain_genesis(ctx)
+        balances.transfer(ctx, ctx.origin, POOL_ACCOUNT, amount)
+        balance, requested, release = Channel.get(ctx.state, [ctx.origin, host])
+        _put_channel(ctx, ctx.origin, host, balance + amount, requested, release)
+        ctx.deposit_event("marketplace", "ChannelFunded", ctx.origin, host, amount, balance + amount)
+
+    @call(weight=30_000)
+    @staticmethod
+    def request_channel_withdraw(ctx: Context, host: AccountId, amount: Balance) -> None:
+        """Ask to take `amount` back from the channel to `host` after the withdraw delay."""
+        assert ctx.origin is not None
+        ensure(amount > 0, ZeroAmount)
+        balance, _, _ = Channel.get(ctx.state, [ctx.origin, host])
+        ensure(amount <= balance, InsufficientEscrow, f"the channel holds {balance}, cannot withdraw {amount}")
+        release = ctx.block_number + Params.get(ctx.state)[1]
+        _put_channel(ctx, ctx.origin, host, balance, amount, release)
+        ctx.deposit_event("marketplace", "WithdrawRequested", ctx.origin, amount, release)
+
+    @call(weight=30_000)
+    @staticmethod
+    def withdraw_channel(ctx: Context, host: AccountId) -> None:
+        """Pay out a channel withdraw request whose delay is over: min(requested, channel left)."""
+        assert ctx.origin is not None
+        balance, requested, release = Channel.get(ctx.state, [ctx.origin, host])
+        ensure(requested > 0, NoWithdrawRequest, "call request_channel_withdraw first")
+        ensure(ctx.block_number >= release, WithdrawDelay, f"the withdraw is released at block {release}")
+        amount = min(requested, balance)
+        if amount:
+            balances.transfer(ctx, POOL_ACCOUNT, ctx.origin, amount)
+        _put_channel(ctx, ctx.origin, host, balance - amount, 0, 0)
+        ctx.deposit_event("marketplace", "Withdrawn", ctx.origin, amount)
 
     @call(weight=30_000)
     @staticmethod
