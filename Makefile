@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench lint clean helia
 
 venv: $(STAMP)
 
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m node.demo
 
-test: $(STAMP)
+HELIA_STAMP := tests/helia/node_modules/.installed
+
+# A real Helia peer (npm, versions pinned in tests/helia/package-lock.json) for the interop tests
+helia: $(HELIA_STAMP)
+
+$(HELIA_STAMP): tests/helia/package.json tests/helia/package-lock.json
+	cd tests/helia && npm ci --ignore-scripts --no-audit --no-fund
+	touch $(HELIA_STAMP)
+
+test: $(STAMP) $(HELIA_STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
 	$(VENV)/bin/mypy runtime consensus node p2p
 	$(PY) -m pytest -q -p no:cacheprovider tests

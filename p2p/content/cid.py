@@ -33,7 +33,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def decode_varint(data: bytes, pos: int) -> tuple[int, int]:
+def decode_varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
     """Decode a varint at `pos`; return (value, position after it). Raises ValueError if truncated."""
     result = 0
     shift = 0
