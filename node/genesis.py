@@ -53,7 +53,7 @@ def state_root_of(state: dict[bytes, bytes | None]) -> bytes:
 
 
 def load_chain_spec(path: str | Path | None = None) -> ChainSpec:
-    """Parse a genesis file and build its genesis block."""
+    """Parse a genesis file (a chain spec) and build its genesis block."""
     path = Path(path) if path else DEFAULT_GENESIS
     try:
         config = json.loads(path.read_text())
@@ -61,10 +61,17 @@ def load_chain_spec(path: str | Path | None = None) -> ChainSpec:
         raise GenesisError(f"genesis file {path} not found") from exc
     except json.JSONDecodeError as exc:
         raise GenesisError(f"genesis file {path} is not valid JSON: {exc}") from exc
+    return chain_spec_from_config(config, str(path))
+
+
+def chain_spec_from_config(config: dict, source: str = "chain spec") -> ChainSpec:
+    """Build the genesis state and block a chain spec's contents define."""
+    if not isinstance(config, dict) or not isinstance(config.get("modules", {}), dict):
+        raise GenesisError(f"{source}: a chain spec is a JSON object with a `modules` object")
     try:
         state = Runtime(MODULES).build_genesis(config)
     except (KeyError, ValueError, TypeError) as exc:
-        raise GenesisError(f"genesis file {path}: {exc}") from exc
+        raise GenesisError(f"{source}: {exc}") from exc
     header = Header(
         parent_hash=bytes(32), number=0, slot=0, timestamp_ms=int(config.get("timestamp_ms", 0)),
         author=bytes(32), randao_reveal=bytes(64), state_root=state_root_of(state),

@@ -14,6 +14,7 @@ from node.api import register_core_api
 from node.chain import Chain, Imported
 from node.consensus_service import ConsensusService
 from node.genesis import load_chain_spec
+from node.http_guard import LOOPBACK_ORIGINS, HttpLimits
 from node.ipfs_api import ipfs_routes
 from node.jsonfmt import header_json
 from node.metrics import NodeMetrics
@@ -51,6 +52,15 @@ class NodeConfig:
     # off-chain worker roles run as supervised child processes (node/offchain/supervisor.py)
     offchain: tuple[str, ...] = ()
     offchain_key: str = ""  # the --key spec the workers sign with (a spec string, not a Keypair)
+    # addresses beyond one machine (docs/deployment.md); the defaults keep everything on loopback
+    listen_addrs: tuple[str, ...] = ()  # libp2p multiaddrs; empty = /ip4/127.0.0.1/tcp/{p2p_port}
+    public_addrs: tuple[str, ...] = ()  # what peers are told to dial
+    allowed_cidrs: tuple[str, ...] = ("127.0.0.1/32",)  # the connection gate
+    prometheus_host: str = "127.0.0.1"
+    rpc_refuse_unsafe: bool = False  # --rpc-external: refuse methods that sign with node keys
+    rpc_cors: tuple[str, ...] = LOOPBACK_ORIGINS  # browser origins allowed on the RPC port (--rpc-cors)
+    rpc_max_connections: int = HttpLimits.max_connections
+    ipfs_quota: int | None = None  # bytes of content blocks (--ipfs-quota); None = bounded by free disk only
 
 
 class ArenaNode:
@@ -63,7 +73,9 @@ class ArenaNode:
         self.store = ChainStore(str(config.base_path / "db"))
         self.chain = Chain(self.spec, self.store)
         self.pool = TxPool(self.chain.check_for_pool)
-        self.rpc = RpcServer()
+        self.rpc = RpcServer(HttpLimits(cors=config.rpc_cors, max_connections=config.rpc_max_connections,
+                                        check_host=config.rpc_host in ("127.0.0.1", "::1", "localhost")))
+        self.rpc.refuse_unsafe = config.rpc_refuse_unsafe
         register_core_api(self.rpc, self)
         # RPC method groups defined next to the features they serve
         api_arena.register(self.rpc, self)
@@ -86,7 +98,7 @@ class ArenaNode:
         """The embedded IPFS store (bitswap on the node's libp2p host) or a Kubo daemon's API."""
         if self.config.ipfs_api:
             return KuboContentStore(self.config.ipfs_api)
-        blocks = BlockStore(self.store.content_db())
+        blocks = BlockStore(self.store.content_db(), quota_bytes=self.config.ipfs_quota, disk_path=self.config.base_path)
         content = EmbeddedContentStore(blocks)
         if self.consensus is not None:
             network = self.consensus.network
@@ -98,7 +110,8 @@ class ArenaNode:
         bootnodes = tuple(self.config.bootnodes) or tuple(self.spec.config.get("bootnodes", []))
         network = NetworkService(NetworkConfig(
             key_path=self.config.base_path / "node.key", genesis_hash=self.spec.genesis_hash,
-            listen_port=self.config.p2p_port, bootnodes=bootnodes,
+            listen_port=self.config.p2p_port, bootnodes=bootnodes, allowed_cidrs=self.config.allowed_cidrs,
+            listen_addrs=self.config.listen_addrs, public_addrs=self.config.public_addrs,
         ))
         return ConsensusService(self, network, equivocate=self.config.test_equivocate)
 
@@ -207,18 +220,20 @@ class ArenaNode:
 
     async def _supervise_offchain(self) -> None:
         """Attached off-chain workers: child processes that use this node's public RPC only."""
-        rpc_url = f"http://127.0.0.1:{self.config.rpc_port}"
+        host = self.config.rpc_host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+        rpc_url = f"http://{host}:{self.config.rpc_port}"
         await supervise(self.config.offchain, self.config.offchain_key, rpc_url, self.config.base_path / "offchain")
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; everything started here is owned by this nursery."""
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve, self.rpc.app(), self.config.rpc_host, self.config.rpc_port)
+                await nursery.start(serve, self.rpc.app(), self.config.rpc_host, self.config.rpc_port, self.rpc.limits)
                 log.info("rpc listening on http://%s:%d", self.config.rpc_host, self.config.rpc_port)
                 if self.config.prometheus_port:
-                    self.metrics.serve(self.config.prometheus_port)
-                    log.info("metrics on http://127.0.0.1:%d/metrics", self.config.prometheus_port)
+                    self.metrics.serve(self.config.prometheus_port, self.config.prometheus_host)
+                    log.info("metrics on http://%s:%d/metrics", self.config.prometheus_host, self.config.prometheus_port)
                 if self.config.dev:
                     nursery.start_soon(self.dev_author)
                 else:

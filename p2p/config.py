@@ -50,7 +50,11 @@ class NetworkLimits:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Everything `NetworkService` needs. `bootnodes` are full `/ip4/A/tcp/P/p2p/ID` strings."""
+    """Everything `NetworkService` needs. `bootnodes` are full `/ip4|ip6|dns4|dns6/A/tcp/P/p2p/ID` strings.
+
+    `listen_addrs` (multiaddrs `/ip4/A/tcp/P`) replace `listen_host`/`listen_port` when given;
+    `public_addrs` are what peers are told to dial (behind NAT or on a wildcard listen address).
+    """
 
     key_path: Path
     genesis_hash: bytes
@@ -60,24 +64,39 @@ class NetworkConfig:
     # CIDRs libp2p may dial or accept; anything else is refused by the connection gate.
     allowed_cidrs: tuple[str, ...] = ("127.0.0.1/32",)
     limits: NetworkLimits = field(default_factory=NetworkLimits)
+    listen_addrs: tuple[str, ...] = ()
+    public_addrs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key_path", Path(self.key_path))
         object.__setattr__(self, "bootnodes", tuple(self.bootnodes))
         object.__setattr__(self, "allowed_cidrs", tuple(self.allowed_cidrs))
+        object.__setattr__(self, "listen_addrs", tuple(self.listen_addrs))
+        object.__setattr__(self, "public_addrs", tuple(self.public_addrs))
+        try:
+            networks = [ipaddress.ip_network(c, strict=False) for c in self.allowed_cidrs]
+        except ValueError as exc:
+            raise NetworkConfigError(f"allowed CIDR: {exc} (write e.g. 10.0.0.0/24 or 127.0.0.1/32)") from exc
         if len(self.genesis_hash) < 4:
             raise NetworkConfigError(
                 f"genesis_hash must be the chain's genesis hash (>= 4 bytes), got {len(self.genesis_hash)}"
             )
         if not 0 <= self.listen_port <= 65535:
             raise NetworkConfigError(f"listen_port {self.listen_port} is outside 0..65535")
-        networks = [ipaddress.ip_network(c) for c in self.allowed_cidrs]
-        if not any(ipaddress.ip_address(self.listen_host) in n for n in networks):
+        if not self.listen_addrs and not any(ipaddress.ip_address(self.listen_host) in n for n in networks):
             raise NetworkConfigError(
                 f"listen_host {self.listen_host} is not inside allowed_cidrs {list(self.allowed_cidrs)}"
             )
+        for addr in self.listen_addrs:
+            check_listen_addr(addr, networks)
+        for addr in self.public_addrs:
+            check_listen_addr(addr, None)
         for addr in self.bootnodes:
             check_bootnode(addr, networks)
+
+    def listen_multiaddrs(self) -> list[str]:
+        """The TCP multiaddrs to listen on."""
+        return list(self.listen_addrs) or [f"/ip4/{self.listen_host}/tcp/{self.listen_port}"]
 
     @property
     def chain_tag(self) -> str:
@@ -85,18 +104,57 @@ class NetworkConfig:
         return self.genesis_hash.hex()[:8]
 
 
-def check_bootnode(addr: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
-    """Raise `NetworkConfigError` unless `addr` is `/ip4/A/tcp/P/p2p/ID` with A in `networks`."""
+Networks = list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+_HOST_PROTOCOLS = ("ip4", "ip6", "dns4", "dns6", "dns")
+
+
+def _host_of(maddr: multiaddr.Multiaddr) -> tuple[str, str] | None:
+    """(protocol, value) of the first host part of a multiaddr, or None."""
+    for protocol, value in maddr.items():
+        if protocol.name in _HOST_PROTOCOLS and value:
+            return protocol.name, str(value)
+    return None
+
+
+def _ip_allowed(ip: str, networks: Networks) -> bool:
+    address = ipaddress.ip_address(ip)
+    return address.is_unspecified or any(address in n for n in networks)
+
+
+def check_listen_addr(addr: str, networks: Networks | None) -> None:
+    """Raise `NetworkConfigError` unless `addr` is `/ip4|ip6/A/tcp/P` (A in `networks` when given)."""
     try:
         maddr = multiaddr.Multiaddr(addr)
-        ip = maddr.value_for_protocol("ip4")
+        host = _host_of(maddr)
+        port = maddr.value_for_protocol("tcp")
+    except Exception as exc:
+        raise NetworkConfigError(f"address {addr!r} is not a multiaddr like /ip4/10.0.0.5/tcp/30333: {exc}") from exc
+    if host is None or not port:
+        raise NetworkConfigError(f"address {addr!r} needs /ip4/…/tcp/… (or /ip6/…, /dns4/…) parts")
+    if networks is not None:
+        if host[0] not in ("ip4", "ip6"):
+            raise NetworkConfigError(f"listen address {addr!r} must be an IP address, not a DNS name")
+        if not _ip_allowed(host[1], networks):
+            raise NetworkConfigError(
+                f"listen address {addr!r}: {host[1]} is outside the allowed CIDRs; add it with --allow-cidr"
+            )
+
+
+def check_bootnode(addr: str, networks: Networks) -> None:
+    """Raise `NetworkConfigError` unless `addr` is `/ip4|ip6|dns…/A/tcp/P/p2p/ID` with an IP A in `networks`."""
+    try:
+        maddr = multiaddr.Multiaddr(addr)
+        host = _host_of(maddr)
         port = maddr.value_for_protocol("tcp")
         peer = maddr.value_for_protocol("p2p")
     except Exception as exc:
         raise NetworkConfigError(
             f"bootnode {addr!r} is not a multiaddr like /ip4/127.0.0.1/tcp/30333/p2p/<peer id>: {exc}"
         ) from exc
-    if not ip or not port or not peer:
+    if host is None or not port or not peer:
         raise NetworkConfigError(f"bootnode {addr!r} needs /ip4/…/tcp/…/p2p/… parts")
-    if not any(ipaddress.ip_address(ip) in n for n in networks):
-        raise NetworkConfigError(f"bootnode {addr!r}: address {ip} is outside allowed_cidrs")
+    # DNS names are resolved, and gated, by the connection gate at dial time.
+    if host[0] in ("ip4", "ip6") and not any(ipaddress.ip_address(host[1]) in n for n in networks):
+        raise NetworkConfigError(
+            f"bootnode {addr!r}: address {host[1]} is outside allowed_cidrs; add it with --allow-cidr"
+        )
