@@ -90,7 +90,6 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 
 def node_config(args: argparse.Namespace) -> NodeConfig:
     """Turn `arena node` flags into a NodeConfig; loopback unless told otherwise, and loud about it."""
-    from node.http_guard import parse_cors
     from node.service import NodeConfig
 
     log = logging.getLogger("arena.node")
@@ -118,20 +117,8 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         prometheus_host=prom_host, offchain=_split([args.offchain] if args.offchain else []),
         offchain_key=key_spec or "", listen_addrs=_split(args.listen_addr), public_addrs=_split(args.public_addr),
         allowed_cidrs=LOOPBACK_CIDRS + tuple(c for c in _split(args.allow_cidr) if c not in LOOPBACK_CIDRS),
-        rpc_refuse_unsafe=refuse_unsafe, rpc_cors=parse_cors(args.rpc_cors),
-        rpc_max_connections=args.rpc_max_connections, ipfs_quota=parse_size(args.ipfs_quota) if args.ipfs_quota else None,
+        rpc_refuse_unsafe=refuse_unsafe,
     )
-
-
-def parse_size(text: str) -> int:
-    """'50G', '800M', '1048576' → bytes (binary units)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
-    if not number.isdigit():
-        raise ValueError(f"size {text!r} must be a number with an optional K, M, G or T suffix, e.g. 50G")
-    return int(number) * scale
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -259,12 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="allow --rpc-addr on a non-loopback address (refuses methods that sign with node keys)")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
                       help="auto: safe when the RPC is external; safe: refuse methods that sign with node keys")
-    node.add_argument("--rpc-cors", metavar="ORIGINS",
-                      help="browser origins allowed to use the RPC and IPFS API: comma-separated "
-                           "(http://localhost:* wildcards the port), 'all' or 'none' (default: loopback origins)")
-    node.add_argument("--rpc-max-connections", type=int, default=512, help="open RPC connections at most (default 512)")
-    node.add_argument("--ipfs-quota", metavar="SIZE", help="cap the embedded content store, e.g. 50G or 800M "
-                                                           "(unpinned content is collected first)")
     node.add_argument("--chain", metavar="SPEC", help="chain spec file (from `arena chain-spec new`; default genesis.json)")
     node.add_argument("--genesis", help=argparse.SUPPRESS)  # the older name of --chain
     node.add_argument("--dev", action="store_true", help="single-node dev chain: author every slot, finalize at once")
