@@ -1,6 +1,7 @@
 """Content store throughput: UnixFS import, bitswap fetch vs a raw libp2p stream (same run).
 
-Run `python -m bench.content`. Everything binds 127.0.0.1; the run takes well under 2 minutes.
+Run `python -m bench.content`. With Node.js and `make helia`, a real Helia node fetches the
+same file from the Arena host too. Everything binds 127.0.0.1; the run takes well under 2 minutes.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def _row(figure: str, value: float, unit: str, limit_name: str, limit: float) ->
             "limit": limit}
 
 
-async def _transfers(provider: BlockStore, receiver: BlockStore, root: str) -> tuple[float, float]:
-    """Seconds for a raw stream of SIZE bytes, then for a bitswap fetch of the same file."""
+async def _transfers(provider: BlockStore, receiver: BlockStore, root: str) -> tuple[float, float, float | None]:
+    """Seconds for a raw stream of SIZE bytes, a bitswap fetch of the same file, and Helia's fetch
+    of it from the same provider (None when Node.js or tests/helia is not installed)."""
     host_a, host_b = _host(), _host()
     payload = b"\xa5" * WRITE_SIZE
 
@@ -103,7 +105,27 @@ async def _transfers(provider: BlockStore, receiver: BlockStore, root: str) -> t
         started = time.perf_counter()
         await fetcher.fetch(root, timeout=90)
         bitswap_s = time.perf_counter() - started
-    return raw_s, bitswap_s
+        helia_s = await _helia_fetch(addr, root)
+    return raw_s, bitswap_s, helia_s
+
+
+async def _helia_fetch(provider_addr: Any, root: str) -> float | None:
+    """Seconds for a real Helia node (tests/helia) to fetch `root` from the provider over bitswap."""
+    import shutil
+    from pathlib import Path
+
+    if shutil.which("node") is None or not (Path(__file__).parent.parent / "tests/helia/node_modules").is_dir():
+        return None
+    from tests.helia_peer import HeliaPeer
+
+    with HeliaPeer() as helia:
+        await trio.to_thread.run_sync(lambda: helia.call("dial", addr=str(provider_addr)))
+        started = time.perf_counter()
+        reply = await trio.to_thread.run_sync(lambda: helia.call("cat", cid=root, out="/dev/null", timeout=120))
+        helia_s = time.perf_counter() - started
+    if reply["size"] != SIZE:
+        raise RuntimeError(f"Helia fetched {reply['size']} of {SIZE} bytes")
+    return helia_s
 
 
 def run() -> list[dict[str, Any]]:
@@ -123,17 +145,21 @@ def run() -> list[dict[str, Any]]:
             root, _ = store.add_file(_PatternReader(SIZE))
             add_s = time.perf_counter() - started
             receiver = BlockStore(db_b.prefixed_db(b"c"))
-            raw_s, bitswap_s = trio.run(_transfers, store.blocks, receiver, root)
+            raw_s, bitswap_s, helia_s = trio.run(_transfers, store.blocks, receiver, root)
             if not receiver.is_complete(store.blocks.pins()[0]):
                 raise RuntimeError("bitswap fetch ended without the complete DAG")
         finally:
             db_a.close()
             db_b.close()
-    return [
+    rows = [
         _row("unixfs add into LevelDB (100 MB)", mb / add_s, "MB/s", "add --only-hash (chunk+hash only) MB/s", mb / hash_s),
         _row("bitswap fetch between two hosts (100 MB, loopback)", mb / bitswap_s, "MB/s",
              "raw libp2p stream of the same bytes MB/s", mb / raw_s),
     ]
+    if helia_s is not None:
+        rows.append(_row("Helia fetches from an Arena host (100 MB, bitswap 1.2.0)", mb / helia_s, "MB/s",
+                         "raw libp2p stream of the same bytes MB/s", mb / raw_s))
+    return rows
 
 
 def main() -> None:

@@ -9,6 +9,7 @@
 // its name as the root, wrap-with-directory style), {"op": "cat", "cid", "out"} (bytes to a
 // file), {"op": "ls", "cid"}, {"op": "stop"}. Errors come back as {"error": message}.
 import { createHash } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { createWriteStream, readFileSync, readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -80,6 +81,7 @@ function * walk (root, dir) {
 
 async function run (cmd) {
   const signal = AbortSignal.timeout((cmd.timeout ?? 60) * 1000)
+  setMaxListeners(Infinity, signal) // one listener per block being fetched
   switch (cmd.op) {
     case 'dial': {
       const conn = await libp2p.dial(multiaddr(cmd.addr), { signal })
