@@ -75,8 +75,8 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
     def get_block_hash(number: int | None = None) -> str | None:
         if number is None:
             return hexify(store.best_hash())
-        if not isinstance(number, int) or number < 0:
-            raise RpcError(-32602, "block number must be a non-negative integer")
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 2**64:
+            raise RpcError(-32602, f"block number must be an integer from 0 to 2**64-1, got {number!r:.40}")
         found = store.canonical_hash(number)
         return hexify(found) if found else None
 

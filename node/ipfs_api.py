@@ -1,15 +1,19 @@
 """The Kubo RPC subset that ipfshttpclient 0.7.0 uses, served from a ContentStore.
 
 `ipfs_routes(store)` returns Starlette routes for `/api/v0/{add,cat,get,pin/add,block/get,id,
-version}` (all POST, as Kubo requires). Errors are Kubo-shaped: HTTP 500 with
-`{"Message": ..., "Code": 0, "Type": "error"}`, which ipfshttpclient raises as ErrorResponse.
+version,repo/gc}` (all POST, as Kubo requires). Errors are Kubo-shaped
+`{"Message": ..., "Code": c, "Type": "error"}` with Kubo's statuses: 400 (Code 1) for a bad request,
+404 (Code 3) for content that is not here, 413 for a body over the limit, 500 (Code 0) for a
+failure of the node itself (a full disk included); ipfshttpclient raises each as ErrorResponse.
 Uploads are parsed as they arrive and streamed into the store from a worker thread, so a file
 is never held whole in memory, and a truncated upload is never recorded as stored.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import re
 import tarfile
 import time
@@ -27,9 +31,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from node.http_guard import RequestTooLarge, RequestTooSlow
 from p2p.content.abc import ContentStore
-from p2p.content.errors import ContentError, ContentNotFound, UnsupportedOption
+from p2p.content.blockstore import StoreFull
+from p2p.content.errors import ContentError, ContentNotFound, FetchTimeout, InvalidCid, UnsupportedOption
 from p2p.content.unixfs import CHUNK_SIZE
+
+log = logging.getLogger("arena.ipfs")
 
 API_VERSION = "0.7.0"  # the Kubo API level ipfshttpclient 0.7.0 accepts in connect()
 DEFAULT_FETCH_TIMEOUT = 120.0
@@ -44,9 +52,51 @@ class UploadTruncated(ContentError):
     """The request body ended (or the client left) before the multipart upload was complete."""
 
 
+KUBO_CODES = {400: 1, 403: 5, 404: 3, 408: 1, 413: 1, 429: 6}  # go-ipfs-cmds ErrorType by HTTP status
+
+
 def kubo_error(message: str, status: int = 500) -> JSONResponse:
-    """A Kubo-style error reply."""
-    return JSONResponse({"Message": message, "Code": 0, "Type": "error"}, status_code=status)
+    """A Kubo-style error reply (go-ipfs-cmds: ErrNormal 0 → 500, ErrClient 1 → 400, ErrNotFound 3 → 404)."""
+    return JSONResponse({"Message": message, "Code": KUBO_CODES.get(status, 0), "Type": "error"}, status_code=status)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC from the OS, or LevelDB's (plyvel.IOError) 'No space left on device'."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+
+
+def error_reply(exc: Exception, what: str) -> Response:
+    """The Kubo-shaped reply for an exception raised while serving `what`; at most one log line."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, RequestTooLarge):
+        return kubo_error(message, 413)
+    if isinstance(exc, RequestTooSlow):
+        return kubo_error(message, 408)
+    if isinstance(exc, ClientDisconnect):
+        return kubo_error("the client disconnected", 400)
+    if isinstance(exc, (StoreFull, FetchTimeout)):
+        log.warning("ipfs %s: %s", what, message)
+        return kubo_error(message, 500)
+    if is_disk_full(exc):
+        log.error("ipfs %s: no space left on device: %s", what, message)
+        return kubo_error(f"no space left on device: {message}", 500)
+    if isinstance(exc, ContentNotFound):
+        return kubo_error(message, 404)
+    if isinstance(exc, (ApiError, UnsupportedOption, InvalidCid, UploadTruncated, ValueError)):
+        return kubo_error(message, 400)
+    if isinstance(exc, ContentError):  # blocks that do not decode as what the request needs
+        return kubo_error(message, 400)
+    log.error("ipfs %s failed: %s: %s", what, type(exc).__name__, message)
+    log.debug("ipfs %s traceback", what, exc_info=exc)
+    return kubo_error(f"{what} failed: {type(exc).__name__}: {message}", 500)
+
+
+def guarded_stream(body: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """A response body that ends (one log line) instead of raising into the server mid-stream."""
+    try:
+        yield from body
+    except Exception as exc:  # noqa: BLE001 - the status is sent; all that is left is to stop
+        log.warning("ipfs %s stopped mid-stream: %s: %s", what, type(exc).__name__, exc)
 
 
 def query_bool(request: Request, name: str, default: bool) -> bool:
@@ -338,7 +388,7 @@ def ipfs_routes(store: ContentStore) -> list[Route]:
         size = await anyio.to_thread.run_sync(store.file_size, cid)
         body = await anyio.to_thread.run_sync(store.cat, cid, offset, length)
         remaining = max(0, size - offset) if length is None or length < 0 else max(0, min(length, size - offset))
-        return StreamingResponse(body, media_type="text/plain",
+        return StreamingResponse(guarded_stream(body, "cat"), media_type="text/plain",
                                  headers={"X-Content-Length": str(remaining), "X-Stream-Output": "1"})
 
     async def get(request: Request) -> Response:
@@ -351,7 +401,8 @@ def ipfs_routes(store: ContentStore) -> list[Route]:
             level = query_int(request, "compression-level", -1)
             level = -1 if level is None or not -1 <= level <= 9 else level
             parts = gzip_stream(parts, level)
-        return StreamingResponse(parts, media_type="application/x-tar", headers={"X-Stream-Output": "1"})
+        return StreamingResponse(guarded_stream(parts, "get"), media_type="application/x-tar",
+                                 headers={"X-Stream-Output": "1"})
 
     async def pin_add(request: Request) -> Response:
         if not query_bool(request, "recursive", True):
@@ -388,6 +439,13 @@ def ipfs_routes(store: ContentStore) -> list[Route]:
             reply.update({"WithLocality": True, "Local": local})
         return JSONResponse(reply)
 
+    async def repo_gc(request: Request) -> Response:
+        removed = await anyio.to_thread.run_sync(store.gc)
+        if query_bool(request, "quiet", False):
+            return Response(b"", media_type="application/json", headers={"X-Chunked-Output": "1"})
+        lines = "".join(json.dumps({"Key": {"/": cid}}) + "\n" for cid in removed)
+        return Response(lines, media_type="application/json", headers={"X-Chunked-Output": "1"})
+
     async def node_id(request: Request) -> Response:
         return JSONResponse(await anyio.to_thread.run_sync(store.node_info))
 
@@ -397,20 +455,22 @@ def ipfs_routes(store: ContentStore) -> list[Route]:
 
     handlers = {
         "add": add, "cat": cat, "get": get, "pin/add": pin_add, "block/get": block_get,
-        "files/stat": files_stat, "id": node_id, "version": version,
+        "files/stat": files_stat, "id": node_id, "version": version, "repo/gc": repo_gc,
     }
     return [Route(f"/api/v0/{path}", _kubo_errors(handler), methods=["POST"])
             for path, handler in handlers.items()]
 
 
 def _kubo_errors(handler: Any) -> Any:
-    """Turn named errors into Kubo error replies instead of Starlette's HTML 500 page."""
+    """Turn every error into a Kubo error reply instead of Starlette's plain-text 500 and a traceback."""
 
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
-        except (ApiError, ContentError, ValueError) as exc:
-            return kubo_error(str(exc) or type(exc).__name__)
+        except NotImplementedError as exc:
+            return kubo_error(str(exc), 501)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a Kubo-shaped answer
+            return error_reply(exc, handler.__name__)
 
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__

@@ -8,19 +8,23 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from node import http_guard
+from node.http_guard import HttpLimits, RequestTooLarge, RequestTooSlow
+
 log = logging.getLogger("arena.rpc")
 
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_REQUEST_BYTES = HttpLimits.max_request_bytes
 MAX_BATCH = 100
 
 
@@ -45,6 +49,7 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+UNSAFE_METHOD = -32090
 
 Handler = Callable[..., Any]
 
@@ -52,14 +57,23 @@ Handler = Callable[..., Any]
 class RpcServer:
     """A method table plus HTTP and WebSocket transports for it."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: HttpLimits | None = None) -> None:
+        self.limits = limits or HttpLimits()
+        self.ws_open = 0
+        self._ws_full_logged = False
         self.methods: dict[str, Handler] = {}
         self.subscriptions: dict[str, tuple[str, Callable[[Notifier], Callable[[], None]]]] = {}
         self.extra_routes: list[BaseRoute] = []
+        # Methods that sign with the node's own keys (Substrate's "unsafe" set); refused when
+        # `refuse_unsafe` is set, which `arena node --rpc-external` does.
+        self.unsafe_methods: set[str] = set()
+        self.refuse_unsafe = False
 
-    def method(self, name: str) -> Callable[[Handler], Handler]:
+    def method(self, name: str, unsafe: bool = False) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
             self.methods[name] = fn
+            if unsafe:
+                self.unsafe_methods.add(name)
             return fn
         return register
 
@@ -72,22 +86,30 @@ class RpcServer:
         self.subscriptions[unsubscribe] = ("", attach)
 
     async def dispatch(self, request: Any) -> dict | None:
-        """Handle one decoded JSON-RPC request object; None for notifications."""
+        """Handle one decoded JSON-RPC request object; None for notifications. Never raises."""
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
             return _error(None, RpcError(INVALID_REQUEST, "expected a JSON-RPC 2.0 request object with a method"))
         req_id = request.get("id")
+        if not isinstance(req_id, (str, int, type(None))) or isinstance(req_id, bool):
+            return _error(None, RpcError(INVALID_REQUEST, "id must be a string, an integer or null"))
         name = request["method"]
-        params = request.get("params", [])
+        params = request.get("params")
         fn = self.methods.get(name)
         if fn is None:
-            return _error(req_id, RpcError(METHOD_NOT_FOUND, f"method {name!r} not found; see docs/rpc.md"))
+            return _error(req_id, RpcError(METHOD_NOT_FOUND, f"method {name[:64]!r} not found; see docs/rpc.md"))
+        if self.refuse_unsafe and name in self.unsafe_methods:
+            return _error(req_id, RpcError(UNSAFE_METHOD, f"{name} signs with this node's keys and is refused on an "
+                                                          "external RPC address; run it on loopback or --rpc-methods unsafe"))
+        if params is None:
+            params = []
+        if not isinstance(params, (list, dict)):
+            return _error(req_id, RpcError(INVALID_PARAMS, f"{name}: params must be a list or an object, "
+                                                           f"got {type(params).__name__}"))
         try:
             if isinstance(params, list):
                 bound = inspect.signature(fn).bind(*params)
-            elif isinstance(params, dict):
-                bound = inspect.signature(fn).bind(**params)
             else:
-                raise RpcError(INVALID_PARAMS, "params must be a list or an object")
+                bound = inspect.signature(fn).bind(**params)
         except TypeError as exc:
             return _error(req_id, RpcError(INVALID_PARAMS, f"{name}: {exc}"))
         try:
@@ -96,10 +118,12 @@ class RpcServer:
                 result = await result
         except RpcError as exc:
             return _error(req_id, exc)
-        except ValueError as exc:
-            return _error(req_id, RpcError(INVALID_PARAMS, f"{name}: {exc}"))
+        except (ValueError, TypeError, OverflowError, struct.error) as exc:
+            # a handler choking on a value of the wrong type or range: the caller's mistake
+            return _error(req_id, RpcError(INVALID_PARAMS, f"{name}: bad params: {exc}"))
         except Exception as exc:
-            log.exception("rpc method %s failed", name)
+            log.error("rpc method %s failed: %s: %s", name, type(exc).__name__, exc)
+            log.debug("rpc method %s traceback", name, exc_info=True)
             return _error(req_id, RpcError(INTERNAL_ERROR, f"{name} failed: {type(exc).__name__}: {exc}"))
         if "id" not in request:
             return None
@@ -113,24 +137,94 @@ class RpcServer:
             return [r for r in replies if r is not None]
         return await self.dispatch(payload)
 
+    def parse(self, data: bytes | str) -> Any:
+        """Decode a request; RpcError (parse error) for anything but bounded, plain JSON."""
+        return parse_json(data, self.limits.max_int_digits, self.limits.max_json_depth)
+
     async def http_endpoint(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_REQUEST_BYTES:
-            return JSONResponse(_error(None, RpcError(INVALID_REQUEST, f"request is {len(body)} bytes, limit {MAX_REQUEST_BYTES}")))
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return JSONResponse(_error(None, RpcError(PARSE_ERROR, f"request is not JSON: {exc}")))
+            chunks = []
+            size = 0
+            async for chunk in request.stream():  # HttpGuard stops the stream at the body limit
+                size += len(chunk)
+                if size > self.limits.max_request_bytes:
+                    raise RequestTooLarge(self.limits.max_request_bytes)
+                chunks.append(chunk)
+            payload = self.parse(b"".join(chunks))
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it; no log line
+        except RequestTooLarge as exc:
+            return JSONResponse(_error(None, RpcError(INVALID_REQUEST, str(exc))), status_code=413,
+                                headers={"connection": "close"})
+        except RequestTooSlow as exc:
+            return JSONResponse(_error(None, RpcError(INVALID_REQUEST, str(exc))), status_code=408,
+                                headers={"connection": "close"})
+        except RpcError as exc:
+            return JSONResponse(_error(None, exc))
         reply = await self._handle_payload(payload)
         if reply is None or reply == []:
             return Response(status_code=204)
-        return JSONResponse(reply)
+        return _json_response(reply)
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
-        await websocket.accept()
+        if self.ws_open >= self.limits.max_ws_connections:
+            await websocket.close(code=1013)  # before accept: the client gets HTTP 403
+            if not self._ws_full_logged:
+                self._ws_full_logged = True
+                log.warning("rpc: %d WebSocket connections open (the cap); refusing more", self.ws_open)
+            return
+        self.ws_open += 1
+        try:
+            await websocket.accept()
+            await self._serve_websocket(websocket)
+        except* (WebSocketDisconnect, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client left
+        finally:
+            self.ws_open -= 1
+
+    async def _serve_websocket(self, websocket: WebSocket) -> None:
         send, receive = trio.open_memory_channel[tuple[str, str, Any]](256)
         active: dict[str, Callable[[], None]] = {}
         counter = 0
+
+        def subscribe(request: dict) -> Any:
+            nonlocal counter
+            notification, attach = self.subscriptions[request["method"]]
+            if notification:
+                if len(active) >= self.limits.max_subscriptions:
+                    raise RpcError(INVALID_REQUEST, f"this connection already holds {len(active)} subscriptions, "
+                                                    f"the limit; unsubscribe first")
+                counter += 1
+                sub_id = f"0x{counter:x}"
+                active[sub_id] = attach(_Tagged(send, sub_id, notification))
+                return sub_id
+            params = request.get("params")
+            if isinstance(params, dict):
+                params = list(params.values())
+            if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], str):
+                raise RpcError(INVALID_PARAMS, f"{request['method']}: params must be [subscription id]")
+            detach = active.pop(params[0], None)
+            if detach:
+                detach()
+            return detach is not None
+
+        async def answer(text: str | bytes | None) -> Any:
+            if text is None:
+                return _error(None, RpcError(INVALID_REQUEST, "binary frames are not accepted; send JSON as text"))
+            try:
+                request = self.parse(text)
+            except RpcError as exc:
+                return _error(None, exc)
+            if isinstance(request, dict) and request.get("method") in self.subscriptions:
+                req_id = request.get("id")
+                if not isinstance(req_id, (str, int, type(None))) or isinstance(req_id, bool):
+                    return _error(None, RpcError(INVALID_REQUEST, "id must be a string, an integer or null"))
+                try:
+                    return {"jsonrpc": "2.0", "id": req_id, "result": subscribe(request)}
+                except RpcError as exc:
+                    return _error(req_id, exc)
+            return await self._handle_payload(request)
+
         try:
             async with trio.open_nursery() as nursery:
                 async def pump() -> None:
@@ -140,37 +234,20 @@ class RpcServer:
                         ))
                 nursery.start_soon(pump)
                 while True:
-                    text = await websocket.receive_text()
-                    try:
-                        request = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        await websocket.send_text(json.dumps(_error(None, RpcError(PARSE_ERROR, f"not JSON: {exc}"))))
-                        continue
-                    name = request.get("method") if isinstance(request, dict) else None
-                    if name in self.subscriptions:
-                        notification, attach = self.subscriptions[name]
-                        if notification:
-                            counter += 1
-                            sub_id = f"0x{counter:x}"
-                            active[sub_id] = attach(_Tagged(send, sub_id, notification))
-                            reply: Any = {"jsonrpc": "2.0", "id": request.get("id"), "result": sub_id}
-                        else:
-                            params = request.get("params") or [None]
-                            detach = active.pop(params[0], None)
-                            if detach:
-                                detach()
-                            reply = {"jsonrpc": "2.0", "id": request.get("id"), "result": detach is not None}
-                    else:
-                        reply = await self._handle_payload(request)
-                    if reply is not None:
-                        await websocket.send_text(json.dumps(reply))
-        except WebSocketDisconnect:
-            pass
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        nursery.cancel_scope.cancel()
+                        return
+                    text = message.get("text")
+                    reply = await answer(text)
+                    if reply is not None and reply != []:
+                        await websocket.send_text(_dumps(reply))
         finally:
             for detach in active.values():
                 detach()
 
     def app(self) -> Starlette:
+        """The Starlette app (serve it through http_guard.serve, which adds the origin and size checks)."""
         routes: list[BaseRoute] = [
             Route("/", self.http_endpoint, methods=["POST"]),
             WebSocketRoute("/", self.websocket_endpoint),
@@ -204,17 +281,54 @@ def _error(req_id: Any, err: RpcError) -> dict:
     return {"jsonrpc": "2.0", "id": req_id, "error": err.to_json()}
 
 
-async def serve(app: Starlette, host: str, port: int, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve an ASGI app with hypercorn on trio until cancelled."""
-    from hypercorn.config import Config
-    from hypercorn.trio import serve as hypercorn_serve
+def parse_json(data: bytes | str, max_int_digits: int, max_depth: int) -> Any:
+    """Plain JSON with bounded integers and nesting; RpcError(PARSE_ERROR) naming the problem otherwise."""
+    def bounded_int(text: str) -> int:
+        if len(text.lstrip("-")) > max_int_digits:
+            raise _Refused(f"an integer has {len(text)} digits, over the {max_int_digits}-digit limit")
+        return int(text)
 
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("arena.http")
-    config.keep_alive_timeout = 30
-    await hypercorn_serve(app, config, task_status=task_status, mode="asgi")  # type: ignore[arg-type]
+    def no_constant(name: str) -> Any:
+        raise _Refused(f"{name} is not JSON")
+
+    try:
+        value = json.loads(data, parse_int=bounded_int, parse_constant=no_constant)
+    except _Refused as exc:
+        raise RpcError(PARSE_ERROR, f"request refused: {exc}") from None
+    except RecursionError:
+        raise RpcError(PARSE_ERROR, f"request nests deeper than {max_depth} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise RpcError(PARSE_ERROR, f"request is not JSON: {exc}") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > max_depth:
+                raise RpcError(PARSE_ERROR, f"request nests deeper than {max_depth} levels")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
 
 
-__all__ = ["Awaitable", "RpcError", "RpcServer", "serve"]
+class _Refused(Exception):
+    pass
+
+
+def _dumps(reply: Any) -> str:
+    try:
+        return json.dumps(reply)
+    except (TypeError, ValueError) as exc:  # a handler returned something JSON cannot hold
+        log.error("rpc reply not serialisable: %s", exc)
+        return json.dumps(_error(None, RpcError(INTERNAL_ERROR, f"reply not serialisable: {exc}")))
+
+
+def _json_response(reply: Any) -> Response:
+    return Response(_dumps(reply), media_type="application/json")
+
+
+async def serve(app: Starlette, host: str, port: int, limits: HttpLimits | None = None,
+                task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve an ASGI app (with the HttpGuard checks and connection cap) until cancelled."""
+    await http_guard.serve(app, host, port, limits or HttpLimits(), task_status=task_status)
+
+
+__all__ = ["Awaitable", "HttpLimits", "RpcError", "RpcServer", "parse_json", "serve"]

@@ -153,7 +153,7 @@ def test_truncated_uploads_store_nothing_claimed(node: Any) -> None:
     _raw_post(port, body[: len(body) // 2], declared_length=len(body) + 100)
     # 2) the body is complete as HTTP but the closing multipart boundary never comes
     reply = _raw_post(port, body, declared_length=len(body))
-    assert b"500" in reply.split(b"\r\n", 1)[0] and b"closing multipart boundary" in reply
+    assert b"400" in reply.split(b"\r\n", 1)[0] and b"closing multipart boundary" in reply
     time.sleep(0.3)
     assert not store.has(full_root)
     assert store.blocks.pins() == pins_before

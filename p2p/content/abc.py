@@ -41,6 +41,10 @@ class ContentStore(ABC):
     async def fetch(self, cid: str, timeout: float) -> None:
         """Make the whole DAG of `cid` available locally, within `timeout` seconds (trio)."""
 
+    def gc(self) -> list[str]:
+        """Remove every block no pin holds; the CIDs removed (Kubo's `repo gc`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot collect garbage")
+
     @abstractmethod
     def node_info(self) -> dict[str, Any]:
         """Identity of the serving node in Kubo's `id` shape (ID, Addresses, AgentVersion...)."""

@@ -9,10 +9,17 @@ Layout inside the DB handed to `BlockStore` (the node passes `db.prefixed_db(b"c
 Blocks are keyed by multihash, so CIDv0 and CIDv1 names of one block share storage. A file is
 claimed as present (`is_complete`) only by its completeness record, which is written in a
 synced batch after every block of the DAG.
+
+Space: the store keeps a running count of its block bytes. A write that would pass the quota, or
+leave less than `min_free_bytes` free on the node's disk (LevelDB needs room to reopen and the
+chain must keep growing), first collects garbage and is refused with `StoreFull` if that was not
+enough. Imports that end without a commit leave unreferenced blocks; once they add up to
+`GC_AFTER_GARBAGE` bytes the store collects them by itself.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,17 +28,24 @@ from typing import Any
 
 from p2p.content.cid import Cid, sha256_multihash
 from p2p.content.dagpb import child_cids
-from p2p.content.errors import ContentNotFound, InvalidBlock
+from p2p.content.errors import ContentError, ContentNotFound, InvalidBlock
 
 BLOCK = b"b"
 PIN = b"p"
 COMPLETE = b"k"
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
 BATCH_BYTES = 8 * 1024 * 1024
+MIN_FREE_BYTES = 512 * 1024 * 1024
+GC_AFTER_GARBAGE = 64 * 1024 * 1024
+GC_KEYS_REPORTED = 10_000
 
 
 class BlockNotFound(ContentNotFound):
     """A block that is not in the local store."""
+
+
+class StoreFull(ContentError):
+    """Storing more would pass the content quota or eat the disk headroom the node needs."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class GcResult:
 
     blocks_removed: int
     bytes_freed: int
+    removed: tuple[bytes, ...] = ()  # multihashes of the first GC_KEYS_REPORTED blocks removed
 
 
 class BlockWriter:
@@ -54,6 +69,8 @@ class BlockWriter:
         self._batch: Any = None
         self._batch_bytes = 0
         self.written: set[bytes] = set()
+        self.new_bytes = 0  # bytes this writer added to the store
+        self.committed = False
 
     def put(self, cid: Cid, block: bytes, verify: bool = True) -> None:
         """Queue a block; `verify=False` only when `cid` was just computed from these bytes."""
@@ -63,6 +80,9 @@ class BlockWriter:
         if self._batch is None:
             self._batch = self._store.db.write_batch()
         with self._store.lock:  # a running gc finishes before this block is protected and queued
+            if not self._store.has_block(cid):
+                self._store.reserve(len(block))
+                self.new_bytes += len(block)
             self.written.add(cid.multihash)
         self._batch.put(BLOCK + cid.multihash, block)
         self._batch_bytes += len(block)
@@ -84,17 +104,61 @@ class BlockWriter:
             batch.put(COMPLETE + root.multihash, root.to_bytes())
             if pin:
                 batch.put(PIN + root.multihash, root.to_bytes())
+        self.committed = True
 
 
 class BlockStore:
     """Content-addressed block storage with recursive pins and garbage collection."""
 
-    def __init__(self, db: Any, max_block_size: int = MAX_BLOCK_SIZE) -> None:
-        """`db` is a `plyvel.DB` or a prefixed view of one (`db.prefixed_db(b"c")`)."""
+    def __init__(self, db: Any, max_block_size: int = MAX_BLOCK_SIZE, quota_bytes: int | None = None,
+                 disk_path: Any = None, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+        """`db` is a `plyvel.DB` or a prefixed view of one (`db.prefixed_db(b"c")`).
+
+        `quota_bytes` caps the block bytes stored (None: no cap); when `disk_path` is given, writes
+        are refused while they would leave less than `min_free_bytes` free on its file system.
+        """
         self.db = db
         self.max_block_size = max_block_size
+        self.quota_bytes = quota_bytes
+        self.disk_path = disk_path
+        self.min_free_bytes = min_free_bytes
         self.lock = threading.RLock()
         self._writers: list[BlockWriter] = []
+        self._garbage = 0  # bytes left behind by writers that never committed
+        self.stored_bytes = self._measure()
+
+    def _measure(self) -> int:
+        """Block bytes stored: LevelDB's estimate for a large store, an exact count for a small one."""
+        raw, prefix = getattr(self.db, "db", self.db), getattr(self.db, "prefix", b"")
+        approximate = getattr(raw, "approximate_size", None)
+        if approximate is not None:
+            estimate = approximate(prefix + BLOCK, prefix + bytes([BLOCK[0] + 1]))
+            if estimate > 64 * 1024 * 1024:
+                return int(estimate)
+        return sum(len(v) for _, v in self.db.iterator(prefix=BLOCK))
+
+    # -- space ----------------------------------------------------------------------------
+
+    def reserve(self, size: int) -> None:
+        """Account for `size` new block bytes, collecting garbage or raising StoreFull if they do not fit."""
+        with self.lock:
+            if self._over(size):
+                self._collect()
+                problem = self._over(size)
+                if problem:
+                    raise StoreFull(problem)
+            self.stored_bytes += size
+
+    def _over(self, size: int) -> str | None:
+        if self.quota_bytes is not None and self.stored_bytes + size > self.quota_bytes:
+            return (f"the content store is full: {self.stored_bytes} of its {self.quota_bytes}-byte quota used "
+                    "after collecting garbage; unpin content or raise --ipfs-quota")
+        if self.disk_path is not None:
+            free = shutil.disk_usage(self.disk_path).free
+            if free - size < self.min_free_bytes:
+                return (f"no space left on device for content: {free} bytes free at {self.disk_path}, "
+                        f"{self.min_free_bytes} kept for the chain database; free disk space")
+        return None
 
     # -- blocks ---------------------------------------------------------------------------
 
@@ -108,7 +172,10 @@ class BlockStore:
     def put(self, cid: Cid, block: bytes) -> None:
         """Store one block after checking that its bytes hash to `cid`."""
         self.check_block(cid, block)
-        self.db.put(BLOCK + cid.multihash, block)
+        with self.lock:
+            if not self.has_block(cid):
+                self.reserve(len(block))
+            self.db.put(BLOCK + cid.multihash, block)
 
     def get(self, cid: Cid) -> bytes:
         """The bytes of a stored block; raises BlockNotFound."""
@@ -131,6 +198,8 @@ class BlockStore:
 
     def delete_block(self, cid: Cid) -> None:
         """Remove a block (and any completeness record naming it)."""
+        with self.lock:
+            self.stored_bytes -= len(self.get_or_none(cid) or b"")
         with self.db.write_batch() as batch:
             batch.delete(BLOCK + cid.multihash)
             batch.delete(COMPLETE + cid.multihash)
@@ -151,6 +220,10 @@ class BlockStore:
             writer.flush()  # blocks are content-addressed: keeping a partial DAG is harmless
             with self.lock:
                 self._writers.remove(writer)
+                if not writer.committed:
+                    self._garbage += writer.new_bytes
+                if self._garbage >= GC_AFTER_GARBAGE:
+                    self._collect()
 
     # -- DAG completeness -----------------------------------------------------------------
 
@@ -224,13 +297,18 @@ class BlockStore:
         for writer in self._writers:
             live |= writer.written
         removed = freed = 0
+        keys: list[bytes] = []
         with self.db.write_batch() as batch:
             for key in self.db.iterator(prefix=BLOCK, include_value=False):
                 if key[1:] not in live:
                     batch.delete(key)
                     removed += 1
                     freed += len(self.db.get(key) or b"")
+                    if len(keys) < GC_KEYS_REPORTED:
+                        keys.append(key[1:])
             for key in self.db.iterator(prefix=COMPLETE, include_value=False):
                 if key[1:] not in live:
                     batch.delete(key)
-        return GcResult(removed, freed)
+        self.stored_bytes = max(0, self.stored_bytes - freed)
+        self._garbage = 0
+        return GcResult(removed, freed, tuple(keys))

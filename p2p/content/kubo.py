@@ -78,6 +78,11 @@ class KuboContentStore(ContentStore):
         if scope.cancelled_caught:
             raise FetchTimeout(f"Kubo at {self.api} did not fetch {cid} within {timeout:g}s")
 
+    def gc(self) -> list[str]:
+        """Kubo's own `ipfs repo gc`."""
+        removed = self._call("repo gc", self.client.repo.gc)
+        return [item["Key"]["/"] for item in removed if isinstance(item, dict) and "Key" in item]
+
     def node_info(self) -> dict[str, Any]:
         """Kubo's own `ipfs id`."""
         return dict(self._call("id", self.client.id))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from p2p.content.abc import ContentStore
 from p2p.content.blockstore import BlockStore
-from p2p.content.cid import parse_cid
+from p2p.content.cid import Cid, parse_cid
 from p2p.content.errors import ContentNotFound
 from p2p.content.unixfs import FileImporter, file_size, iter_file
 
@@ -78,6 +78,10 @@ class EmbeddedContentStore(ContentStore):
                 return
             raise ContentNotFound(f"{cid} is not stored on this node and no block exchange is attached")
         await self.exchange.fetch(root, timeout)
+
+    def gc(self) -> list[str]:
+        """Remove every block that no pin (nor a running import or fetch) holds; their CIDv0s."""
+        return [str(Cid.v0(key)) for key in self.blocks.gc().removed]
 
     def node_info(self) -> dict[str, Any]:
         """Kubo-style identity: the libp2p peer id and listen addresses when a host is attached."""
