@@ -12,7 +12,7 @@ point in parts per billion (`PPB`). Every distribution conserves units exactly:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PPB = 10**9
 
@@ -46,11 +46,13 @@ class Aggregation:
     `clipped`: per validator (sorted by validator), its score for every trainer (sorted by
     trainer, zeros included) clipped at the consensus: min(score, consensus).
     `agreement_ppb`: per validator (sorted), 1 − normalised distance to consensus, in PPB.
+    `raw`: per validator (sorted), its revealed score for every trainer (sorted, zeros included).
     """
 
     consensus: list[tuple[bytes, int]]
     clipped: list[tuple[bytes, list[tuple[bytes, int]]]]
     agreement_ppb: list[tuple[bytes, int]]
+    raw: list[tuple[bytes, list[tuple[bytes, int]]]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- input checks
@@ -218,11 +220,74 @@ def stake_weighted_quantile(points: list[tuple[int, int]], kappa_ppb: int = PPB 
     raise AssertionError("unreachable: the cumulative stake reaches the total")
 
 
+def capped_weights(stakes: list[int], max_share_ppb: int) -> list[int]:
+    """Voting weights: the stakes with the largest cut down so that none exceeds max_share of the sum.
+
+    Water-filling: w_i = min(s_i, C) with the largest C such that every capped weight is at
+    most max_share · Σ w (C = ⌊share · S_rest / (PPB − k · share)⌋ with k accounts capped and
+    S_rest the sum of the others). If k · share ≥ 1 for the k that would need capping (too few
+    voters for the cap), every positive stake gets the smallest positive stake: one account, one
+    vote. Parallel to `stakes`; zeros stay zero; max_share = PPB returns the stakes unchanged.
+    """
+    _check_ppb("max_share_ppb", max_share_ppb, 1, PPB)
+    for stake in stakes:
+        _check_int("stake", stake)
+    if max_share_ppb == PPB or not stakes:
+        return list(stakes)
+    ordered = sorted((stake for stake in stakes if stake > 0), reverse=True)
+    total = sum(ordered)
+    if total == 0 or ordered[0] * PPB <= max_share_ppb * total:
+        return list(stakes)
+    rest = total
+    for k in range(1, len(ordered) + 1):
+        rest -= ordered[k - 1]
+        if k * max_share_ppb >= PPB:
+            break
+        cap = max_share_ppb * rest // (PPB - k * max_share_ppb)
+        if k == len(ordered) or ordered[k] <= cap:
+            if cap >= 1:
+                return [min(stake, cap) for stake in stakes]
+            break
+    floor = ordered[-1]
+    return [floor if stake > 0 else 0 for stake in stakes]
+
+
+def order_agreement_ppb(consensus: list[int], row: list[int]) -> int:
+    """How well one validator's scores order the models as the consensus does, in PPB.
+
+    Over every pair of models (i, j) with c_i ≠ c_j, weighted by the consensus gap |c_i − c_j|:
+    +1 when the validator ordered the pair the same way strictly, −1 when the opposite way, 0
+    when it scored them equal; the weighted mean τ (a gap-weighted Kendall τ) is clipped at 0:
+    max(0, ⌊PPB · Σ w·sign / Σ w⌋). A validator that scores every model alike, or guesses an
+    order, earns ~0; pairs the consensus cannot tell apart weigh nothing, so an honest validator's
+    noise on near-equal models costs little. With fewer than two distinct consensus values
+    there is nothing to order: PPB.
+    """
+    if len(consensus) != len(row):
+        raise IncentiveError(f"{len(row)} scores for {len(consensus)} consensus values")
+    agree = total = 0
+    for i in range(len(consensus)):
+        for j in range(i + 1, len(consensus)):
+            gap = consensus[i] - consensus[j]
+            if gap == 0:
+                continue
+            weight = abs(gap)
+            total += weight
+            said = row[i] - row[j]
+            if said != 0:
+                agree += weight if (said > 0) == (gap > 0) else -weight
+    if total == 0:
+        return PPB
+    return max(0, PPB * agree // total)
+
+
 def aggregate_scores(
     validator_stakes: list[tuple[bytes, int]],
     scores: list[tuple[bytes, list[tuple[bytes, int]]]],
     trainers: list[bytes],
     kappa_ppb: int = PPB // 2,
+    *,
+    max_share_ppb: int = PPB,
 ) -> Aggregation:
     """Aggregate the revealed scores of one task into consensus, clipped scores and agreement.
 
@@ -236,6 +301,11 @@ def aggregate_scores(
     - distance d_v = Σ_t |s_{v,t} − c_t| / max(Σ_t max(s_{v,t}, c_t), 1), in [0, 1], on the raw
       (unclipped) scores so that overscoring as well as underscoring costs agreement;
       agreement_ppb_v = PPB − ⌊PPB · Σ_t |s_{v,t} − c_t| / max(Σ_t max(s_{v,t}, c_t), 1)⌋.
+
+    `max_share_ppb` (the runtime passes `max_validator_share_ppb`; the default PPB changes
+    nothing): the stakes that vote in the quantile are first reduced by `capped_weights`, so
+    that no single validator carries more than this share of the task's vote. Agreement and pay
+    still use the full stakes.
 
     Cost O(V·T·log V): one sort of V scores per trainer.
     """
@@ -275,7 +345,7 @@ def aggregate_scores(
         validators.append(validator)
         rows.append(row)
 
-    stakes = [stake_of[v] for v in validators]
+    stakes = capped_weights([stake_of[v] for v in validators], max_share_ppb)
     total = sum(stakes)
     threshold = kappa_ppb * total
     consensus: list[int] = []
@@ -308,7 +378,8 @@ def aggregate_scores(
                 clipped_row.append((trainer, score))
         clipped.append((validator, clipped_row))
         agreement.append((validator, PPB - PPB * distance // max(scale, 1)))
-    return Aggregation(list(zip(trainer_list, consensus)), clipped, agreement)
+    raw = [(validator, list(zip(trainer_list, row))) for validator, row in zip(validators, rows)]
+    return Aggregation(list(zip(trainer_list, consensus)), clipped, agreement, raw)
 
 
 def rank_trainers(consensus: list[tuple[bytes, int]], submission_order: list[bytes]) -> list[bytes]:

@@ -23,9 +23,10 @@ HEARTBEAT = [1, "cpu", 8192]
 SPEC = fake_cid("spec")
 
 
-def attack_genesis(tmp_path, epoch_length=20):
+def attack_genesis(tmp_path, epoch_length=20, **tasks_overrides):
     config = json.loads((ROOT / "genesis.json").read_text())
     config["modules"]["system"]["epoch_length"] = epoch_length
+    config["modules"]["tasks"].update(tasks_overrides)
     config["modules"]["balances"]["accounts"] += [[k.address, 10**15] for k in (MALLORY, MAL_T, MAL_V)]
     path = tmp_path / "genesis.json"
     path.write_text(json.dumps(config))
@@ -35,6 +36,14 @@ def attack_genesis(tmp_path, epoch_length=20):
 @pytest.fixture()
 def h(tmp_path):
     harness = Harness(tmp_path / "db", attack_genesis(tmp_path))
+    yield harness
+    harness.close()
+
+
+@pytest.fixture()
+def h1(tmp_path):
+    """Emission for tasks of any size (min_validators_for_emission = 1), to isolate the stake rule."""
+    harness = Harness(tmp_path / "db", attack_genesis(tmp_path, min_validators_for_emission=1))
     yield harness
     harness.close()
 
@@ -60,8 +69,9 @@ def params(n_trainers=1, n_validators=1, min_stake=0, windows=(60, 60, 60)):
 # ---------------------------------------------------------------- 1. self-dealing tasks
 
 
-def test_self_dealing_tasks_cannot_take_the_emission(h):
+def test_self_dealing_tasks_cannot_take_the_emission(h1):
     """An attacker fills tasks with its own accounts: its emission share ≤ its share of the stake."""
+    h = h1
     bond(h, trainers=[(BOB, 20 * UNIT), (CHARLIE, 20 * UNIT)], validators=[(DAVE, 30 * UNIT), (EVE, 30 * UNIT)])
     ok(h.block((ALICE, "tasks", "create", [SPEC, 1000 * UNIT, params(2, 2)])))
     h.block()
@@ -93,8 +103,9 @@ def test_self_dealing_tasks_cannot_take_the_emission(h):
     ok(h.block((ALICE, "tasks", "create", [SPEC, 1000 * UNIT, params(1, 1)])))  # honest creators still can
 
 
-def test_one_bond_weighs_the_same_in_one_task_or_many(h):
+def test_one_bond_weighs_the_same_in_one_task_or_many(h1):
     """The emission weight of an account's stake does not grow with the number of tasks it sits in."""
+    h = h1
     bond(h, trainers=[(MAL_T, 100 * UNIT)], validators=[(MAL_V, 100 * UNIT)])
     ok(h.block((MALLORY, "tasks", "create", [SPEC, UNIT, params()])))
     h.block()
@@ -103,6 +114,16 @@ def test_one_bond_weighs_the_same_in_one_task_or_many(h):
     h.block()
     four = tasks.emission_weights(h.ctx())
     assert len(four) == 4 and sum(w for _, w in four) == one == 200 * UNIT
+
+
+def test_tasks_with_too_few_validators_earn_no_emission(h):
+    """Under the dev genesis (3 validators needed) a 1-trainer 1-validator task mints nothing for itself."""
+    bond(h, trainers=[(MAL_T, 100 * UNIT)], validators=[(MAL_V, 100 * UNIT)])
+    ok(h.block((MALLORY, "tasks", "create", [SPEC, UNIT, params()])))
+    h.block()
+    assert tasks.emission_weights(h.ctx()) == []
+    events = h.empty_blocks(21)
+    assert not named(events, "rewards", "EpochEmission")
 
 
 # ---------------------------------------------------------------- 2. u64 poisoning
@@ -185,3 +206,54 @@ def test_a_copied_model_cid_is_refused(h):
     ok(h.block((BOB, "tasks", "submit_model", [task_id, honest])))
     fails_with(h, MAL_T, "tasks", "submit_model", [task_id, honest], "DuplicateModel")
     assert tasks.Submissions.get(h.ctx().state, task_id) == [BOB.public_key]
+
+
+# ---------------------------------------------------------------- 5, 6. capture of a task's vote, lazy validators
+
+
+def run_task(h, trainers, scores_by_validator):
+    """Create a task for exactly these participants, train, commit and reveal; returns (board, validator results)."""
+    validators = list(scores_by_validator)
+    ok(h.block((ALICE, "tasks", "create", [SPEC, 100 * UNIT, params(len(trainers), len(validators), windows=(5, 5, 5))])))
+    h.block()
+    task_id = tasks.NextTaskId.get(h.ctx().state) - 1
+    t = tasks.get_task(h.ctx(), task_id)
+    assert sorted(a for a, _ in t.trainers) == sorted(k.public_key for k in trainers)
+    assert sorted(a for a, _ in t.validators) == sorted(k.public_key for k in validators)
+    ok(h.block(*[(k, "tasks", "start_training", [task_id]) for k in trainers]))
+    ok(h.block(*[(k, "tasks", "submit_model", [task_id, fake_cid(f"model-{k.address}")]) for k in trainers]))
+    h.block()
+    reveal = {k: (sorted([[t.public_key, s] for t, s in row.items()]), b"salt") for k, row in scores_by_validator.items()}
+    ok(h.block(*[(k, "tasks", "start_validation", [task_id]) for k in validators]))
+    ok(h.block(*[(k, "tasks", "commit_scores", [task_id, commit_hash(task_id, k.public_key, s, salt)])
+                 for k, (s, salt) in reveal.items()]))
+    h.block()
+    ok(h.block(*[(k, "tasks", "reveal_scores", [task_id, s, salt]) for k, (s, salt) in reveal.items()]))
+    h.block()
+    assert tasks.get_task(h.ctx(), task_id).status == "finalized"
+    results = {v: (agreement, reward) for v, agreement, reward in tasks.ValidatorResults.get(h.ctx().state, task_id)}
+    return tasks.Leaderboard.get(h.ctx().state, task_id), results
+
+
+def test_one_heavy_validator_cannot_decide_a_task(h):
+    """94 % of a task's validation stake in one account: it still cannot rank its friend's bad model first."""
+    bond(h, trainers=[(BOB, 20 * UNIT), (MAL_T, 20 * UNIT)],
+         validators=[(DAVE, 30 * UNIT), (EVE, 30 * UNIT), (MAL_V, 1000 * UNIT)])
+    honest = {BOB: 900, MAL_T: 500}
+    board, results = run_task(h, [BOB, MAL_T], {DAVE: honest, EVE: honest, MAL_V: {BOB: 0, MAL_T: tasks.MAX_SCORE}})
+    assert board[0][0] == BOB.public_key and [row[2] for row in board] == [900, 500]
+    assert results[MAL_V.public_key][1] == 0  # ordered the models backwards: no pay
+    assert results[DAVE.public_key][1] > 0
+
+
+def test_a_lazy_validator_earns_at_most_half_an_honest_one(h):
+    """A validator that gives every model the same score, without evaluating, is not paid for it."""
+    bond(h, trainers=[(BOB, 20 * UNIT), (CHARLIE, 20 * UNIT), (MAL_T, 20 * UNIT)],
+         validators=[(DAVE, 30 * UNIT), (EVE, 30 * UNIT), (MAL_V, 30 * UNIT)])
+    _, results = run_task(h, [BOB, CHARLIE, MAL_T], {
+        DAVE: {BOB: 900, CHARLIE: 600, MAL_T: 300},
+        EVE: {BOB: 850, CHARLIE: 650, MAL_T: 350},
+        MAL_V: {BOB: 700, CHARLIE: 700, MAL_T: 700},
+    })
+    honest = min(results[DAVE.public_key][1], results[EVE.public_key][1])
+    assert 2 * results[MAL_V.public_key][1] <= honest

@@ -23,10 +23,12 @@ N_OPS = 18  # 14..17: "the next sensible step" of the oldest open task, so life 
 
 
 def fast_genesis(tmp_path):
-    """The dev genesis with 4-block epochs and a 3-block unbonding period, so emission and withdrawals happen."""
+    """The dev genesis with 4-block epochs, a 3-block unbonding period and emission for tasks of any size,
+    so that emission and withdrawals happen."""
     config = json.loads((ROOT / "genesis.json").read_text())
     config["modules"]["system"]["epoch_length"] = 4
     config["modules"]["staking"]["unbonding_period"] = 3
+    config["modules"]["tasks"]["min_validators_for_emission"] = 1  # small tasks here must still see emission
     config["modules"]["balances"]["accounts"].append([ACTORS[-1].address, 10**15])
     config["modules"]["staking"]["bonds"] += [
         [KEYS["bob"].address, "trainer", 20 * UNIT], [KEYS["charlie"].address, "trainer", 40 * UNIT],

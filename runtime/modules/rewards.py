@@ -29,13 +29,13 @@ from runtime.modules import balances, history, staking, treasury
 PPB = incentives.PPB
 PARAM_NAMES = (
     "emission_per_epoch", "beta_ppb", "gamma_ppb", "rho_ppb", "epsilon_ppb", "sigma_ppb",
-    "kappa_ppb", "alpha_ppb", "slash_no_commit_ppb", "slash_no_reveal_ppb",
+    "kappa_ppb", "alpha_ppb", "slash_no_commit_ppb", "slash_no_reveal_ppb", "max_validator_share_ppb",
 )
 DEFAULTS = {
     "emission_per_epoch": 0, "beta_ppb": PPB, "gamma_ppb": 100_000_000,
     "rho_ppb": 500_000_000, "epsilon_ppb": 500_000_000, "sigma_ppb": 100_000_000,
     "kappa_ppb": 500_000_000, "alpha_ppb": 500_000_000, "slash_no_commit_ppb": 10_000_000,
-    "slash_no_reveal_ppb": 20_000_000,
+    "slash_no_reveal_ppb": 20_000_000, "max_validator_share_ppb": PPB // 3,
 }
 
 Params = StorageValue("rewards", "Params", [DEFAULTS[n] for n in PARAM_NAMES])
@@ -130,7 +130,8 @@ def settle_task(
     `validators`: [(validator, effective stake)] of those that revealed; `reveals`: their scores.
     """
     p = params(ctx)
-    aggregation = incentives.aggregate_scores(validators, reveals, [t for t, _ in trainers], p["kappa_ppb"])
+    aggregation = incentives.aggregate_scores(validators, reveals, [t for t, _ in trainers], p["kappa_ppb"],
+                                              max_share_ppb=max(1, p["max_validator_share_ppb"]))
     ranked = incentives.rank_trainers(aggregation.consensus, [t for t, _ in trainers])
     consensus = dict(aggregation.consensus)
     stake_of = dict(trainers)
@@ -139,7 +140,10 @@ def settle_task(
     trainer_dist = incentives.trainer_rewards(
         trainers_part, [(t, stake_of[t]) for t in ranked], p["rho_ppb"],
         scored=[consensus[t] > 0 for t in ranked])
-    agreement = dict(aggregation.agreement_ppb)
+    # agreement = closeness to consensus × gap-weighted order agreement: guessing earns little
+    consensus_row = [c for _, c in aggregation.consensus]
+    agreement = {v: a * incentives.order_agreement_ppb(consensus_row, [s for _, s in row]) // PPB
+                 for (v, a), (_, row) in zip(aggregation.agreement_ppb, aggregation.raw)}
     validator_stake = dict(validators)
     validator_dist = incentives.validator_rewards(
         validators_part, [(v, validator_stake[v], agreement[v]) for v in sorted(agreement)])

@@ -142,8 +142,8 @@ TASK_FIELDS = [f.name for f in fields(Task)]
 # ---------------------------------------------------------------- storage
 
 # [max_trainers, max_validators, max_window_blocks, min_reward_pool, max_active_tasks,
-#  max_tasks_per_creator, max_min_stake]
-Limits = StorageValue("tasks", "Limits", [32, 32, 10_000, 1, 64, 4, 0])
+#  max_tasks_per_creator, max_min_stake, min_validators_for_emission]
+Limits = StorageValue("tasks", "Limits", [32, 32, 10_000, 1, 64, 4, 0, 1])
 Kinds = StorageValue("tasks", "Kinds", [])              # allowed task kinds ([] = any)
 NextTaskId = StorageValue("tasks", "NextTaskId", 0)
 TaskById = StorageMap("tasks", "Task", None)             # id -> Task.to_list()
@@ -421,13 +421,16 @@ def emission_weights(ctx: Context) -> list[tuple[int, int]]:
     A participant's stake recorded at selection is divided by the number of such tasks it holds
     a seat in for that role, and a task's weight is the sum of these shares. So one bond weighs
     the same in the emission whether it sits in one task or in thirty: opening many tasks for
-    one's own accounts multiplies nothing.
+    one's own accounts multiplies nothing. Tasks with fewer selected validators than
+    `min_validators_for_emission` get weight 0: where one or two accounts decide the scores, the
+    creator's pool is still paid but no new units are minted for it.
     """
+    min_validators = Limits.get(ctx.state)[7]
     open_tasks = []
     seats: dict[tuple[bytes, str], int] = {}
     for task_id in Active.get(ctx.state):
         task = get_task(ctx, task_id)
-        if task.status == "selection":
+        if task.status == "selection" or len(task.validators) < min_validators:
             continue
         members = [(a, "trainer", s) for a, s in task.trainers] + [(a, "validator", s) for a, s in task.validators]
         open_tasks.append((task_id, members))
@@ -479,7 +482,7 @@ class Tasks(Module):
         """Open a task: reserve `reward_pool` into the pool account; selection follows next block."""
         assert ctx.origin is not None
         kind, n_trainers, n_validators, min_stake, training, commit, reveal = params
-        max_trainers, max_validators, max_window, min_pool, max_active, per_creator, max_min_stake = Limits.get(ctx.state)
+        max_trainers, max_validators, max_window, min_pool, max_active, per_creator, max_min_stake, _ = Limits.get(ctx.state)
         kinds = Kinds.get(ctx.state)
         ensure(not kinds or kind in kinds, UnknownKind, f"kind {kind!r} is not one of {', '.join(kinds)}")
         ensure(1 <= n_trainers <= max_trainers, InvalidParams, f"n_trainers must be 1..{max_trainers}, got {n_trainers}")
@@ -649,7 +652,7 @@ class Tasks(Module):
             int(config.get("max_trainers", 32)), int(config.get("max_validators", 32)),
             int(config.get("max_window_blocks", 10_000)), int(config.get("min_reward_pool", 1)),
             int(config.get("max_active_tasks", 64)), int(config.get("max_tasks_per_creator", 4)),
-            int(config.get("max_min_stake", 0)),
+            int(config.get("max_min_stake", 0)), int(config.get("min_validators_for_emission", 1)),
         ])
         Kinds.put(ctx.state, [str(k) for k in config.get("kinds", [])])
 
