@@ -1,4 +1,4 @@
-"""`arena ipfs add|cat|get|pin`: talk to a node's Kubo-compatible API with ipfshttpclient."""
+"""`arena ipfs add|cat|get|pin|gc`: talk to a node's Kubo-compatible API with ipfshttpclient."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     get.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     pin = command("pin", "pin a file (fetching it from peers if needed)")
     pin.add_argument("cid")
+    command("gc", "remove every block that no pin holds (Kubo's `ipfs repo gc`)")
     ipfs.set_defaults(handler=run)
     return ipfs
 
@@ -94,4 +95,10 @@ def _pin(client: ipfshttpclient.client.Client, args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"add": _add, "cat": _cat, "get": _get, "pin": _pin}
+def _gc(client: ipfshttpclient.client.Client, args: argparse.Namespace) -> int:
+    removed = client.repo.gc()
+    print(f"removed {len(removed)} blocks")
+    return 0
+
+
+_COMMANDS = {"add": _add, "cat": _cat, "get": _get, "pin": _pin, "gc": _gc}

@@ -14,7 +14,7 @@ Space: the store keeps a running count of its block bytes. A write that would pa
 leave less than `min_free_bytes` free on the node's disk (LevelDB needs room to reopen and the
 chain must keep growing), first collects garbage and is refused with `StoreFull` if that was not
 enough. Imports that end without a commit leave unreferenced blocks; once they add up to
-`GC_AFTER_GARBAGE` bytes the store collects them by itself.
+`gc_after_garbage` bytes (64 MiB by default) the store collects them by itself.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ class BlockStore:
     """Content-addressed block storage with recursive pins and garbage collection."""
 
     def __init__(self, db: Any, max_block_size: int = MAX_BLOCK_SIZE, quota_bytes: int | None = None,
-                 disk_path: Any = None, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+                 disk_path: Any = None, min_free_bytes: int = MIN_FREE_BYTES,
+                 gc_after_garbage: int = GC_AFTER_GARBAGE) -> None:
         """`db` is a `plyvel.DB` or a prefixed view of one (`db.prefixed_db(b"c")`).
 
         `quota_bytes` caps the block bytes stored (None: no cap); when `disk_path` is given, writes
@@ -122,6 +123,7 @@ class BlockStore:
         self.quota_bytes = quota_bytes
         self.disk_path = disk_path
         self.min_free_bytes = min_free_bytes
+        self.gc_after_garbage = gc_after_garbage
         self.lock = threading.RLock()
         self._writers: list[BlockWriter] = []
         self._garbage = 0  # bytes left behind by writers that never committed
@@ -222,7 +224,7 @@ class BlockStore:
                 self._writers.remove(writer)
                 if not writer.committed:
                     self._garbage += writer.new_bytes
-                if self._garbage >= GC_AFTER_GARBAGE:
+                if self._garbage >= self.gc_after_garbage:
                     self._collect()
 
     # -- DAG completeness -----------------------------------------------------------------
