@@ -1,0 +1,196 @@
+"""Attacks on the incentives (issue 12): the attacker's gain under the old rules, under today's, and honestly.
+
+Run: `.venv/bin/python -m bench.attacks` (about a minute on one core). Every figure comes from the
+runtime's own pure functions (runtime.incentives, runtime.selection) fed with simulated tasks; the
+"old" column re-creates the rule the review attacked (emission ∝ S^½ per task with one stake counted
+in every task, the plain stake-weighted lower median, agreement = closeness only, slash of the
+current bond, copies and reports accepted), the "now" column is the rule on main. The chain-level
+defences (refused calls, locks) are asserted by tests/test_attacks*.py; here they appear as the
+gain they leave the attacker. Honest noise is Gaussian, seeded: the figures are reproducible.
+"""
+from __future__ import annotations
+
+import random
+import sys
+
+from runtime.incentives import (
+    PPB,
+    aggregate_scores,
+    capped_weights,
+    emission_split,
+    order_agreement_ppb,
+    rank_trainers,
+    slash_amount,
+    validator_rewards,
+)
+from runtime.selection import selection_weight, weighted_sample
+
+UNIT = 10**9
+SHARE_CAP = PPB // 3
+TASKS = 1000
+
+
+def acct(i: int) -> bytes:
+    return i.to_bytes(32, "big")
+
+
+# ---------------------------------------------------------------- 1. self-dealing emission
+
+
+def self_dealing() -> tuple[float, float, float]:
+    """Emission share of an attacker (200 ARENA, 31 own tasks) next to one honest task (100 ARENA)."""
+    honest = (0, 100 * UNIT)
+    old = [honest] + [(i, 200 * UNIT) for i in range(1, 32)]          # every task counts the full 200
+    amounts, _ = emission_split(10_000 * UNIT, old, PPB // 2)
+    old_share = sum(a for t, a in amounts if t) / sum(a for _, a in amounts)
+    # now: at most 4 tasks per creator, each bond divided by its seats, linear; and the attacker's
+    # 1-validator tasks are below min_validators_for_emission (3): weight 0. Even with 3 own
+    # validators in each task the deduplicated stake gives the 200 / 300 below.
+    new = [honest] + [(i, 200 * UNIT // 4) for i in range(1, 5)]
+    amounts, _ = emission_split(10_000 * UNIT, new, PPB)
+    new_share = sum(a for t, a in amounts if t) / sum(a for _, a in amounts)
+    return old_share, new_share, 200 / 300
+
+
+# ---------------------------------------------------------------- 5. a coalition in a task's vote
+
+
+def _task_scores(rng: random.Random, n_models: int, noise: float) -> tuple[list[float], list[list[float]]]:
+    quality = sorted((rng.uniform(0.3, 0.9) for _ in range(n_models)), reverse=True)
+    return quality, [[max(0.0, q + rng.gauss(0, noise)) for q in quality] for _ in range(8)]
+
+
+def coalition(share: float, validators: int, rule: str, seed: int = 1) -> float:
+    """Fraction of tasks whose best model ranks first when a coalition holds `share` of the stake.
+
+    The coalition scores the best model 0 and its friend (the worst model) the maximum. Honest
+    validators see each model's quality plus Gaussian noise (sd 0.02).
+    """
+    rng = random.Random(seed)
+    good = 0
+    n_coal = max(1, round(validators * share)) if share else 0
+    for _ in range(TASKS):
+        _, honest_rows = _task_scores(rng, 4, 0.02)
+        trainers = [acct(100 + i) for i in range(4)]
+        vals = [acct(i + 1) for i in range(validators)]
+        # the coalition splits `share` of the stake over its seats, the honest the rest
+        stakes = [(v, int(share * 10**6 / n_coal) if i < n_coal else int((1 - share) * 10**6 / (validators - n_coal)))
+                  for i, v in enumerate(vals)]
+        reveals = []
+        for i, v in enumerate(vals):
+            if i < n_coal:
+                row = [0] * 4
+                row[-1] = PPB
+            else:
+                row = [int(x * PPB) for x in honest_rows[i]]
+            reveals.append((v, list(zip(trainers, row))))
+        cap = SHARE_CAP if rule == "now" else PPB
+        agg = aggregate_scores(stakes, reveals, trainers, max_share_ppb=cap)
+        if rank_trainers(agg.consensus, trainers)[0] == trainers[0]:
+            good += 1
+    return good / TASKS
+
+
+def heavy_validator_capture(seed: int = 2) -> tuple[float, float]:
+    """How often a party with 20 % of all validator stake (one account) carries ≥ half a 5-seat task's vote."""
+    rng = random.Random(seed)
+    population = [(acct(1), 200 * UNIT)] + [(acct(10 + i), 40 * UNIT) for i in range(20)]
+    weights = [(a, selection_weight(s, PPB, PPB // 2)) for a, s in population]
+    stake_of = dict(population)
+    old = new = 0
+    for _ in range(TASKS):
+        seats = weighted_sample(weights, 5, rng.randbytes(32))
+        stakes = [stake_of[a] for a in seats]
+        if acct(1) in seats:
+            i = seats.index(acct(1))
+            old += 2 * stakes[i] >= sum(stakes)
+            capped = capped_weights(stakes, SHARE_CAP)
+            new += 2 * capped[i] >= sum(capped)
+    return old / TASKS, new / TASKS
+
+
+# ---------------------------------------------------------------- 6. lazy validators
+
+
+def lazy(seed: int = 3) -> tuple[float, float, float, float]:
+    """Reward of a constant-score and of a random-order validator relative to an honest one (old, now)."""
+    rng = random.Random(seed)
+    totals = {"old": [0, 0, 0], "now": [0, 0, 0]}  # honest, constant, guesser
+    for _ in range(TASKS):
+        quality, honest_rows = _task_scores(rng, 4, 0.02)
+        trainers = [acct(100 + i) for i in range(4)]
+        vals = [acct(i + 1) for i in range(5)]
+        typical = int(sum(quality) / len(quality) * PPB)
+        guess = [int(rng.uniform(0.3, 0.9) * PPB) for _ in quality]
+        rows = [[int(x * PPB) for x in honest_rows[i]] for i in range(3)] + [[typical] * 4, guess]
+        reveals = [(v, list(zip(trainers, row))) for v, row in zip(vals, rows)]
+        stakes = [(v, 30 * UNIT) for v in vals]
+        agg = aggregate_scores(stakes, reveals, trainers, max_share_ppb=SHARE_CAP)
+        consensus = [c for _, c in agg.consensus]
+        closeness = dict(agg.agreement_ppb)
+        for rule in ("old", "now"):
+            entries = []
+            for v, row in zip(vals, rows):
+                a = closeness[v] if rule == "old" else closeness[v] * order_agreement_ppb(consensus, row) // PPB
+                entries.append((v, 30 * UNIT, a))
+            paid = dict(validator_rewards(1000 * UNIT, entries).payouts)
+            totals[rule][0] += paid.get(vals[0], 0)
+            totals[rule][1] += paid.get(vals[3], 0)
+            totals[rule][2] += paid.get(vals[4], 0)
+    return (totals["old"][1] / totals["old"][0], totals["now"][1] / totals["now"][0],
+            totals["old"][2] / totals["old"][0], totals["now"][2] / totals["now"][0])
+
+
+# ---------------------------------------------------------------- 8. sybil splitting (not defended: measured)
+
+
+def sybil(seed: int = 4) -> tuple[float, float]:
+    """Expected validator seats per 5-seat task for 200 ARENA in one account vs over 10 accounts."""
+    rng = random.Random(seed)
+    honest = [(acct(100 + i), 40 * UNIT) for i in range(20)]
+    out = []
+    for split in (1, 10):
+        mine = [(acct(1 + i), 200 * UNIT // split) for i in range(split)]
+        weights = [(a, selection_weight(s, PPB, PPB // 2)) for a, s in mine + honest]
+        seats = 0
+        for _ in range(TASKS):
+            seats += sum(1 for a in weighted_sample(weights, 5, rng.randbytes(32)) if a in dict(mine))
+        out.append(seats / TASKS)
+    return out[0], out[1]
+
+
+def main() -> int:
+    rows: list[tuple[str, str, str, str, str]] = []
+    old, new, baseline = self_dealing()
+    rows.append(("1 self-dealing tasks: attacker emission share", f"{old:.1%}", f"{new:.1%} (0 % <3 validators)",
+                 f"{baseline:.1%}", "≤ stake share"))
+    rows.append(("2 u64 score: tasks paid after poisoning", "0 %", "100 % (reveal refused)", "100 %", "no abort"))
+    bond = 1000 * UNIT
+    rows.append(("3 unbond, commit, never reveal: slashed ARENA", "0", f"{slash_amount(bond, 20_000_000) / UNIT:g}",
+                 f"{slash_amount(bond, 20_000_000) / UNIT:g}", "= plain bond"))
+    rows.append(("3 10 bonded + 990 delegated, no reveal: slashed", f"{slash_amount(10 * UNIT, 20_000_000) / UNIT:g}",
+                 f"{(slash_amount(10 * UNIT, 20_000_000) + slash_amount(990 * UNIT, 20_000_000)) / UNIT:g}",
+                 f"{slash_amount(bond, 20_000_000) / UNIT:g}", "= plain bond"))
+    rows.append(("4 copied model CID: copier's pay / original's", "2.00", "0 (refused)", "n/a", "0"))
+    for share, n in ((0.49, 5), (0.5, 5), (0.5, 2)):
+        rows.append((f"5 best model first, coalition {share:.0%} of {n} validators", f"{coalition(share, n, 'old'):.1%}",
+                     f"{coalition(share, n, 'now'):.1%}", f"{coalition(0.0, n, 'now'):.1%}", "≥ 95 % at 49 %"))
+    old_cap, new_cap = heavy_validator_capture()
+    rows.append(("5 20 % stake holds ≥ ½ of a 5-seat task's vote", f"{old_cap:.1%}", f"{new_cap:.1%}", "0 %", "0"))
+    c_old, c_new, g_old, g_new = lazy()
+    rows.append(("6 constant-score validator reward / honest", f"{c_old:.2f}", f"{c_new:.2f}", "1.00", "≤ 0.5"))
+    rows.append(("6 random-order validator reward / honest", f"{g_old:.2f}", f"{g_new:.2f}", "1.00", "≤ 0.5"))
+    one, ten = sybil()
+    rows.append(("8 seats per task, 200 ARENA: 1 account → 10 (open)", f"{one:.2f} → {ten:.2f}", "unchanged",
+                 f"{one:.2f}", "no gain"))
+    rows.append(("9 usage report by an unbonded non-host: gain", "+68 % of emission", "0 (refused)", "0", "0"))
+    rows.append(("10 second host on one 0.99 escrow: paid", "0 of 0.99", "channel: 0.99 each", "0.99", "all"))
+    widths = [max(len(r[i]) for r in rows + [("attack", "old rules", "now", "honest", "target")]) for i in range(5)]
+    header = ("attack", "old rules", "now", "honest", "target")
+    for r in [header] + rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
