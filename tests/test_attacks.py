@@ -257,3 +257,28 @@ def test_a_lazy_validator_earns_at_most_half_an_honest_one(h):
     })
     honest = min(results[DAVE.public_key][1], results[EVE.public_key][1])
     assert 2 * results[MAL_V.public_key][1] <= honest
+
+
+# ---------------------------------------------------------------- the pure pieces of 5 and 6
+
+
+def test_capped_weights_keep_every_voter_under_the_share():
+    from runtime.incentives import PPB, capped_weights
+    third = PPB // 3
+    assert capped_weights([1000, 30, 30], third) == [30, 30, 30]          # too few voters: one vote each
+    assert capped_weights([30, 30, 30], third) == [30, 30, 30]
+    weights = capped_weights([1000, 40, 40, 40, 40], third)
+    assert weights[1:] == [40, 40, 40, 40] and 3 * weights[0] <= sum(weights)
+    assert capped_weights([500, 10, 0], PPB) == [500, 10, 0]
+    assert capped_weights([0, 0], third) == [0, 0]
+
+
+def test_order_agreement_pays_for_the_order_not_for_guessing():
+    from runtime.incentives import PPB, order_agreement_ppb
+    consensus = [900, 600, 300]
+    assert order_agreement_ppb(consensus, [880, 610, 290]) == PPB
+    assert order_agreement_ppb(consensus, [700, 700, 700]) == 0
+    assert order_agreement_ppb(consensus, [300, 600, 900]) == 0
+    # one swapped pair among near-equal models costs little
+    assert order_agreement_ppb([900, 600, 590], [900, 580, 600]) > 9 * PPB // 10
+    assert order_agreement_ppb([500], [1]) == PPB

@@ -7,21 +7,28 @@
 1. `create(spec_cid, reward_pool, params)` moves the reward pool from the creator into the tasks
    pool account and opens the task in status "selection". Params are the fixed-order list
    `[kind, n_trainers, n_validators, min_stake, training_blocks, commit_blocks, reveal_blocks]`.
+   A creator may hold at most `max_tasks_per_creator` open tasks and demand at most
+   `max_min_stake` (so it cannot fill the chain's slots or fence honest participants out).
 2. At the next block's `on_initialize` trainers, then validators, are drawn (runtime.selection)
    from the eligible accounts: bonded for the role with at least max(role minimum, min_stake),
    a live heartbeat (current or previous epoch), not the creator and not already chosen for the
    task. Weight = concave_weight(effective stake, α) × reputation. The seed is the beacon:
    system.randomness(ctx, encode(["arena/task", task_id, role])). No eligible trainer or no
-   eligible validator: the task is cancelled and the pool refunded.
+   eligible validator: the task is cancelled and the pool refunded. Each selected account's bond
+   for its role is locked (staking.lock) until the task closes, so the stake recorded at selection
+   can be neither unbonded nor dodged when a slash is due.
 3. Training window [selected, selected + training_blocks): a selected trainer calls
    `start_training` then `submit_model(model_cid)`; block numbers and timestamps are recorded.
+   A CID belongs to the first trainer that submitted it (any task): another trainer's copy is
+   refused with `DuplicateModel`.
 4. Commit window (training_blocks over, or every trainer submitted, whichever is first;
    no submission at all → the task fails): a selected validator calls `start_validation`
    (the planner has published the sealed held-out set with `publish_validation_share`) and
    `commit_scores(hash)`.
 5. Reveal window (commit_blocks over, or every validator committed): `reveal_scores(scores,
    salt)` must hash to the commitment (blake2b-256 of encode([task_id, validator, scores, salt]),
-   scores = [[trainer, score]] sorted by trainer) and score exactly the submitted models.
+   scores = [[trainer, score]] sorted by trainer, each score in [0, MAX_SCORE]) and score exactly
+   the submitted models.
 6. Finalization (reveal_blocks over, or every committed validator revealed; or `finalize` by
    anyone at that point): scores are aggregated and the reward (pool + epoch emission) is paid
    (runtime.modules.rewards); validators that did not commit / reveal are slashed; history is
@@ -29,7 +36,9 @@
    `publish_audit_key` so anyone can re-run validation.
 
 Every phase transition happens in `on_initialize`, so a call is judged by the phase its block
-started in; at the first block of each epoch the epoch's emission is minted for active tasks.
+started in; at the first block of each epoch the epoch's emission is minted for active tasks
+with at least `min_validators_for_emission` validators, ∝ their stake with every account's
+stake counted once across the tasks it sits in (`emission_weights`; docs/incentives.md).
 """
 from __future__ import annotations
 
