@@ -95,6 +95,26 @@ class ArenaPubsub(Pubsub):
         """Hand a validated message to our dispatcher (never to the library's bounded channels)."""
         self._deliver(publish_message)
 
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        """Replaces py-libp2p 0.8.1's task that `add_to_blacklist` schedules, which crashed the node.
+
+        The library awaits `stream.reset()` and then does `del self.peers[peer_id]`; the reset (or
+        the disconnect that goes with a ban) wakes the read loop, whose dead-peer handling removes
+        the peer first, and the `KeyError` escaping a pubsub task brought the whole service down.
+        Here the removal goes through the same idempotent dead-peer path, which also closes the
+        peer's outbound queue and removes it from the router (the library forgot both).
+        """
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            try:
+                await stream.reset()
+            except Exception as exc:  # noqa: BLE001 - the peer may already be gone
+                logger.debug("blacklist_reset_failed peer=%s error=%s", peer_id, exc)
+        try:
+            self._handle_dead_peer(peer_id)
+        except Exception:
+            logger.exception("blacklist_teardown_failed peer=%s", peer_id)
+
 
 class Gossip:
     """Topic naming, validation, subscription dispatch and publishing for one node."""

@@ -22,6 +22,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -109,6 +110,45 @@ class _ConnectionWatch(INotifee):
         return None
 
 
+async def _wait_connection_closed(muxed_conn: Any) -> None:
+    """Return once a muxed connection has closed or started shutting down."""
+    shutting_down = getattr(muxed_conn, "event_shutting_down", None)
+    while not getattr(muxed_conn, "is_closed", True) and not (shutting_down is not None and shutting_down.is_set()):
+        await trio.sleep(0.5)
+
+
+def _release_inbound_slot_on_close(swarm: Swarm) -> None:
+    """Replace py-libp2p 0.8.1's inbound handler, which keeps every inbound connection's slot forever.
+
+    The library's handler holds one of `max_connections` inbound slots and then awaits
+    `manager.wait_finished()` — the end of the whole swarm — so after `max_connections`
+    inbound connections over the node's lifetime (peers that came and went, banned ones
+    included) every new inbound connection was refused before its handshake, and every handler
+    task leaked. Here the handler (and its slot) lives exactly as long as its connection.
+    Only TCP is configured, so the pre-multiplexed (QUIC) branch of the original is not needed.
+    """
+
+    async def handle_inbound(read_write_closer: Any, maddr: multiaddr.Multiaddr, failure_event: Any) -> None:
+        remote = swarm._build_remote_multiaddr(read_write_closer)
+        raw_conn: RawConnection | None = None
+        try:
+            if remote is not None and not await swarm.connection_gate.is_allowed(remote):
+                logger.debug("inbound_refused_by_gate remote=%s", remote)
+                await read_write_closer.close()
+                return
+            raw_conn = RawConnection(read_write_closer, False)
+            muxed_conn = await swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
+            await _wait_connection_closed(muxed_conn)
+        except Exception as exc:  # noqa: BLE001 - a failed inbound upgrade only closes that connection
+            logger.debug("inbound_connection_failed remote=%s error=%s", remote, exc)
+            try:
+                await (raw_conn if raw_conn is not None else read_write_closer).close()
+            except Exception:  # noqa: BLE001 - already closed
+                logger.debug("inbound_close_failed remote=%s", remote)
+
+    swarm._do_handle_inbound_connection = handle_inbound  # type: ignore[method-assign]
+
+
 def _build_host(key_pair: KeyPair, config: NetworkConfig) -> IHost:
     limits = config.limits
     connection_config = ConnectionConfig(
@@ -136,6 +176,7 @@ def _build_host(key_pair: KeyPair, config: NetworkConfig) -> IHost:
     swarm = host.get_network()
     if isinstance(swarm, Swarm):
         swarm.auto_connector = _NoAutoConnect(swarm)
+        _release_inbound_slot_on_close(swarm)
     return host
 
 
@@ -299,8 +340,41 @@ class NetworkService:
     async def _expire_bans(self) -> None:
         while True:
             await trio.sleep(1.0)
-            for peer in self.peer_manager.expire_bans():
-                self.gossip.pubsub.remove_from_blacklist(ID.from_base58(peer))
+            self.peer_manager.expire_bans()
+            self._lift_expired_blacklist()
+            self._prune_phantom_connections()
+
+    def _lift_expired_blacklist(self) -> None:
+        """Let peers whose ban has expired back into pubsub.
+
+        `PeerManager.is_banned` forgets an expired ban as it reads it, so `expire_bans()` does not
+        list every peer to lift; the pubsub blacklist is compared with the bans instead.
+        """
+        pubsub = self.gossip.pubsub
+        for peer in list(pubsub.blacklisted_peers):
+            if not self.peer_manager.is_banned(peer):
+                pubsub.remove_from_blacklist(peer)
+
+    def _prune_phantom_connections(self) -> None:
+        """Free connection-limit slots that py-libp2p's tracker kept for connections already gone.
+
+        Connections torn down while they were being registered (a ban racing a handshake) can
+        leave their slot counted; the library prunes such phantoms only when the next connection
+        arrives and only after 30 s, long enough for a churning peer to hold a peer's (or the
+        node's) limit. Entries younger than 5 s may still be registering and are left alone.
+        """
+        swarm = self.host.get_network()
+        lifecycle = getattr(getattr(swarm, "_resource_manager", None), "connection_lifecycle", None)
+        if lifecycle is None or not isinstance(swarm, Swarm):
+            return
+        live = {str(id(conn.muxed_conn)) for conns in swarm.connections.values() for conn in conns}
+        try:
+            pruned = lifecycle.reconcile_live_connections(live, min_age_seconds=5.0)
+        except Exception as exc:  # noqa: BLE001 - bookkeeping only; never fatal
+            logger.debug("connection_reconcile_failed error=%s", exc)
+            return
+        if pruned:
+            logger.info("phantom_connections_pruned count=%d", pruned)
 
     def _schedule_disconnect(self, peer_id: str) -> None:
         if self._nursery is None:
@@ -308,10 +382,13 @@ class NetworkService:
         self._nursery.start_soon(self._disconnect, peer_id)
 
     async def _disconnect(self, peer_id: str) -> None:
+        """Drop a banned peer: pubsub first (synchronously, so no message of it is taken any more),
+        then the connection. Nothing here may raise: a ban must never take the node down."""
         peer = ID.from_base58(peer_id)
         try:
+            # ArenaPubsub's teardown task is idempotent against the disconnect below (see gossip.py).
             self.gossip.pubsub.add_to_blacklist(peer)
-        except Exception as exc:  # noqa: BLE001 - the disconnect below still applies
+        except Exception as exc:  # noqa: BLE001 - pubsub stopping; the disconnect below still applies
             logger.debug("blacklist_failed peer=%s error=%s", peer_id, exc)
         with trio.move_on_after(5):
             try:
