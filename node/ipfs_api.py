@@ -457,8 +457,15 @@ def ipfs_routes(store: ContentStore) -> list[Route]:
         "add": add, "cat": cat, "get": get, "pin/add": pin_add, "block/get": block_get,
         "files/stat": files_stat, "id": node_id, "version": version, "repo/gc": repo_gc,
     }
-    return [Route(f"/api/v0/{path}", _kubo_errors(handler), methods=["POST"])
-            for path, handler in handlers.items()]
+    routes = [Route(f"/api/v0/{path}", _kubo_errors(handler), methods=["POST"])
+              for path, handler in handlers.items()]
+    from p2p.content.store import EmbeddedContentStore
+
+    if isinstance(store, EmbeddedContentStore):  # directories, pins, blocks: node/ipfs_api_unixfs.py
+        from node.ipfs_api_unixfs import unixfs_routes
+
+        routes = unixfs_routes(store) + routes
+    return routes
 
 
 def _kubo_errors(handler: Any) -> Any:

@@ -111,7 +111,7 @@ def test_id_and_version(client: Any) -> None:
 
 @pytest.mark.parametrize(
     ("opts", "message"),
-    [({"cid-version": 1}, "cid-version=1"), ({"raw-leaves": True}, "raw-leaves"),
+    [({"cid-version": 2}, "cid-version=2"), ({"hash": "blake3"}, "blake3"),
      ({"chunker": "rabin"}, "chunker 'rabin'"), ({"trickle": True}, "trickle")],
 )
 def test_unsupported_add_options_are_refused(client: Any, opts: dict[str, Any], message: str) -> None:

@@ -147,3 +147,14 @@ def parse_cid(text: str | Cid) -> Cid:
     raise InvalidCid(
         f"{text!r} is not a CID: expected CIDv0 ('Qm' + 44 base58 characters) or CIDv1 in base32 ('b...')"
     )
+
+
+def parse_path(text: str | Cid) -> tuple[Cid, list[str]]:
+    """Split an IPFS path ('CID', 'CID/a/b', '/ipfs/CID/a/b') into its root CID and names."""
+    if isinstance(text, Cid):
+        return text, []
+    if not isinstance(text, str):
+        raise InvalidCid(f"an IPFS path must be a string, got {type(text).__name__}")
+    s = text.strip().removeprefix("/ipfs/")
+    root, _, rest = s.partition("/")
+    return parse_cid(root), [part for part in rest.split("/") if part]

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from p2p.content.abc import ContentStore
 from p2p.content.blockstore import BlockStore
-from p2p.content.cid import Cid, parse_cid
+from p2p.content.cid import Cid, parse_cid, parse_path
 from p2p.content.errors import ContentNotFound
+from p2p.content.tree import resolve
 from p2p.content.unixfs import FileImporter, file_size, iter_file
 
 if TYPE_CHECKING:
@@ -46,30 +47,32 @@ class EmbeddedContentStore(ContentStore):
 
     def cat(self, cid: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Stream a locally stored file (call `fetch` first for remote content)."""
-        root = parse_cid(cid)
+        root = parse_path(cid)[0]
         if not self.blocks.is_complete(root) and not self.blocks.has_block(root):
             raise ContentNotFound(f"{cid} is not stored on this node; fetch it first")
-        return iter_file(self.blocks.get, root, offset, length)
+        return iter_file(self.blocks.get, resolve(self.blocks, cid), offset, length)
 
     def file_size(self, cid: str) -> int:
-        """The file length recorded in the root block."""
-        return file_size(self.blocks.get, parse_cid(cid))
+        """The file length recorded in the root block (`cid` may be a path: CID/dir/file)."""
+        return file_size(self.blocks.get, resolve(self.blocks, cid))
 
     def pin(self, cid: str) -> None:
         """Pin a complete local DAG (raises BlockNotFound if a block is missing)."""
         self.blocks.pin(parse_cid(cid))
 
     def has(self, cid: str) -> bool:
-        """Whether the DAG is recorded as completely stored."""
-        return self.blocks.is_complete(parse_cid(cid))
+        """Whether the DAG is recorded as completely stored (for a path: its root's DAG)."""
+        return self.blocks.is_complete(parse_path(cid)[0])
 
     def get_block(self, cid: str) -> bytes:
         """One stored block's bytes (raises BlockNotFound)."""
         return self.blocks.get(parse_cid(cid))
 
     async def fetch(self, cid: str, timeout: float) -> None:
-        """Ensure the whole DAG is stored: local check first, then bitswap from peers."""
-        root = parse_cid(cid)
+        """Ensure the whole DAG is stored: local check first, then bitswap from peers.
+
+        For a path (CID/dir/file) the DAG of its root CID is fetched."""
+        root = parse_path(cid)[0]
         if self.blocks.is_complete(root):
             return
         if self.exchange is None:

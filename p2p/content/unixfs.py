@@ -57,9 +57,15 @@ class FileImporter:
     """Streams bytes into a balanced UnixFS DAG; call `write` repeatedly, then `finish` once."""
 
     def __init__(self, sink: BlockSink | None = None, chunk_size: int = CHUNK_SIZE,
-                 max_links: int = MAX_LINKS) -> None:
+                 max_links: int = MAX_LINKS, cid_version: int = 0, raw_leaves: bool = False) -> None:
+        """`cid_version=1` names dag-pb nodes by CIDv1; `raw_leaves` stores chunks as raw blocks
+        (CIDv1 raw, as Kubo's `--raw-leaves`, the default with `--cid-version=1`)."""
         if chunk_size <= 0 or max_links < 2:
             raise ValueError("chunk_size must be positive and max_links at least 2")
+        if cid_version not in (0, 1):
+            raise ValueError(f"cid_version must be 0 or 1, got {cid_version}")
+        self._cid_version = cid_version
+        self._raw_leaves = raw_leaves
         self._sink = sink
         self._chunk_size = chunk_size
         self._max_links = max_links
@@ -106,14 +112,19 @@ class FileImporter:
     def _total_children(self) -> int:
         return sum(len(entries) for entries in self._levels)
 
-    def _emit(self, block: bytes) -> Cid:
+    def _emit(self, block: bytes, codec: int = DAG_PB) -> Cid:
         cid = Cid.for_dag_pb_block(block)
+        if codec != DAG_PB or self._cid_version == 1:
+            cid = Cid(1, codec, cid.multihash)
         self._blocks += 1
         if self._sink is not None:
             self._sink(cid, block)
         return cid
 
     def _add_leaf(self, chunk: bytes, empty_file: bool = False) -> None:
+        if self._raw_leaves:
+            self._push(0, _Child(self._emit(chunk, RAW), len(chunk), len(chunk)))
+            return
         meta = UnixFSData(UNIXFS_FILE, None if empty_file else chunk, len(chunk))
         block = encode_pbnode([], encode_unixfs(meta))
         self._push(0, _Child(self._emit(block), len(block), len(chunk)))
