@@ -90,6 +90,7 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 
 def node_config(args: argparse.Namespace) -> NodeConfig:
     """Turn `arena node` flags into a NodeConfig; loopback unless told otherwise, and loud about it."""
+    from node.http_guard import parse_cors
     from node.service import NodeConfig
 
     log = logging.getLogger("arena.node")
@@ -117,8 +118,36 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         prometheus_host=prom_host, offchain=_split([args.offchain] if args.offchain else []),
         offchain_key=key_spec or "", listen_addrs=_split(args.listen_addr), public_addrs=_split(args.public_addr),
         allowed_cidrs=LOOPBACK_CIDRS + tuple(c for c in _split(args.allow_cidr) if c not in LOOPBACK_CIDRS),
-        rpc_refuse_unsafe=refuse_unsafe,
+        rpc_refuse_unsafe=refuse_unsafe, rpc_cors=parse_cors(args.rpc_cors),
+        rpc_max_connections=args.rpc_max_connections, ipfs_quota=parse_size(args.ipfs_quota) if args.ipfs_quota else None,
     )
+
+
+def parse_size(text: str) -> int:
+    """'50G', '800M', '1048576' → bytes (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    if not number.isdigit():
+        raise ValueError(f"size {text!r} must be a number with an optional K, M, G or T suffix, e.g. 50G")
+    return int(number) * scale
+
+
+EXIT_DISK_FULL = 28  # ENOSPC's errno: `arena node` could not write for lack of disk space
+
+
+def disk_full_message(exc: BaseException, base_path: Path) -> str | None:
+    """One operator line if `exc` (or anything in its group or chain) is ENOSPC, else None."""
+    if "No space left on device" in str(exc) or getattr(exc, "errno", None) == 28:
+        return (f"error: disk full: no space left on device under {base_path} ({exc}). The database keeps every "
+                f"block it committed; free disk space (or lower --ipfs-quota) and restart the node.")
+    for inner in (*getattr(exc, "exceptions", ()), exc.__cause__, exc.__context__):
+        if inner is not None and inner is not exc:
+            found = disk_full_message(inner, base_path)
+            if found:
+                return found
+    return None
 
 
 def _os_error(exc: BaseException) -> OSError | None:
@@ -149,6 +178,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except plyvel.IOError as exc:
+        full = disk_full_message(exc, config.base_path)
+        if full:
+            print(full, file=sys.stderr)
+            return EXIT_DISK_FULL
         if "lock" in str(exc):
             print(f"error: {config.base_path} is in use by another running node (LevelDB lock held)", file=sys.stderr)
             return 1
@@ -166,6 +199,10 @@ def cmd_node(args: argparse.Namespace) -> int:
     try:
         trio.run(main)
     except BaseException as exc:  # turn a bind failure into one readable line
+        full = disk_full_message(exc, config.base_path)
+        if full:
+            print(full, file=sys.stderr)
+            return EXIT_DISK_FULL
         os_error = _os_error(exc)
         if os_error is None or isinstance(exc, KeyboardInterrupt):
             raise
@@ -246,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="allow --rpc-addr on a non-loopback address (refuses methods that sign with node keys)")
     node.add_argument("--rpc-methods", choices=("auto", "safe", "unsafe"), default="auto",
                       help="auto: safe when the RPC is external; safe: refuse methods that sign with node keys")
+    node.add_argument("--rpc-cors", metavar="ORIGINS",
+                      help="browser origins allowed to use the RPC and IPFS API: comma-separated "
+                           "(http://localhost:* wildcards the port), 'all' or 'none' (default: loopback origins)")
+    node.add_argument("--rpc-max-connections", type=int, default=512, help="open RPC connections at most (default 512)")
+    node.add_argument("--ipfs-quota", metavar="SIZE", help="cap the embedded content store, e.g. 50G or 800M "
+                                                           "(unpinned content is collected first)")
     node.add_argument("--chain", metavar="SPEC", help="chain spec file (from `arena chain-spec new`; default genesis.json)")
     node.add_argument("--genesis", help=argparse.SUPPRESS)  # the older name of --chain
     node.add_argument("--dev", action="store_true", help="single-node dev chain: author every slot, finalize at once")

@@ -38,6 +38,8 @@ from p2p.content.errors import ContentError, ContentNotFound, FetchTimeout, Inva
 from p2p.content.unixfs import CHUNK_SIZE
 
 log = logging.getLogger("arena.ipfs")
+# python-multipart logs a warning for every malformed upload; the client already gets a Kubo error for it
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 API_VERSION = "0.7.0"  # the Kubo API level ipfshttpclient 0.7.0 accepts in connect()
 DEFAULT_FETCH_TIMEOUT = 120.0
@@ -465,7 +467,16 @@ def ipfs_routes(store: ContentStore) -> list[Route]:
         from node.ipfs_api_unixfs import unixfs_routes
 
         routes = unixfs_routes(store) + routes
-    return routes
+    known = {route.path for route in routes}
+
+    async def unknown(request: Request) -> Response:
+        command = request.path_params["command"]
+        if f"/api/v0/{command}" in known:
+            return kubo_error(f"{request.method} is not allowed for /api/v0/{command}: use POST", 405)
+        return kubo_error(f"unknown command /api/v0/{command[:100]}", 404)
+
+    every_method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    return [*routes, Route("/api/v0/{command:path}", unknown, methods=every_method)]  # Kubo-shaped errors for the rest
 
 
 def _kubo_errors(handler: Any) -> Any:

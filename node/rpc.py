@@ -215,7 +215,8 @@ class RpcServer:
                 request = self.parse(text)
             except RpcError as exc:
                 return _error(None, exc)
-            if isinstance(request, dict) and request.get("method") in self.subscriptions:
+            method = request.get("method") if isinstance(request, dict) else None
+            if isinstance(method, str) and method in self.subscriptions:
                 req_id = request.get("id")
                 if not isinstance(req_id, (str, int, type(None))) or isinstance(req_id, bool):
                     return _error(None, RpcError(INVALID_REQUEST, "id must be a string, an integer or null"))
@@ -238,8 +239,11 @@ class RpcServer:
                     if message["type"] == "websocket.disconnect":
                         nursery.cancel_scope.cancel()
                         return
-                    text = message.get("text")
-                    reply = await answer(text)
+                    try:
+                        reply = await answer(message.get("text"))
+                    except Exception as exc:  # noqa: BLE001 - one bad frame must not end the connection
+                        log.error("rpc websocket frame failed: %s: %s", type(exc).__name__, exc)
+                        reply = _error(None, RpcError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
                     if reply is not None and reply != []:
                         await websocket.send_text(_dumps(reply))
         finally:

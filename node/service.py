@@ -14,6 +14,7 @@ from node.api import register_core_api
 from node.chain import Chain, Imported
 from node.consensus_service import ConsensusService
 from node.genesis import load_chain_spec
+from node.http_guard import LOOPBACK_ORIGINS, HttpLimits
 from node.ipfs_api import ipfs_routes
 from node.jsonfmt import header_json
 from node.metrics import NodeMetrics
@@ -57,6 +58,9 @@ class NodeConfig:
     allowed_cidrs: tuple[str, ...] = ("127.0.0.1/32",)  # the connection gate
     prometheus_host: str = "127.0.0.1"
     rpc_refuse_unsafe: bool = False  # --rpc-external: refuse methods that sign with node keys
+    rpc_cors: tuple[str, ...] = LOOPBACK_ORIGINS  # browser origins allowed on the RPC port (--rpc-cors)
+    rpc_max_connections: int = HttpLimits.max_connections
+    ipfs_quota: int | None = None  # bytes of content blocks (--ipfs-quota); None = bounded by free disk only
 
 
 class ArenaNode:
@@ -69,7 +73,8 @@ class ArenaNode:
         self.store = ChainStore(str(config.base_path / "db"))
         self.chain = Chain(self.spec, self.store)
         self.pool = TxPool(self.chain.check_for_pool)
-        self.rpc = RpcServer()
+        self.rpc = RpcServer(HttpLimits(cors=config.rpc_cors, max_connections=config.rpc_max_connections,
+                                        check_host=config.rpc_host in ("127.0.0.1", "::1", "localhost")))
         self.rpc.refuse_unsafe = config.rpc_refuse_unsafe
         register_core_api(self.rpc, self)
         # RPC method groups defined next to the features they serve
@@ -93,7 +98,7 @@ class ArenaNode:
         """The embedded IPFS store (bitswap on the node's libp2p host) or a Kubo daemon's API."""
         if self.config.ipfs_api:
             return KuboContentStore(self.config.ipfs_api)
-        blocks = BlockStore(self.store.content_db())
+        blocks = BlockStore(self.store.content_db(), quota_bytes=self.config.ipfs_quota, disk_path=self.config.base_path)
         content = EmbeddedContentStore(blocks)
         if self.consensus is not None:
             network = self.consensus.network
@@ -224,7 +229,7 @@ class ArenaNode:
         """Run until cancelled; everything started here is owned by this nursery."""
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve, self.rpc.app(), self.config.rpc_host, self.config.rpc_port)
+                await nursery.start(serve, self.rpc.app(), self.config.rpc_host, self.config.rpc_port, self.rpc.limits)
                 log.info("rpc listening on http://%s:%d", self.config.rpc_host, self.config.rpc_port)
                 if self.config.prometheus_port:
                     self.metrics.serve(self.config.prometheus_port, self.config.prometheus_host)

@@ -266,3 +266,20 @@ def test_incomplete_headers_and_slow_bodies_time_out() -> None:
             sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
             status, _, body = read_response(sock)
         assert status == 408 and "did not arrive" in json.loads(body)["error"]["message"]
+
+
+# -- 8: a full disk ends the node with one operator line and its own exit code ------------------
+
+
+def test_disk_full_is_one_clear_line(tmp_path: Any) -> None:
+    import plyvel
+
+    from node.cli import EXIT_DISK_FULL, disk_full_message
+
+    leveldb = plyvel.IOError("IO error: /data/db/000123.log: No space left on device")
+    group = BaseExceptionGroup("nursery", [ValueError("other"), ExceptionGroup("inner", [leveldb])])
+    line = disk_full_message(group, tmp_path)
+    assert line is not None and "disk full" in line and str(tmp_path) in line and "\n" not in line
+    assert disk_full_message(OSError(28, "No space left on device"), tmp_path)
+    assert disk_full_message(ValueError("bad"), tmp_path) is None
+    assert EXIT_DISK_FULL == 28
