@@ -6,7 +6,7 @@
 //
 // First line on stdout: {"id": peer id, "addrs": [listen multiaddrs]}. Then one reply line per
 // command: {"op": "dial", "addr"}, {"op": "add", "path"} (a file, or a directory added with
-// its name as the root, wrap-with-directory style), {"op": "cat", "cid", "out"} (bytes to a
+// its name as the root, as `ipfs add -r` does), {"op": "cat", "cid", "out"} (bytes to a
 // file), {"op": "ls", "cid"}, {"op": "stop"}. Errors come back as {"error": message}.
 import { createHash } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
@@ -91,7 +91,7 @@ async function run (cmd) {
       if (statSync(cmd.path).isDirectory()) {
         const name = cmd.path.replace(/\/+$/, '').split('/').pop()
         let root
-        for await (const entry of fs.addAll(walk(name, cmd.path), { ...kubo, wrapWithDirectory: true })) {
+        for await (const entry of fs.addAll(walk(name, cmd.path), kubo)) {
           root = entry.cid
         }
         return { cid: root.toString() }
