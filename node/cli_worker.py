@@ -34,13 +34,36 @@ def parse_key(spec: str) -> Keypair:
     return resolve_key(spec)
 
 
+def ipfs_api_multiaddr(rpc_url: str, ipfs_api: str | None) -> str:
+    """The IPFS API to use: `--ipfs-api` (a multiaddr, or an http:// URL), else the node's RPC port.
+
+    A node on another host works the same: http://10.0.0.5:9933 → /ip4/10.0.0.5/tcp/9933/http,
+    http://node.example:9933 → /dns/node.example/tcp/9933/http, http://[fd00::5]:9933 → /ip6/….
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    text = ipfs_api or rpc_url
+    if text.startswith("/"):
+        return text
+    parts = urlsplit(text if "://" in text else f"http://{text}")
+    if not parts.hostname:
+        raise ValueError(f"{text!r} is neither a multiaddr nor an http URL with a host")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        proto = "ip6" if ipaddress.ip_address(parts.hostname).version == 6 else "ip4"
+    except ValueError:
+        proto = "dns"
+    return f"/{proto}/{parts.hostname}/tcp/{port}/{'https' if parts.scheme == 'https' else 'http'}"
+
+
 def _list(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def build_contexts(args: argparse.Namespace) -> list:
     """One WorkerContext per (role, key) asked for on the command line."""
-    from node.offchain.context import WorkerContext, rpc_to_ipfs_multiaddr
+    from node.offchain.context import WorkerContext
     from node.offchain.planner_worker import parse_plan
     from node.offchain.worker import role_runner
 
@@ -69,7 +92,7 @@ def build_contexts(args: argparse.Namespace) -> list:
             options["tasks"] = [parse_plan(t, defaults) for t in args.task or []]
         data_dir = Path(args.data_dir) / f"{args.role}-{key.address}"
         contexts.append(WorkerContext(role=args.role, key=key, rpc_url=args.rpc,
-                                      ipfs_api=args.ipfs_api or rpc_to_ipfs_multiaddr(args.rpc),
+                                      ipfs_api=ipfs_api_multiaddr(args.rpc, args.ipfs_api),
                                       data_dir=data_dir, options=options))
     return contexts
 
@@ -120,8 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker = sub.add_parser("worker", help="run off-chain workers against a node's RPC")
     worker.add_argument("--role", help="planner, trainer, validator, or any node/offchain/ROLE_worker.py")
     worker.add_argument("--key", help="account key(s), comma-separated: dev name, key file, keystore name, //NAME")
-    worker.add_argument("--rpc", default=DEFAULT_RPC, help="the node's RPC URL")
-    worker.add_argument("--ipfs-api", help="IPFS API multiaddr (default: the node's RPC port)")
+    worker.add_argument("--rpc", default=DEFAULT_RPC, help="the node's RPC URL, on this host or another "
+                                                           "(reads retry with backoff while the node restarts)")
+    worker.add_argument("--ipfs-api", help="IPFS API: multiaddr (/ip4/10.0.0.5/tcp/5001/http) or URL "
+                                           "(default: the node's RPC port, which serves the Kubo API subset)")
     worker.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state directory (one subdirectory per account)")
     worker.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device for training")
     worker.add_argument("--bond", type=int, help="bond in base units for the role (default: the role minimum)")
