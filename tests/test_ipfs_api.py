@@ -130,12 +130,15 @@ def _raw_post(port: int, body: bytes, declared_length: int) -> bytes:
     boundary = "arenaboundary"
     head = (f"POST /api/v0/add HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-            f"Content-Length: {declared_length}\r\n\r\n").encode()
+            f"Content-Length: {declared_length}\r\nConnection: close\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head + body)
         if declared_length > len(body):
             return b""  # close mid-upload
-        return sock.recv(65536)
+        reply = b""
+        while chunk := sock.recv(65536):  # headers and body may come in separate segments
+            reply += chunk
+        return reply
 
 
 def _part(payload: bytes) -> bytes:
