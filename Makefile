@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lint clean helia
+.PHONY: venv demo test bench fuzz lint clean helia
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP) $(HELIA_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all
+
+# long fuzz campaign against a real dev node: >= 100,000 inputs per surface, 30 minutes at most
+fuzz: $(STAMP)
+	$(PY) -m bench.fuzz
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
