@@ -283,3 +283,27 @@ def test_disk_full_is_one_clear_line(tmp_path: Any) -> None:
     assert disk_full_message(OSError(28, "No space left on device"), tmp_path)
     assert disk_full_message(ValueError("bad"), tmp_path) is None
     assert EXIT_DISK_FULL == 28
+
+
+# -- the same through a real node: its own handlers (chain_getBlockHash(2**64) was a struct error) --
+
+
+@pytest.mark.integration
+def test_a_real_node_answers_hostile_requests_with_error_objects(tmp_path: Any) -> None:
+    from tests.helpers import NodeProcess
+
+    node = NodeProcess(tmp_path / "alice", "--dev").start()
+    try:
+        status, reply = call(node.rpc_port, "chain_getBlockHash", [2**64])
+        assert status == 200 and reply["error"]["code"] == INVALID_PARAMS and "2**64" in reply["error"]["message"]
+        assert call(node.rpc_port, "chain_getBlockHash", [2**64 - 1])[1]["result"] is None
+        for params in ("x", 5):
+            assert call(node.rpc_port, "system_health", params)[1]["error"]["code"] == INVALID_PARAMS
+        assert call(node.rpc_port, "system_health", Origin="https://evil.example")[0] == 403
+        status, _, body = post(node.rpc_port, b'{"jsonrpc":"2.0","id":1,"method":"arena_task","params":[' +
+                               b"9" * 5000 + b"]}")
+        assert body["error"]["code"] == PARSE_ERROR
+        assert call(node.rpc_port, "system_health")[1]["result"]["best"] >= 0
+    finally:
+        node.stop()
+    assert "Traceback" not in node.log_path.read_text()
