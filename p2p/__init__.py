@@ -5,7 +5,7 @@ from p2p.config import NetworkConfig, NetworkConfigError, NetworkLimits
 from p2p.gossip import MessageTooLarge, Topic, Verdict
 from p2p.host import NetworkService, NodeKeyError, NotRunning
 from p2p.peers import PeerManager, Penalty
-from p2p.reqresp import BadResponse, RemoteError, RequestError, RequestTimeout
+from p2p.reqresp import BadResponse, RemoteError, RequestError, RequestTimeout, UnsupportedProtocol
 
 __all__ = [
     "BadResponse",
@@ -24,6 +24,7 @@ __all__ = [
     "RequestError",
     "RequestTimeout",
     "Topic",
+    "UnsupportedProtocol",
     "Verdict",
     "decode_batch",
     "encode_batch",

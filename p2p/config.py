@@ -28,6 +28,11 @@ class NetworkLimits:
     # py-libp2p knobs (see docs/networking.md): per-peer outbound RPC queue, local delivery buffer.
     outbound_queue_size: int = 8192
     subscription_buffer: int = 8192
+    # Gossip delivery and replays: bytes waiting for local handlers, the share of the buffer one
+    # forwarding peer may hold, and how many accepted payload digests are remembered.
+    max_pending_delivery_bytes: int = 64 * 1024 * 1024
+    max_pending_per_peer: int = 2048
+    seen_cache_size: int = 65536
     # Peers and scoring.
     max_peers: int = 64
     max_tracked_peers: int = 4096
@@ -42,6 +47,19 @@ class NetworkLimits:
     max_response_bytes: int = 64 * 1024 * 1024
     max_response_item: int = 16 * 1024 * 1024
     max_blocks_per_request: int = 1024
+    # Status rounds (`ReqResp.status_of_peers`): per-request timeout, requests in flight, and
+    # how long a peer that timed out is skipped at most (the skip doubles from 1 s per timeout).
+    status_timeout_s: float = 2.0
+    status_concurrency: int = 16
+    silent_peer_backoff_max_s: float = 60.0
+    # A peer that does not speak Arena's protocols (an IPFS node) is not asked again for this long.
+    foreign_peer_memory_s: float = 600.0
+    # Keepalive: every connected peer is pinged (/ipfs/ping/1.0.0) each `ping_interval_s`; after
+    # `ping_failures_to_drop` unanswered pings in a row its connection is dropped (no penalty),
+    # and a bootnode is then redialed. Detects connections whose far end went away silently.
+    ping_interval_s: float = 10.0
+    ping_timeout_s: float = 10.0
+    ping_failures_to_drop: int = 2
     # Bootnode redial backoff.
     redial_initial_s: float = 0.25
     redial_max_s: float = 10.0

@@ -8,12 +8,21 @@ py-libp2p 0.8.1 drops messages silently in three places by default; each is conf
     publishes wait while any peer queue is more than half full (back-pressure).
   * the per-subscription channel (32 entries, drop when the reader lags) -> bypassed: delivery
     goes into our own per-topic buffer of `subscription_buffer` entries, and drops are counted.
+
+Replays: GossipSub's own seen-cache keys a message by (origin, seqno), so anyone can wrap an old
+vote or extrinsic batch in a fresh envelope and it would be validated and forwarded again. A
+`SeenCache` of payload digests (blocks and votes: the payload; extrinsics: each extrinsic) stops
+that: content already accepted is IGNOREd (not forwarded, not delivered, not penalised, since an
+honest node may republish what a client sent it twice). The delivery buffer is bounded by bytes,
+and one forwarding peer may hold only `max_pending_per_peer` of its slots.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +68,36 @@ class MessageTooLarge(GossipError):
 # fn(peer_id, payload) -> Verdict. payload is bytes, or list[bytes] (a decoded batch) on EXTRINSICS.
 Validator = Callable[[str, Any], Verdict]
 Handler = Callable[[str, Any], Awaitable[None]]
+
+
+class SeenCache:
+    """Digests of accepted gossip content: bounded by count, oldest forgotten first.
+
+    An entry is a 16-byte digest plus `OrderedDict` overhead, about 100 bytes, so the default
+    65,536 entries hold under 8 MB whatever the attacker sends.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._digests: OrderedDict[bytes, None] = OrderedDict()
+
+    @staticmethod
+    def digest(topic: Topic, data: bytes) -> bytes:
+        """Content key of `data` on `topic` (blake2b-128: collisions are not a concern here)."""
+        return hashlib.blake2b(data, digest_size=16, person=topic.value.encode()).digest()
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def add(self, digest: bytes) -> None:
+        """Remember `digest` (refreshing it if known); forget the oldest beyond the bound."""
+        self._digests[digest] = None
+        self._digests.move_to_end(digest)
+        while len(self._digests) > self._max_entries:
+            self._digests.popitem(last=False)
 
 
 class _ResizingQueues(dict[ID, RpcQueue]):
@@ -143,10 +182,19 @@ class Gossip:
         }
         self._validators: dict[Topic, Validator] = {}
         self._handlers: dict[Topic, list[Handler]] = {topic: [] for topic in Topic}
-        channels = {topic: trio.open_memory_channel[tuple[str, bytes]](limits.subscription_buffer) for topic in Topic}
+        channels = {
+            topic: trio.open_memory_channel[tuple[str, bytes, str]](limits.subscription_buffer) for topic in Topic
+        }
         self._send = {topic: pair[0] for topic, pair in channels.items()}
         self._receive = {topic: pair[1] for topic, pair in channels.items()}
         self.dropped_deliveries = 0
+        self.replays_ignored = 0
+        self.seen = SeenCache(limits.seen_cache_size)
+        # Delivery accounting: bytes waiting in the buffers, and slots held per forwarding peer.
+        self.pending_bytes = 0
+        self._pending_by_peer: dict[str, int] = {}
+        # (origin, seqno) -> forwarder of an accepted message, until `_deliver` picks it up.
+        self._forwarder_of: OrderedDict[tuple[bytes, bytes], str] = OrderedDict()
         for topic in Topic:
             self.pubsub.set_topic_validator(self._names[topic], self._make_validator(topic), False)
 
@@ -184,6 +232,16 @@ class Gossip:
         high_water = self._limits.outbound_queue_size // 2
         while any(len(queue) > high_water for queue in list(self.pubsub.peer_queues.values())):
             await trio.sleep(0.002)
+        # What we publish is "seen": a peer that replays it to us in a new envelope is not relayed.
+        if topic is Topic.EXTRINSICS:
+            try:
+                items = decode_batch(data, self._limits.max_batch_items, self._limits.max_extrinsic_size)
+            except BatchDecodeError:
+                items = []
+            for item in items:
+                self.seen.add(SeenCache.digest(topic, item))
+        else:
+            self.seen.add(SeenCache.digest(topic, data))
         await self.pubsub.publish(self._names[topic], data)
 
     def topic_peers(self, topic: Topic) -> list[str]:
@@ -209,31 +267,62 @@ class Gossip:
                     logger.info("gossip_garbage peer=%s topic=%s error=%s", peer, topic.value, exc)
                     self._peers.penalize(peer, Penalty.GARBAGE)
                     return False
-            fn = self._validators.get(topic)
-            if fn is None:
-                return True
-            try:
-                verdict = fn(peer, payload)
-            except Exception:
-                # A bug in our own validator must not be blamed on the peer.
-                logger.exception("gossip_validator_error topic=%s peer=%s", topic.value, peer)
+                digests = [SeenCache.digest(topic, item) for item in payload]
+            else:
+                digests = [SeenCache.digest(topic, data)]
+            if all(digest in self.seen for digest in digests):
+                self.replays_ignored += 1  # content already accepted under another envelope
                 return False
+            if not self._has_delivery_room(peer, len(data)):
+                return False
+            fn = self._validators.get(topic)
+            verdict = Verdict.ACCEPT
+            if fn is not None:
+                try:
+                    verdict = fn(peer, payload)
+                except Exception:
+                    # A bug in our own validator must not be blamed on the peer.
+                    logger.exception("gossip_validator_error topic=%s peer=%s", topic.value, peer)
+                    return False
             if verdict is Verdict.REJECT:
                 self._peers.penalize(peer, Penalty.INVALID_MESSAGE)
-            return verdict is Verdict.ACCEPT
+            if verdict is not Verdict.ACCEPT:
+                return False
+            for digest in digests:
+                self.seen.add(digest)
+            self._forwarder_of[(msg.from_id, msg.seqno)] = peer
+            while len(self._forwarder_of) > self._limits.subscription_buffer:
+                self._forwarder_of.popitem(last=False)
+            return True
 
         return validate
+
+    def _has_delivery_room(self, peer: str, size: int) -> bool:
+        """Whether one more message of `size` bytes from `peer` fits the delivery bounds."""
+        limits = self._limits
+        if self.pending_bytes + size > limits.max_pending_delivery_bytes:
+            reason = f"buffers hold {self.pending_bytes} B, limit {limits.max_pending_delivery_bytes}"
+        elif self._pending_by_peer.get(peer, 0) >= limits.max_pending_per_peer:
+            reason = f"peer holds {limits.max_pending_per_peer} undelivered messages"
+        else:
+            return True
+        self.dropped_deliveries += 1
+        logger.debug("gossip_delivery_full peer=%s (%s)", peer, reason)
+        return False
 
     def _deliver(self, msg: rpc_pb2.Message) -> None:
         if msg.from_id == self._my_id.to_bytes():
             return  # GossipSub hands a publisher its own messages; nobody here wants them
         origin = ID(msg.from_id).to_base58()
+        forwarder = self._forwarder_of.pop((msg.from_id, msg.seqno), origin)
         for name in msg.topicIDs:
             topic = self._by_name.get(name)
             if topic is None:
                 continue
             try:
-                self._send[topic].send_nowait((origin, msg.data))
+                self._send[topic].send_nowait((origin, msg.data, forwarder))
+                self.pending_bytes += len(msg.data)
+                self._pending_by_peer[forwarder] = self._pending_by_peer.get(forwarder, 0) + 1
             except trio.WouldBlock:
                 self.dropped_deliveries += 1
                 logger.error(
@@ -243,7 +332,13 @@ class Gossip:
                 )
 
     async def _dispatch(self, topic: Topic) -> None:
-        async for origin, data in self._receive[topic]:
+        async for origin, data, forwarder in self._receive[topic]:
+            self.pending_bytes -= len(data)
+            held = self._pending_by_peer.get(forwarder, 0) - 1
+            if held > 0:
+                self._pending_by_peer[forwarder] = held
+            else:
+                self._pending_by_peer.pop(forwarder, None)
             payload: Any = data
             if topic is Topic.EXTRINSICS:
                 payload = decode_batch(data, self._limits.max_batch_items, self._limits.max_extrinsic_size)

@@ -20,6 +20,8 @@ from libp2p.crypto.ed25519 import Ed25519PrivateKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.host.ping import ID as PING_PROTOCOL
+from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection.raw_connection import RawConnection
@@ -36,7 +38,14 @@ from p2p.batcher import ExtrinsicBatcher, encode_batch
 from p2p.config import NetworkConfig
 from p2p.gossip import Gossip, Handler, Topic, Validator
 from p2p.peers import PeerManager, Penalty
-from p2p.reqresp import BlocksHandler, ReqResp, StatusHandler
+from p2p.reqresp import (
+    BlocksHandler,
+    ReqResp,
+    RequestError,
+    StatusHandler,
+    close_quietly,
+    is_unsupported_protocol,
+)
 
 logger = logging.getLogger("arena.p2p.host")
 
@@ -138,7 +147,15 @@ def _release_inbound_slot_on_close(swarm: Swarm) -> None:
                 return
             raw_conn = RawConnection(read_write_closer, False)
             muxed_conn = await swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
-            await _wait_connection_closed(muxed_conn)
+            # Until the connection closes, or the swarm stops (as the library's handler did).
+            async with trio.open_nursery() as race:
+
+                async def until(wait: Any) -> None:
+                    await wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(until, lambda: _wait_connection_closed(muxed_conn))
+                race.start_soon(until, swarm.manager.wait_finished)
         except Exception as exc:  # noqa: BLE001 - a failed inbound upgrade only closes that connection
             logger.debug("inbound_connection_failed remote=%s error=%s", remote, exc)
             try:
@@ -198,6 +215,8 @@ class NetworkService:
         self._nursery: trio.Nursery | None = None
         self._peer_changed = trio.Event()
         self._listen_multiaddr: str | None = None
+        self._ping_misses: dict[ID, int] = {}
+        self.keepalive_drops = 0  # connections dropped because pings went unanswered
         self.host.get_network().register_notifee(_ConnectionWatch(self))
 
     # ---- identity and peers ---------------------------------------------------------------
@@ -266,13 +285,27 @@ class NetworkService:
         """Register `on_blocks_by_range(start, count) -> list[bytes]`."""
         self.reqresp.set_blocks_by_range_handler(fn)
 
-    async def request_status(self, peer_id: str) -> bytes:
-        """Ask a peer for its status (bounded by the request timeout)."""
-        return await self.reqresp.request_status(peer_id)
+    async def request_status(self, peer_id: str, timeout_s: float | None = None) -> bytes:
+        """Ask a peer for its status (bounded by `timeout_s`, default the request timeout)."""
+        return await self.reqresp.request_status(peer_id, timeout_s)
 
-    async def request_blocks(self, peer_id: str, start: int, count: int) -> list[bytes]:
+    async def request_blocks(self, peer_id: str, start: int, count: int, timeout_s: float | None = None) -> list[bytes]:
         """Ask a peer for blocks `start..start+count-1` (it may return fewer)."""
-        return await self.reqresp.request_blocks(peer_id, start, count)
+        return await self.reqresp.request_blocks(peer_id, start, count, timeout_s)
+
+    async def status_of_peers(
+        self, peers: list[str] | None = None, timeout_s: float | None = None, max_concurrent: int | None = None,
+    ) -> dict[str, bytes | RequestError]:
+        """Status of many peers at once (default: every connected one); see `ReqResp.status_of_peers`."""
+        return await self.reqresp.status_of_peers(self.peers() if peers is None else peers, timeout_s, max_concurrent)
+
+    def is_foreign(self, peer_id: str | ID) -> bool:
+        """True if the peer was found not to speak Arena's protocols (e.g. an IPFS node)."""
+        return self.reqresp.is_foreign(peer_id)
+
+    def arena_peers(self) -> list[str]:
+        """Connected peers not known to be foreign: the ones worth asking for status and blocks."""
+        return [peer for peer in self.peers() if not self.reqresp.is_foreign(peer)]
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -294,6 +327,7 @@ class NetworkService:
                 for address in self.config.bootnodes:
                     nursery.start_soon(self._keep_bootnode, address)
                 nursery.start_soon(self._expire_bans)
+                nursery.start_soon(self._keepalive)
                 self._listen_multiaddr = self._resolve_listen_multiaddr()
                 logger.info("network_started peer=%s listen=%s", self.peer_id, self._listen_multiaddr)
                 task_status.started()
@@ -336,6 +370,55 @@ class NetworkService:
                     logger.debug("bootnode_dial_failed peer=%s retry_in=%.2fs error=%s", peer, delay, exc)
             await trio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, limits.redial_max_s)
+
+    async def _keepalive(self) -> None:
+        """Ping every connected peer each `ping_interval_s`; drop connections that stopped answering.
+
+        A far end that vanished without closing (power loss, a frozen process, a dropped route)
+        leaves a TCP connection that looks open for a long time; without this the node would keep
+        it, count the peer as connected, and never redial its bootnode.
+        """
+        limits = self.config.limits
+        while True:
+            await trio.sleep(limits.ping_interval_s)
+            peers = list(self.host.get_connected_peers())
+            for gone in set(self._ping_misses) - set(peers):
+                del self._ping_misses[gone]
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(self._ping_once, peer)
+
+    async def _ping_once(self, peer: ID) -> None:
+        limits = self.config.limits
+        answered = False
+        stream: INetStream | None = None
+        with trio.move_on_after(limits.ping_timeout_s):
+            try:
+                stream = await self.host.new_stream(peer, [PING_PROTOCOL])
+                await perform_ping_roundtrip(stream)
+                answered = True
+            except Exception as exc:  # noqa: BLE001 - any failure is a missed ping
+                if is_unsupported_protocol(exc):
+                    answered = True  # it answered, it just has no ping service: alive
+                logger.debug("ping_failed peer=%s error=%s", peer, exc)
+        if stream is not None:
+            await close_quietly(stream)
+        if answered:
+            self._ping_misses.pop(peer, None)
+            return
+        misses = self._ping_misses.get(peer, 0) + 1
+        self._ping_misses[peer] = misses
+        if misses < limits.ping_failures_to_drop:
+            return
+        self._ping_misses.pop(peer, None)
+        self.keepalive_drops += 1
+        logger.info("peer_unresponsive peer=%s missed_pings=%d (connection dropped, no penalty)", peer, misses)
+        with trio.move_on_after(5):
+            try:
+                await self.host.disconnect(peer)
+            except Exception as exc:  # noqa: BLE001 - already gone is fine
+                logger.debug("peer_disconnect_failed peer=%s error=%s", peer, exc)
+        self._peer_changed.set()
 
     async def _expire_bans(self) -> None:
         while True:

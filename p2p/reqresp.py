@@ -6,6 +6,12 @@ frames (an item is its PART pieces plus the closing ITEM piece, so no write exce
 `response_chunk_size`), then END, or a single ERROR frame (msgpack [code, message]).
 Every handler catches everything and answers with an ERROR frame; every client call has a
 timeout (py-libp2p drops handler exceptions silently and the client would otherwise hang).
+
+Only provably invalid data costs a peer score: a malformed frame, an over-limit reply, a wrong
+item count. A timeout, a reset or a stream that just ends is what a slow or restarting honest
+peer does too, so it costs nothing (`status_of_peers` backs off from silent peers instead).
+A peer that does not speak these protocols at all (an IPFS node) is asked once, remembered
+for `foreign_peer_memory_s`, logged in one line, and not asked again (`UnsupportedProtocol`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import inspect
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -22,6 +30,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
 
 from p2p.config import NetworkLimits
 from p2p.peers import PeerManager, Penalty
@@ -65,8 +74,45 @@ class BadResponse(RequestError):
     """The peer's reply broke the framing or a limit; the peer has been penalised."""
 
 
+class UnsupportedProtocol(RequestError):
+    """The peer does not speak this protocol (not an Arena node of this chain); it is not asked again."""
+
+
 class FrameError(Exception):
     """A frame is malformed or over its size limit."""
+
+
+class StreamEnded(FrameError):
+    """The stream ended (closed or reset) before a whole frame arrived: not proof of misbehaviour."""
+
+
+class _UnsupportedProtocolLogFilter(logging.Filter):
+    """Drops py-libp2p's 7-line ERROR for a protocol the remote does not support.
+
+    That is the normal answer of a foreign peer (an IPFS node); `ReqResp` logs one line per
+    peer instead (`peer_not_arena`). Other stream failures are still logged by the library.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Failed to open stream to peer") and "not supported" in message)
+
+
+_LIBP2P_HOST_LOGGER = logging.getLogger("libp2p.host.basic_host")
+if not any(isinstance(f, _UnsupportedProtocolLogFilter) for f in _LIBP2P_HOST_LOGGER.filters):
+    _LIBP2P_HOST_LOGGER.addFilter(_UnsupportedProtocolLogFilter())
+
+
+def is_unsupported_protocol(exc: BaseException) -> bool:
+    """True if `exc` (or its cause chain) is a multistream "protocol not supported" answer."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, MultiselectClientError) and "not supported" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def read_exactly(stream: INetStream, size: int) -> bytes:
@@ -78,7 +124,7 @@ async def read_exactly(stream: INetStream, size: int) -> bytes:
         except StreamEOF:
             chunk = b""
         if not chunk:
-            raise FrameError(f"stream ended with {remaining} of {size} bytes missing")
+            raise StreamEnded(f"stream ended with {remaining} of {size} bytes missing")
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
@@ -118,6 +164,11 @@ class ReqResp:
         self.sync_protocol = TProtocol(f"/arena/{chain_tag}/sync/1")
         self._on_status: StatusHandler | None = None
         self._on_blocks: BlocksHandler | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        # peer -> when it was found not to speak our protocols (bounded, oldest forgotten first)
+        self._foreign: OrderedDict[str, float] = OrderedDict()
+        # peer -> (skip status requests until, consecutive timeouts) (bounded likewise)
+        self._silent: OrderedDict[str, tuple[float, int]] = OrderedDict()
         host.set_stream_handler(self.status_protocol, self._serve_status)
         host.set_stream_handler(self.sync_protocol, self._serve_blocks)
 
@@ -131,34 +182,117 @@ class ReqResp:
 
     # ---- client -------------------------------------------------------------------------
 
-    async def request_status(self, peer_id: str) -> bytes:
-        """Ask `peer_id` for its status; raises `RequestError` subclasses on failure."""
-        items = await self._request(peer_id, self.status_protocol, [], max_items=1)
+    async def request_status(self, peer_id: str, timeout_s: float | None = None) -> bytes:
+        """Ask `peer_id` for its status within `timeout_s` (default `request_timeout_s`).
+
+        Raises `RequestError` subclasses on failure: `RequestTimeout`, `UnsupportedProtocol`
+        (a foreign peer), `RemoteError`, `BadResponse`.
+        """
+        items = await self._request(peer_id, self.status_protocol, [], max_items=1, timeout_s=timeout_s)
         if len(items) != 1:
             self._peers.penalize(peer_id, Penalty.BAD_RESPONSE)
             raise BadResponse(f"peer {peer_id} sent {len(items)} status items, expected 1")
         return items[0]
 
-    async def request_blocks(self, peer_id: str, start: int, count: int) -> list[bytes]:
+    async def request_blocks(self, peer_id: str, start: int, count: int, timeout_s: float | None = None) -> list[bytes]:
         """Ask `peer_id` for up to `count` blocks from `start`; fewer may come back (size limit)."""
         if start < 0 or not 0 < count <= self._limits.max_blocks_per_request:
             raise ValueError(f"count must be 1..{self._limits.max_blocks_per_request} and start >= 0")
-        return await self._request(peer_id, self.sync_protocol, [start, count], max_items=count)
+        return await self._request(peer_id, self.sync_protocol, [start, count], max_items=count, timeout_s=timeout_s)
 
-    async def _request(self, peer_id: str, protocol: TProtocol, args: list[Any], max_items: int) -> list[bytes]:
+    async def status_of_peers(
+        self,
+        peers: Iterable[str],
+        timeout_s: float | None = None,
+        max_concurrent: int | None = None,
+    ) -> dict[str, bytes | RequestError]:
+        """Ask many peers for their status at once; one silent peer delays nobody.
+
+        Each request is bounded by `timeout_s` (default `limits.status_timeout_s`), at most
+        `max_concurrent` (default `limits.status_concurrency`) run at a time, so a round takes
+        about `timeout_s` however many peers stay silent. Foreign peers, and peers that timed
+        out recently (backoff doubling from 1 s up to `silent_peer_backoff_max_s`), are skipped
+        and absent from the result. Every asked peer maps to its status bytes or the
+        `RequestError` it failed with; nothing is raised for a peer's failure.
+        """
+        timeout = self._limits.status_timeout_s if timeout_s is None else timeout_s
+        limiter = trio.CapacityLimiter(max(1, self._limits.status_concurrency if max_concurrent is None else max_concurrent))
+        results: dict[str, bytes | RequestError] = {}
+
+        async def ask(peer: str) -> None:
+            async with limiter:
+                try:
+                    results[peer] = await self.request_status(peer, timeout_s=timeout)
+                except RequestError as exc:
+                    results[peer] = exc
+
+        async with trio.open_nursery() as nursery:
+            for peer in dict.fromkeys(peers):
+                if self.is_foreign(peer) or self._backing_off(peer):
+                    continue
+                nursery.start_soon(ask, peer)
+        return results
+
+    def is_foreign(self, peer_id: object) -> bool:
+        """True if the peer was found not to speak Arena's protocols (remembered for a while)."""
+        peer = peer_id.to_base58() if isinstance(peer_id, ID) else str(peer_id)
+        since = self._foreign.get(peer)
+        if since is None:
+            return False
+        if self._clock() - since >= self._limits.foreign_peer_memory_s:
+            del self._foreign[peer]
+            return False
+        return True
+
+    def _remember_foreign(self, peer_id: str, protocol: TProtocol) -> None:
+        if peer_id not in self._foreign:
+            logger.info("peer_not_arena peer=%s protocol=%s (not asked again for %.0fs)",
+                        peer_id, protocol, self._limits.foreign_peer_memory_s)
+        self._foreign[peer_id] = self._clock()
+        self._foreign.move_to_end(peer_id)
+        while len(self._foreign) > self._limits.max_tracked_peers:
+            self._foreign.popitem(last=False)
+
+    def _backing_off(self, peer_id: str) -> bool:
+        entry = self._silent.get(peer_id)
+        return entry is not None and self._clock() < entry[0]
+
+    def _note_silent(self, peer_id: str) -> None:
+        strikes = self._silent.get(peer_id, (0.0, 0))[1] + 1
+        delay = min(2.0 ** (strikes - 1), self._limits.silent_peer_backoff_max_s)
+        self._silent[peer_id] = (self._clock() + delay, strikes)
+        self._silent.move_to_end(peer_id)
+        while len(self._silent) > self._limits.max_tracked_peers:
+            self._silent.popitem(last=False)
+
+    async def _request(
+        self, peer_id: str, protocol: TProtocol, args: list[Any], max_items: int, timeout_s: float | None = None,
+    ) -> list[bytes]:
+        if self.is_foreign(peer_id):
+            raise UnsupportedProtocol(f"peer {peer_id} does not speak {protocol}")
+        timeout = self._limits.request_timeout_s if timeout_s is None else timeout_s
         stream: INetStream | None = None
         try:
-            with trio.fail_after(self._limits.request_timeout_s):
-                stream = await self._host.new_stream(ID.from_base58(peer_id), [protocol])
+            with trio.fail_after(timeout):
+                try:
+                    stream = await self._host.new_stream(ID.from_base58(peer_id), [protocol])
+                except Exception as exc:
+                    if is_unsupported_protocol(exc):
+                        self._remember_foreign(peer_id, protocol)
+                        raise UnsupportedProtocol(f"peer {peer_id} does not speak {protocol}") from None
+                    raise
                 await write_frame(stream, KIND_REQUEST, msgpack.packb(args))
-                return await self._read_reply(peer_id, stream, max_items)
+                items = await self._read_reply(peer_id, stream, max_items)
+            self._silent.pop(peer_id, None)
+            return items
         except trio.TooSlowError:
-            self._peers.penalize(peer_id, Penalty.TIMEOUT)
-            raise RequestTimeout(
-                f"peer {peer_id} did not answer {protocol} within {self._limits.request_timeout_s}s"
-            ) from None
+            # Slow is not invalid: no penalty, but status rounds skip this peer for a while.
+            self._note_silent(peer_id)
+            raise RequestTimeout(f"peer {peer_id} did not answer {protocol} within {timeout}s") from None
         except RequestError:
             raise
+        except StreamEnded as exc:
+            raise RequestError(f"peer {peer_id} closed the {protocol} stream early: {exc}") from exc
         except FrameError as exc:
             self._peers.penalize(peer_id, Penalty.BAD_RESPONSE)
             raise BadResponse(f"peer {peer_id} sent a malformed {protocol} reply: {exc}") from exc
@@ -234,6 +368,9 @@ class ReqResp:
                         raise _BadRequest(f"expected a request frame, got kind {kind:#x}")
                     args = _decode_args(body)
                     items = await answer(args)
+                except StreamEnded as exc:
+                    logger.debug("reqresp_request_abandoned peer=%s error=%s", peer, exc)  # not proof of anything
+                    return
                 except (FrameError, _BadRequest) as exc:
                     logger.info("reqresp_bad_request peer=%s error=%s", peer, exc)
                     self._peers.penalize(peer, Penalty.BAD_REQUEST)

@@ -111,7 +111,7 @@ def test_timeout_when_peer_never_answers(tmp_path: Path) -> None:
             with pytest.raises(RequestTimeout, match="did not answer"):
                 await b.request_status(a.peer_id)
             assert trio.current_time() - started < 2
-            assert b.peer_manager.score(a.peer_id) < 0
+            assert b.peer_manager.score(a.peer_id) == 0  # slow is not invalid: no penalty toward a ban
             nursery.cancel_scope.cancel()
 
     run_trio(scenario)
