@@ -17,6 +17,10 @@ What it does (docs/workers.md, "The demo"):
    model; then audits each task from the published key;
 5. if `node/offchain/market_demo.py` exists, calls its `run_marketplace_demo(net, console)`;
 6. stops every process it started, by PID, also on Ctrl-C or an error, and says where logs are.
+
+Exit status: 0 only when everything it narrates happened (every task finalized with a top model,
+every audit reproduced, the marketplace served, was paid and redeemed). Otherwise 1, and the last
+lines list what went wrong (`DemoNet.failures`); 130 on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from node import localnet
 from node.offchain.narrate import amount
@@ -63,7 +68,8 @@ class DemoNet:
     (node logs `net/node-I.log`, worker logs `workers/*.log`); names: SS58 address → demo name;
     top_models: per task, the `arena_topModel` reply (taskId, modelCid, trainer, kind, specCid,
     consensusScore, reward, auditKey); processes: name → PID of every process the demo started
-    (add yours with `net.processes[name] = pid`: the demo stops them at the end).
+    (add yours with `net.processes[name] = pid`: the demo stops them at the end); failures: what
+    did not happen as narrated (add with `net.fail(text)`): any failure makes the demo exit 1.
     """
 
     rpc_urls: list[str]
@@ -71,6 +77,11 @@ class DemoNet:
     names: dict[str, str] = field(default_factory=dict)
     top_models: list[dict] = field(default_factory=list)
     processes: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def fail(self, text: str) -> None:
+        """Record that a step of the demo did not do what it narrates (the run will exit 1)."""
+        self.failures.append(text)
 
     @property
     def top_model(self) -> dict | None:
@@ -228,6 +239,14 @@ class Demo:
         follow_tasks(self, len(KINDS))
         self.show_with_cli()
         self.marketplace()
+        self.check_outcome()
+
+    def check_outcome(self) -> None:
+        """Raise `DemoError` listing every step that did not do what the demo narrated."""
+        if self.net.failures:
+            lines = "\n".join(f"  - {text}" for text in self.net.failures)
+            raise DemoError(f"{len(self.net.failures)} step(s) did not do what the demo narrates:\n{lines}\n"
+                            f"logs: nodes {self.net_dir}/node-*.log, workers {self.log_dir}/*.log")
 
     def show_with_cli(self) -> None:
         """The leaderboard again, as `arena task show` prints it from any node."""
@@ -237,6 +256,8 @@ class Demo:
             out = subprocess.run([sys.executable, "-m", "node.cli", *command[1:]], cwd=ROOT, capture_output=True,
                                  text=True, timeout=60, check=False)
             self.console.print(out.stdout.rstrip() or out.stderr.rstrip(), markup=False)
+            if out.returncode != 0:
+                self.net.fail(f"`{' '.join(command)}` exited with code {out.returncode}")
 
     def marketplace(self) -> None:
         import importlib
@@ -275,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]interrupted: stopping everything the demo started[/yellow]")
         code = 130
     except (DemoError, localnet.LocalnetError, RpcClientError) as exc:
-        console.print(f"[red]demo failed:[/red] {exc}")
+        console.print(f"[red]demo failed:[/red] {escape(str(exc))}")
     finally:
         demo.stop_all()
         console.print(f"stopped {len(demo.net.processes)} processes by PID; total wall time "

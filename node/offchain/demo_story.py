@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from node.offchain.narrate import amount, leaderboard_table, short, validators_table
+from node.rpc_client import RpcClientError
 
 if TYPE_CHECKING:
     from node.demo import Demo
@@ -160,10 +162,25 @@ class Narrator:
                 table.add_row(self.name(e["data"][0]), f"slashed ({e['data'][3]})", "-" + amount(e["data"][2]))
         return table
 
+    def failure_reason(self, task: dict) -> str:
+        """The reason of the task's `TaskFailed` event, or "" if it cannot be found."""
+        try:
+            block = next(e["block"] for e in reversed(task["timeline"]) if e["status"] == task["status"])
+            events = self.rpc.call("arena_events", self.rpc.call("chain_getBlockHash", block))
+        except (StopIteration, KeyError, RpcClientError, OSError):
+            return ""
+        for e in events:
+            if e["module"] == "tasks" and e["name"] == "TaskFailed" and e["data"][0] == task["id"]:
+                return str(e["data"][1])
+        return ""
+
     def finished(self, task: dict) -> None:
         console = self.demo.console
         if task["status"] != "finalized":
-            self.say(f"[red]task {task['id']} ended {task['status']}[/red]")
+            reason = self.failure_reason(task)
+            text = f"task {task['id']} ({task.get('kind', '?')}) ended {task['status']}" + (f": {reason}" if reason else "")
+            self.say(f"[red]{escape(text)}[/red]")
+            self.demo.net.fail(text)
             return
         board = self.rpc.call("arena_leaderboard", task["id"])
         console.print(leaderboard_table(board, self.names))
@@ -174,6 +191,9 @@ class Narrator:
             self.demo.net.top_models.append(top)
             self.say(f"[bold green]task {task['id']} top model[/bold green] {top['modelCid']} by "
                      f"{self.name(top['trainer'])} (consensus score {top['consensusScore']:,})")
+        else:
+            self.say(f"[red]task {task['id']} was finalized without a top model[/red]")
+            self.demo.net.fail(f"task {task['id']} was finalized without a top model (no trainer scored above 0)")
 
     def audit(self, task: dict) -> None:
         from node.offchain.audit import audit_task
@@ -191,6 +211,8 @@ class Narrator:
         self.demo.console.print(table)
         verdict = "[green]reproduced exactly[/green]" if report.reproduced else "[red]NOT reproduced[/red]"
         self.say(f"audit of task {task['id']}: revealed scores {verdict}")
+        if not report.reproduced:
+            self.demo.net.fail(f"the audit of task {task['id']} did not reproduce the revealed scores")
 
 
 def follow_tasks(demo: Demo, count: int, timeout: float = 240.0) -> None:

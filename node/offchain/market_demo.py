@@ -8,6 +8,8 @@
    printing the answers and their cost;
 4. once the host has redeemed the vouchers on chain, a table shows, per model, who received what:
    host, trainer, validators, treasury.
+
+A step that does not happen is printed in red and recorded with `net.fail(...)`, so the demo exits 1.
 """
 from __future__ import annotations
 
@@ -34,6 +36,14 @@ def _fmt(units: int) -> str:
     return f"{units / UNIT:.6f} ARENA"
 
 
+def _fail(net: Any, console: Any, text: str) -> None:
+    """Say in red that a marketplace step did not happen, and record it so the demo exits 1."""
+    from rich.markup import escape
+
+    console.print(f"[red]{escape(text)}[/]")
+    net.fail(text)
+
+
 def _wait(predicate: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,7 +60,7 @@ def run_marketplace_demo(net: Any, console: Any) -> None:
 
     models = [m for m in net.top_models if m and m.get("modelCid")]
     if not models:
-        console.print("[yellow]no top model to serve: skipping the marketplace[/]")
+        _fail(net, console, "no top model to serve: the marketplace could not run")
         return
     rpc_url = net.rpc_urls[-1]
     client = RpcClient(rpc_url)
@@ -58,7 +68,7 @@ def run_marketplace_demo(net: Any, console: Any) -> None:
     for key in (host_key, user_key):
         failed = call_failed(client.submit_and_wait(alice, "balances", "transfer", [key.public_key, 50 * UNIT]))
         if failed:
-            console.print(f"[red]funding {key.address} failed: {failed['data'][1:3]}[/]")
+            _fail(net, console, f"funding {key.address} failed: {failed['data'][1:3]}")
             return
     net.names.setdefault(host_key.address, "host-1")
     net.names.setdefault(user_key.address, "user-1")
@@ -82,7 +92,7 @@ def _serve_and_pay(net: Any, console: Any, client: RpcClient, models: list[dict]
                    user_key: Keypair, rpc_url: str, table_type: Any) -> None:
     hosted = _wait(lambda: all(client.call("arena_hosts", m["modelCid"]) for m in models), 180)
     if not hosted:
-        console.print("[red]the host did not register within 180 s; see its log[/]")
+        _fail(net, console, f"the host did not register within 180 s; see {Path(net.base_dir) / 'workers' / 'host.log'}")
         return
     for m in models:
         h = client.call("arena_hosts", m["modelCid"])[0]
@@ -107,7 +117,7 @@ def _serve_and_pay(net: Any, console: Any, client: RpcClient, models: list[dict]
                 spent += answer.cost
                 console.print(f"  user-1 paid {_fmt(answer.cost)}: {shown}")
     except ModelQueryError as exc:
-        console.print(f"[red]query failed: {exc}[/]")
+        _fail(net, console, f"query failed: {exc}")
         return
     finally:
         user.close()
@@ -115,7 +125,7 @@ def _serve_and_pay(net: Any, console: Any, client: RpcClient, models: list[dict]
     done = _wait(lambda: all(client.call("arena_voucherState", user_key.address, host_key.address,
                                          m["modelCid"])["nonce"] >= QUERIES for m in models), 120)
     if not done:
-        console.print("[yellow]usage not redeemed yet; see the host log[/]")
+        _fail(net, console, "host-1 did not redeem the user's vouchers within 120 s; see its log")
     current = client.call("arena_marketParams")["currentPeriod"]
     table = table_type(title="Usage revenue paid out (marketplace.report_usage)")
     for col in ("task", "period", "party", "account", "amount"):
