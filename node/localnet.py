@@ -86,6 +86,8 @@ def plan_ports(base: Path, count: int, ports: list[tuple[int, int, int]]) -> lis
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # a port a stopped node left in TIME_WAIT is free for its restart (the node reuses it too)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
