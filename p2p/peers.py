@@ -26,7 +26,7 @@ class Penalty(enum.Enum):
     OVERSIZE = "oversize"  # message above the topic's size limit
     BAD_REQUEST = "bad_request"  # malformed request/response request
     BAD_RESPONSE = "bad_response"  # malformed or over-limit reply to our request
-    TIMEOUT = "timeout"  # did not answer a request in time
+    TIMEOUT = "timeout"  # kept for callers; p2p never raises it (slow is not invalid, see docs/networking.md)
     INVALID_CONTENT = "invalid_content"  # content exchange: block failed its hash check
     INVALID_BLOCK = "invalid_block"  # sync: block failed import
     PROTOCOL_VIOLATION = "protocol_violation"  # any other misbehaviour, described in free text
