@@ -113,6 +113,7 @@ def test_hostile_peers_are_banned_and_the_network_keeps_finalizing(tmp_path: Pat
             assert "Traceback" not in text, f"node-{i} logged a traceback:\n{text[-3000:]}"
             assert all(slot.peer_id not in banned for slot in net.slots)
         assert all((net.health(i) or {}).get("peers", 0) >= 3 for i in range(4))
+        print(f"node-0 RSS {rss_before} KiB before the attack, {rss_after} KiB after")
         # Bounded memory: the flood is ~1,000 messages, up to 1 MB each; node-0 keeps none of them.
         assert rss_after - rss_before < 150 * 1024, f"node-0 RSS grew from {rss_before} KiB to {rss_after} KiB"
     finally:
