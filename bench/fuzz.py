@@ -177,14 +177,18 @@ def http_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int,
             path, headers, body = "/", {"Content-Type": "application/json"}, rpc_body(rng)
         else:
             path, headers, body = ipfs_request(rng)
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            tally.bad("crashes", f"{type(exc).__name__}: {exc} on {path} {body[:200]!r}")
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for attempt in (1, 2):  # a kept-alive connection the server closed after its last answer: retry fresh
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                if attempt == 2:
+                    tally.bad("crashes", f"{type(exc).__name__}: {exc} on {path} {body[:200]!r}")
+        else:
             continue
         if response.status >= 500:
             tally.bad("server_errors", f"{response.status} on {path} {body[:200]!r}: {data[:200]!r}")

@@ -40,7 +40,7 @@ class HttpLimits:
     max_json_depth: int = 32                           # nesting of arrays/objects in a request
     max_int_digits: int = 80                           # digits of one JSON integer
     header_timeout: float = 15.0                       # to send a request's headers (and keep-alive idle)
-    read_timeout: float = 30.0                         # between two reads of one connection
+    read_timeout: float = 30.0                         # between two reads of one request body
     body_timeout: float = 60.0                         # to send a whole JSON-RPC body
     cors: tuple[str, ...] = LOOPBACK_ORIGINS            # browser origins allowed; ("all",) = any
     check_host: bool = True                            # refuse Host names that are not this node (loopback RPC)
@@ -113,10 +113,13 @@ def error_body(path: str, status: int, message: str) -> bytes:
 async def send_error(send: Any, path: str, status: int, message: str, extra: list | None = None) -> None:
     """Answer a plain HTTP request with a JSON error and close it."""
     body = error_body(path, status, message)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"), *(extra or [])]})
-    await send({"type": "http.response.body", "body": body})
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"), *(extra or [])]})
+        await send({"type": "http.response.body", "body": body})
+    except (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass  # the connection is closing under an unread body, or the client left: nothing more to say
 
 
 class HttpGuard:
@@ -161,24 +164,23 @@ class HttpGuard:
         if declared.isdigit() and int(declared) > limit:
             await send_error(send, path, 413, f"request body of {declared} bytes exceeds the {limit}-byte limit", cors)
             return
-        deadline = None if path in UPLOAD_PATHS else trio.current_time() + self.limits.body_timeout
+        deadline = float("inf") if path in UPLOAD_PATHS else trio.current_time() + self.limits.body_timeout
         received = 0
+        body_done = False
 
         async def limited_receive() -> dict:
-            nonlocal received
-            if deadline is None:
+            nonlocal received, body_done
+            if body_done:  # after the body, the app only listens for the disconnect: no timeout
+                return await receive()
+            with trio.move_on_at(min(deadline, trio.current_time() + self.limits.read_timeout)) as waited:
                 message = await receive()
-            else:
-                with trio.move_on_at(deadline):
-                    message = await receive()
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise RequestTooLarge(limit)
-                    return message
-                raise RequestTooSlow(f"the request body did not arrive within {self.limits.body_timeout:g} s")
+            if waited.cancelled_caught:
+                raise RequestTooSlow(f"the request body did not arrive in time (body {self.limits.body_timeout:g} s, "
+                                     f"between reads {self.limits.read_timeout:g} s)")
             received += len(message.get("body", b""))
             if received > limit:
                 raise RequestTooLarge(limit)
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         async def send_with_cors(message: dict) -> None:
@@ -253,7 +255,7 @@ def hypercorn_config(limits: HttpLimits) -> Any:
     config.accesslog = None
     config.errorlog = logging.getLogger("arena.http")
     config.keep_alive_timeout = limits.header_timeout  # idle includes a request whose headers are incomplete
-    config.read_timeout = int(limits.read_timeout)
+    config.read_timeout = None  # per connection it would also cut idle WebSocket subscribers; HttpGuard times bodies
     config.h11_max_incomplete_size = 16 * 1024
     config.websocket_max_message_size = limits.max_request_bytes
     config.graceful_timeout = 1

@@ -184,6 +184,7 @@ class RpcServer:
 
     async def _serve_websocket(self, websocket: WebSocket) -> None:
         send, receive = trio.open_memory_channel[tuple[str, str, Any]](256)
+        sending = trio.Lock()  # answers and notifications come from two tasks; frames must not interleave
         active: dict[str, Callable[[], None]] = {}
         counter = 0
 
@@ -230,9 +231,9 @@ class RpcServer:
             async with trio.open_nursery() as nursery:
                 async def pump() -> None:
                     async for sub_id, method, payload in receive:
-                        await websocket.send_text(json.dumps(
-                            {"jsonrpc": "2.0", "method": method, "params": {"subscription": sub_id, "result": payload}}
-                        ))
+                        async with sending:
+                            await websocket.send_text(json.dumps({"jsonrpc": "2.0", "method": method,
+                                                                  "params": {"subscription": sub_id, "result": payload}}))
                 nursery.start_soon(pump)
                 while True:
                     message = await websocket.receive()
@@ -245,7 +246,8 @@ class RpcServer:
                         log.error("rpc websocket frame failed: %s: %s", type(exc).__name__, exc)
                         reply = _error(None, RpcError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
                     if reply is not None and reply != []:
-                        await websocket.send_text(_dumps(reply))
+                        async with sending:
+                            await websocket.send_text(_dumps(reply))
         finally:
             for detach in active.values():
                 detach()

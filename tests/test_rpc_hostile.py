@@ -307,3 +307,19 @@ def test_a_real_node_answers_hostile_requests_with_error_objects(tmp_path: Any) 
     finally:
         node.stop()
     assert "Traceback" not in node.log_path.read_text()
+
+
+def test_an_idle_websocket_subscriber_is_not_cut_by_the_read_timeout() -> None:
+    limits = HttpLimits(read_timeout=0.5, header_timeout=0.5)
+    with running(demo_server(limits)) as port:
+        async def scenario() -> Any:
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+                await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test_subscribe"}))
+                json.loads(await ws.get_message())
+                await trio.sleep(2)  # four read timeouts of silence from the client
+                await trio.to_thread.run_sync(call, port, "test_notify", ["ping"])
+                with trio.fail_after(10):
+                    return json.loads(await ws.get_message())
+
+        notification = trio.run(scenario)
+    assert notification["method"] == "test_event" and notification["params"]["result"] == "ping"
