@@ -26,6 +26,11 @@ class UnknownParent(BlockError):
     """The block's parent is not known yet: sync first."""
 
 
+class StaleBlock(BlockError):
+    """A block that is valid as far as we know but of no use here: already known, or on a branch
+    that our finalized block excludes. Honest peers send these under delay; never penalised."""
+
+
 @dataclass(frozen=True)
 class Imported:
     block: Block
@@ -138,7 +143,7 @@ class Chain:
         """
         header = block.header
         if self.store.has_block(block.hash):
-            raise BlockError(f"block #{header.number} 0x{block.hash.hex()[:16]} is already known")
+            raise StaleBlock(f"block #{header.number} 0x{block.hash.hex()[:16]} is already known")
         parent = self.store.get_header(header.parent_hash)
         if parent is None:
             raise UnknownParent(f"unknown parent 0x{header.parent_hash.hex()} of block #{header.number}")
@@ -147,7 +152,7 @@ class Chain:
             raise BlockError("extrinsics root mismatch")
         finalized = self.finalized
         if header.number <= finalized.number:
-            raise BlockError(f"block #{header.number} conflicts with finalized block #{finalized.number}")
+            raise StaleBlock(f"block #{header.number} conflicts with finalized block #{finalized.number}")
         if header.parent_hash == self.store.best_hash():
             return self._execute_and_commit(block)
         self.store.store_block(block)
@@ -192,7 +197,7 @@ class Chain:
             raise BlockError("fork does not connect to the best chain")
         ancestor = cursor.header
         if ancestor.number < self.finalized.number:
-            raise BlockError(f"fork leaves the chain below finalized block #{self.finalized.number}")
+            raise StaleBlock(f"fork leaves the chain below finalized block #{self.finalized.number}")
         retracted: list[Block] = []
         while self.store.best_hash() != ancestor.hash:
             retracted.append(self.store.revert_best())
@@ -214,12 +219,22 @@ class Chain:
         return last
 
     def finalize(self, block_hash: bytes, justification: bytes | None = None) -> bool:
-        """Mark a best-chain block final (never moves backwards); True if finality advanced."""
+        """Mark a block final (never moves backwards); True if finality advanced.
+
+        A justified block off the best chain wins over local preference: the node reorgs to it
+        first (fork choice is the longest chain containing the highest finalized block)."""
         header = self.store.get_header(block_hash)
-        if header is None or self.store.canonical_hash(header.number) != block_hash:
+        if header is None or header.number <= self.finalized.number:
             return False
-        if header.number <= self.finalized.number:
-            return False
+        if self.store.canonical_hash(header.number) != block_hash:
+            block = self.store.get_block(block_hash)
+            if block is None:
+                return False
+            try:
+                self._reorg_to(block)
+            except BlockError as exc:
+                log.warning("cannot switch to justified block #%d: %s", header.number, exc)
+                return False
         self.store.set_finalized(block_hash, justification)
         return True
 

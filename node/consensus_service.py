@@ -1,8 +1,11 @@
 """Networked consensus for one node: gossip validation, sync, slot authoring, finality voting.
 
 Blocks are fully imported inside the gossip validator, so a block is forwarded only if this node
-found it valid. Votes are verified and tallied; finality advances when > 2/3 of authority stake
-votes at or above a best-chain block. Equivocations seen here are reported on chain.
+found it valid. Finality messages (GRANDPA votes and the justifications of finalized rounds) feed
+the finality gadget (node/finality.py). Peers are penalised only for data that is provably
+invalid (bad signature, invalid state transition, malformed); a late fork block, a block with an
+unknown parent, or one that conflicts only with our own finality is ignored, never penalised.
+Equivocations of staked authorities seen here are reported on chain.
 """
 from __future__ import annotations
 
@@ -13,17 +16,10 @@ from typing import TYPE_CHECKING
 import trio
 import trio.lowlevel
 
-from consensus.finality import (
-    Equivocation,
-    Vote,
-    VoteError,
-    VoteTracker,
-    encode_justification,
-    sign_vote,
-    verify_justification,
-)
+from consensus.grandpa import PREVOTE, FinalityError, Justification, SignedVote, Timing, sign_vote
 from consensus.slots import SlotError, current_slot, now_ms, slot_author
-from node.chain import BlockError, UnknownParent
+from node.chain import BlockError, StaleBlock, UnknownParent
+from node.finality import FinalityGadget, decode_finality_message
 from node.txpool import PoolError
 from p2p import NetworkService, Penalty, RequestError, Topic, Verdict
 from runtime.codec import CodecError, decode, encode
@@ -38,8 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("arena.consensus")
 
 SYNC_CHUNK = 256
-MAX_ORPHANS = 256
+MAX_ORPHANS = 64
+MAX_ORPHAN_BYTES = 16 * 1024 * 1024
+MAX_REPORTED = 4096
 FUTURE_SLOT_TOLERANCE = 2
+FINALITY_TICK_S = 0.1
 
 
 class ConsensusService:
@@ -52,18 +51,22 @@ class ConsensusService:
         self.network = network
         self.key = node.config.author_key
         self.slot_ms = node.spec.slot_duration_ms
-        self.tracker = VoteTracker()
+        self.finality = FinalityGadget(self.chain, self.key, finality_timing(self.slot_ms))
         self.equivocate = equivocate
         self.peer_status: dict[str, tuple[int, bytes, int]] = {}
         self.orphans: OrderedDict[bytes, Block] = OrderedDict()
+        self.orphan_bytes = 0
+        self._orphan_sizes: dict[bytes, int] = {}
+        self._pending_votes: list[SignedVote] = []
+        self._pending_justifications: list[Justification] = []
         self.seen_slots: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
-        self.reported: set[tuple[int, bytes, int]] = set()
+        self.reported: OrderedDict[tuple, None] = OrderedDict()
         self.sync_wakeup = trio.Event()
         self.chain.author_check = self.check_author
         self.chain.reorg_listeners.append(self._on_reorg)
         network.set_validator(Topic.BLOCKS, self.validate_block)
         network.subscribe(Topic.BLOCKS, self._ignore)
-        network.set_validator(Topic.VOTES, self.validate_vote)
+        network.set_validator(Topic.VOTES, self.validate_finality)
         network.subscribe(Topic.VOTES, self._ignore)
         network.set_validator(Topic.EXTRINSICS, self.validate_extrinsics)
         network.subscribe(Topic.EXTRINSICS, self._ignore)
@@ -103,15 +106,19 @@ class ConsensusService:
         if not verify(header.author, header.signing_payload(), header.seal):
             return Verdict.REJECT
         if header.slot > current_slot(self.slot_ms) + FUTURE_SLOT_TOLERANCE:
-            return Verdict.REJECT
-        self._watch_equivocation(header)
+            return Verdict.IGNORE      # our clock may be behind theirs: not provably invalid
         if self.store.has_block(block.hash):
+            self._watch_equivocation(header)
             return Verdict.IGNORE
+        self._watch_equivocation(header)
         try:
             self.chain.import_block(block)
         except UnknownParent:
-            self._keep_orphan(block)
+            self._keep_orphan(block, len(data))
             self.sync_wakeup.set()
+            return Verdict.IGNORE
+        except StaleBlock as exc:
+            log.debug("ignored block #%d from %s: %s", header.number, peer[:12], exc)
             return Verdict.IGNORE
         except BlockError as exc:
             log.info("rejected block #%d from %s: %s", header.number, peer[:12], exc)
@@ -120,19 +127,42 @@ class ConsensusService:
         self._adopt_orphans(block.hash)
         return Verdict.ACCEPT
 
-    def validate_vote(self, peer: str, data: bytes) -> Verdict:
+    def validate_finality(self, peer: str, data: bytes) -> Verdict:
+        """Votes and justifications: provably invalid ones are rejected, stale or foreign-set ones ignored."""
         try:
-            vote = Vote.decode(data)
-        except VoteError:
+            message = decode_finality_message(data)
+        except FinalityError:
             return Verdict.REJECT
-        authorities, _, set_id = self.session_of(self.chain.state())
-        if vote.set_id != set_id:
+        if isinstance(message, Justification):
+            return self._gossiped_justification(message, data)
+        vote = message
+        gadget = self.finality
+        if vote.set_id != gadget.set_id:
             return Verdict.IGNORE
-        if vote.voter not in {bytes(a) for a, _ in authorities}:
+        if vote.voter not in gadget.weights:
             return Verdict.REJECT
-        if vote.round > current_slot(self.slot_ms) + FUTURE_SLOT_TOLERANCE or not vote.verify():
+        if not gadget.voter.accepts(vote) or not gadget.is_new(vote):
+            return Verdict.IGNORE
+        if not vote.verify():
             return Verdict.REJECT
-        self._track_vote(vote, set_id)
+        out = gadget.on_vote(vote)
+        for evidence in out.equivocations:
+            self._report(session.KIND_VOTE, vote.voter, (vote.set_id, vote.round),
+                         evidence.first.encode(), evidence.second.encode())
+        self._finality_step()
+        return Verdict.ACCEPT
+
+    def _gossiped_justification(self, justification: Justification, data: bytes) -> Verdict:
+        try:
+            advanced = self.finality.import_justification(data)
+        except FinalityError as exc:
+            log.info("rejected justification for #%d: %s", justification.target[0], exc)
+            return Verdict.REJECT
+        if not advanced:
+            if not self.finality.tree.knows(justification.target[1]):
+                self.sync_wakeup.set()
+            return Verdict.IGNORE
+        self._after_finality()
         return Verdict.ACCEPT
 
     def validate_extrinsics(self, peer: str, batch: list[bytes]) -> Verdict:
@@ -147,7 +177,17 @@ class ConsensusService:
 
     # ------------------------------------------------------------ equivocation
 
+    def _is_slot_leader(self, header: Header) -> bool:
+        """Whether the header's author owns its slot by our best state's epoch data: only a slot's
+        rightful author can equivocate; anyone else's second header is just an invalid block."""
+        try:
+            return self.expected_author(self.chain.state(), header.slot) == header.author
+        except BlockError:
+            return False
+
     def _watch_equivocation(self, header: Header) -> None:
+        if not self._is_slot_leader(header):
+            return
         key = (header.author, header.slot)
         encoded = header.encode()
         earlier = self.seen_slots.get(key)
@@ -158,11 +198,14 @@ class ConsensusService:
         elif earlier != encoded:
             self._report(session.KIND_BLOCK, header.author, header.slot, earlier, encoded)
 
-    def _report(self, kind: int, offender: bytes, round_number: int, first: bytes, second: bytes) -> None:
-        if (kind, offender, round_number) in self.reported or self.key is None:
+    def _report(self, kind: int, offender: bytes, round_number: object, first: bytes, second: bytes) -> None:
+        offence = (kind, offender, round_number)
+        if offence in self.reported or self.key is None:
             return
-        self.reported.add((kind, offender, round_number))
-        log.warning("equivocation by %s (kind %d, round %d): reporting", ss58_encode(offender), kind, round_number)
+        self.reported[offence] = None
+        while len(self.reported) > MAX_REPORTED:
+            self.reported.popitem(last=False)
+        log.warning("equivocation by %s (kind %d, round %s): reporting", ss58_encode(offender), kind, round_number)
         try:
             nonce = self.node.pool.next_nonce(self.key.public_key, self.node.account_nonce(self.key.public_key))
             encoded = self.node.sign_local(self.key, "session", "report_equivocation", [kind, first, second], nonce)
@@ -172,43 +215,46 @@ class ConsensusService:
 
     # ------------------------------------------------------------ finality
 
-    def _track_vote(self, vote: Vote, set_id: int) -> None:
-        if self.tracker.set_id != set_id:
-            self.tracker.reset(set_id)
-        evidence = self.tracker.add(vote)
-        if isinstance(evidence, Equivocation):
-            self._report(session.KIND_VOTE, vote.voter, vote.round, evidence.first.encode(), evidence.second.encode())
-        self.try_finalize()
+    def _finality_step(self) -> list[SignedVote]:
+        """Run the voter once; returns the votes to publish (already persisted as cast)."""
+        before = self.chain.finalized.number
+        out, made = self.finality.tick(now_ms())
+        self._pending_votes.extend(out.votes)
+        self._pending_justifications.extend(made)
+        for evidence in out.equivocations:
+            vote = evidence.first
+            self._report(session.KIND_VOTE, vote.voter, (vote.set_id, vote.round),
+                         evidence.first.encode(), evidence.second.encode())
+        if self.chain.finalized.number > before:
+            self._after_finality()
+        return out.votes
 
-    def try_finalize(self) -> None:
-        authorities, _, set_id = self.session_of(self.chain.state())
-        if self.tracker.set_id != set_id:
-            self.tracker.reset(set_id)
-            return
-        stakes = {bytes(a): int(s) for a, s in authorities}
-        found = self.tracker.finalizable(stakes, lambda n, h: self.store.canonical_hash(n) == h)
-        if found is None:
-            return
-        number, votes = found
-        block_hash = self.store.canonical_hash(number)
-        if block_hash and self.chain.finalize(block_hash, encode_justification(votes)):
-            log.info("finalized #%d 0x%s", number, block_hash.hex()[:16])
-            self.node.notify_finalized(block_hash)
+    def _after_finality(self) -> None:
+        self.node.notify_finalized(self.chain.finalized.hash)
 
-    async def vote_loop(self) -> None:
-        """Halfway through every slot, authorities vote for their best block."""
+    async def finality_loop(self) -> None:
+        """Drive the voter: rounds advance on votes and on time; votes and justifications go out."""
         while True:
-            slot = current_slot(self.slot_ms)
-            await trio.sleep(max(0.0, ((slot + 1) * self.slot_ms + self.slot_ms // 2 - now_ms()) / 1000))
-            if self.key is None:
-                continue
-            authorities, _, set_id = self.session_of(self.chain.state())
-            if self.key.public_key not in {bytes(a) for a, _ in authorities}:
-                continue
-            best = self.chain.best
-            vote = sign_vote(self.key, set_id, slot + 1, best.number, best.hash)
-            self._track_vote(vote, set_id)
-            await self._publish(Topic.VOTES, vote.encode())
+            self._finality_step()
+            votes, self._pending_votes = self._pending_votes, []
+            justifications, self._pending_justifications = self._pending_justifications, []
+            for vote in votes:
+                await self._publish(Topic.VOTES, vote.encode())
+                if self.equivocate and self.key is not None and vote.voter == self.key.public_key and vote.stage == PREVOTE:
+                    await self._publish_vote_equivocation(vote)
+            for justification in justifications:
+                await self._publish(Topic.VOTES, justification.encode())
+            await trio.sleep(FINALITY_TICK_S)
+
+    async def _publish_vote_equivocation(self, vote: SignedVote) -> None:
+        """Test-only misbehaviour: a second prevote in the same round, for the target's parent."""
+        assert self.key is not None
+        parent = self.finality.tree.parent_of(vote.block_hash)
+        if parent is None:
+            return
+        twin = sign_vote(self.key, vote.set_id, vote.round, vote.stage, parent)
+        log.warning("test equivocation: a second prevote in round %d", vote.round)
+        await self._publish(Topic.VOTES, twin.encode())
 
     # ------------------------------------------------------------ authoring
 
@@ -250,7 +296,7 @@ class ConsensusService:
 
     def _after_import(self) -> None:
         self.node.revalidate_pool()
-        self.try_finalize()
+        self._finality_step()
 
     async def _publish(self, topic: Topic, data: bytes) -> None:
         try:
@@ -268,15 +314,22 @@ class ConsensusService:
 
     # ------------------------------------------------------------ orphans and sync
 
-    def _keep_orphan(self, block: Block) -> None:
+    def _keep_orphan(self, block: Block, size: int) -> None:
+        """Blocks whose parent we lack, bounded by count and bytes (oldest dropped first)."""
+        if block.hash in self.orphans or size > MAX_ORPHAN_BYTES // 4:
+            return
         self.orphans[block.hash] = block
-        while len(self.orphans) > MAX_ORPHANS:
-            self.orphans.popitem(last=False)
+        self.orphan_bytes += size
+        self._orphan_sizes[block.hash] = size
+        while len(self.orphans) > MAX_ORPHANS or self.orphan_bytes > MAX_ORPHAN_BYTES:
+            dropped, _ = self.orphans.popitem(last=False)
+            self.orphan_bytes -= self._orphan_sizes.pop(dropped, 0)
 
     def _adopt_orphans(self, parent_hash: bytes) -> None:
         ready = [b for b in self.orphans.values() if b.header.parent_hash == parent_hash]
         for block in ready:
             self.orphans.pop(block.hash, None)
+            self.orphan_bytes -= self._orphan_sizes.pop(block.hash, 0)
             try:
                 self.chain.import_block(block)
                 self._adopt_orphans(block.hash)
@@ -302,19 +355,26 @@ class ConsensusService:
         return any(n > best + 2 for n, _, _ in self.peer_status.values())
 
     async def sync_loop(self) -> None:
-        """Ask peers for their status; fetch and import what they have beyond our best block."""
+        """Ask peers for their status (all at once, bounded); fetch blocks and justifications we lack."""
         while True:
-            for peer in self.network.peers():
+            statuses = await self.network.status_of_peers(self.network.peers())
+            for peer, status in statuses.items():
+                if isinstance(status, Exception):
+                    log.debug("status of %s failed: %s", peer[:12], status)
+                    continue
                 try:
-                    await self._sync_with(peer)
+                    await self._sync_with(peer, status)
                 except (RequestError, CodecError, ValueError) as exc:
                     log.debug("sync with %s failed: %s", peer[:12], exc)
             self.sync_wakeup = trio.Event()
             with trio.move_on_after(1.0):
                 await self.sync_wakeup.wait()
 
-    async def _sync_with(self, peer: str) -> None:
-        fields = decode(await self.network.request_status(peer))
+    async def _sync_with(self, peer: str, status: bytes) -> None:
+        fields = decode(status)
+        if not isinstance(fields, list) or len(fields) != 5:
+            self.network.penalize(peer, Penalty.PROTOCOL_VIOLATION)
+            return
         genesis, best_number, best_hash, fin_number, _ = fields
         if genesis != self.node.spec.genesis_hash:
             self.network.penalize(peer, Penalty.PROTOCOL_VIOLATION)
@@ -326,48 +386,51 @@ class ConsensusService:
             start = self.chain.best.number + 1
             items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
             if not items:
-                return
+                break
             first = Block.decode(decode(items[0])[0])
             if not self.store.has_block(first.header.parent_hash):
                 # we are on another fork: fetch from just above our finalized block instead
                 start = self.chain.finalized.number + 1
                 items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
-            progressed = False
-            for item in items:
-                raw, justification = decode(item)
-                block = Block.decode(raw)
-                if self.store.has_block(block.hash):
-                    continue
+            if not await self._import_range(peer, items):
+                break
+            await trio.lowlevel.checkpoint()
+        # finality that the peer has and we lack: its justifications for blocks we may already hold
+        while fin_number > self.chain.finalized.number:
+            before = self.chain.finalized.number
+            items = await self.network.request_blocks(peer, before + 1, min(SYNC_CHUNK, fin_number - before))
+            await self._import_range(peer, items)
+            if self.chain.finalized.number == before:
+                break
+
+    async def _import_range(self, peer: str, items: list[bytes]) -> bool:
+        """Import blocks and their justifications; False when nothing moved forward."""
+        progressed = False
+        for item in items:
+            raw, justification = decode(item)
+            block = Block.decode(raw)
+            if not self.store.has_block(block.hash):
                 try:
                     self.chain.import_block(block)
                     progressed = True
+                except StaleBlock:
+                    continue
+                except UnknownParent:
+                    break
                 except BlockError as exc:
                     log.info("sync: block #%d from %s rejected: %s", block.header.number, peer[:12], exc)
                     self.network.penalize(peer, Penalty.INVALID_BLOCK)
-                    return
-                if justification:
-                    self._apply_justification(block, justification)
-            self.node.revalidate_pool()
-            self.try_finalize()
-            if not progressed:
-                return
-            await trio.lowlevel.checkpoint()
-
-    def _apply_justification(self, block: Block, justification: bytes) -> None:
-        authorities, _, set_id = self.session_of(self.chain.state())
-        stakes = {bytes(a): int(s) for a, s in authorities}
-
-        def on_chain_or_unknown(number: int, block_hash: bytes) -> bool:
-            known = self.store.canonical_hash(number)
-            return known is None or known == block_hash
-
-        try:
-            verify_justification(justification, block.header.number, stakes, set_id, on_chain_or_unknown)
-        except VoteError as exc:
-            log.info("ignoring bad justification for #%d: %s", block.header.number, exc)
-            return
-        if self.chain.finalize(block.hash, justification):
-            self.node.notify_finalized(block.hash)
+                    return False
+            if justification:
+                try:
+                    if self.finality.import_justification(justification, block.hash):
+                        progressed = True
+                        self._after_finality()
+                except FinalityError as exc:
+                    log.info("sync: justification for #%d from %s ignored: %s", block.header.number, peer[:12], exc)
+        self.node.revalidate_pool()
+        self._finality_step()
+        return progressed
 
     # ------------------------------------------------------------ run
 
@@ -376,7 +439,7 @@ class ConsensusService:
             await nursery.start(self.network.run)
             nursery.start_soon(self.sync_loop)
             nursery.start_soon(self.author_loop)
-            nursery.start_soon(self.vote_loop)
+            nursery.start_soon(self.finality_loop)
             task_status.started()
 
     def peer_info(self) -> list[dict]:
@@ -387,3 +450,9 @@ class ConsensusService:
                         "bestHash": "0x" + status[1].hex() if status else None,
                         "finalizedNumber": status[2] if status else None})
         return out
+
+
+def finality_timing(slot_ms: int) -> Timing:
+    """Rounds of at least half a slot; precommit early once all have prevoted, else after a quarter."""
+    return Timing(round_min_ms=max(100, slot_ms // 2), precommit_wait_ms=max(50, slot_ms // 4),
+                  rebroadcast_ms=max(1000, 2 * slot_ms))

@@ -290,6 +290,14 @@ class ChainStore:
     def justification(self, block_hash: bytes) -> bytes | None:
         return self.db.get(P_JUSTIFICATION + block_hash)
 
+    def get_meta(self, name: bytes) -> bytes | None:
+        """A small node-side record (e.g. the finality voter's state), not part of the chain state."""
+        return self.db.get(P_META + b"x/" + name)
+
+    def put_meta(self, name: bytes, value: bytes) -> None:
+        """Write a node-side record durably (synced): it must survive a crash right after."""
+        self.db.put(P_META + b"x/" + name, value, sync=True)
+
     def events(self, block_hash: bytes) -> list[Event]:
         raw = self.db.get(P_EVENTS + block_hash)
         return [Event.from_list(e) for e in decode(raw)] if raw is not None else []
