@@ -2,16 +2,14 @@
 import pytest
 
 from runtime.modules import balances, history, staking, treasury
-from tests.arena_helpers import KEYS, UNIT, Harness, fails_with, failures, named
+from tests.runtime_harness import KEYS, UNIT, RuntimeHarness, fails_with, failures, named
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
 
 
 @pytest.fixture()
-def h(tmp_path):
-    harness = Harness(tmp_path / "db")
-    yield harness
-    harness.close()
+def h():
+    return RuntimeHarness()
 
 
 def test_genesis_authorities_are_bonded(h):
@@ -56,15 +54,14 @@ def test_bad_bonds_fail_without_state_change(h):
 
 def test_bad_arguments_are_rejected_before_inclusion(h):
     from runtime.executive import InvalidTransaction
-    from tests.helpers import sign
     for args in (["miner", UNIT], ["trainer", -1], [b"trainer", UNIT]):
-        xt = sign(h.chain, EVE, "staking", "bond", args, 0)
+        xt = h.sign(EVE, "staking", "bond", args, 0)
         with pytest.raises(InvalidTransaction) as info:
-            h.chain.check_for_pool(xt)
+            h.check(xt)
         assert info.value.kind == "BadArguments"
-    xt = sign(h.chain, EVE, "staking", "heartbeat", [[2, "cpu", 10]], 0)
+    xt = h.sign(EVE, "staking", "heartbeat", [[2, "cpu", 10]], 0)
     with pytest.raises(InvalidTransaction):
-        h.chain.check_for_pool(xt)
+        h.check(xt)
 
 
 def test_delegation(h):
@@ -114,7 +111,30 @@ def test_slash_splits_between_treasury_and_burn(h):
     assert staking.role_members(ctx, "validator") == []
 
 
-def test_session_uses_staking(h):
+def test_session_reads_and_slashes_authority_stake_through_staking(h):
+    """The authority set at an epoch start is the top bonded stake, and an equivocation slashes the bond."""
     from runtime.modules import session
-    assert session.authority_candidates is staking.authority_candidates
-    assert session.slash_authority is staking.slash_authority
+    from runtime.types import Header
+    h.block((EVE, "staking", "bond", ["authority", 2000 * UNIT]))
+    events = h.until(system_epoch_start(h))
+    new_sets = named(events, "session", "NewAuthorities")
+    assert new_sets and EVE.public_key in [a for a, _ in new_sets[-1].data[1]]
+    assert session.stake_of(h.ctx(), EVE.public_key) == 2000 * UNIT
+
+    def sealed(parent: bytes) -> bytes:
+        header = Header(parent, 5, 5, 0, EVE.public_key, bytes(64), bytes(32), bytes(32))
+        return header.with_seal(EVE.sign(header.signing_payload())).encode()
+
+    free = h.free(EVE.public_key)
+    events = h.block((ALICE, "session", "report_equivocation", [session.KIND_BLOCK, sealed(b"a" * 32), sealed(b"b" * 32)]))
+    assert not failures(events), failures(events)
+    fraction = session.Params.get(h.ctx().state)[1]
+    assert named(events, "session", "EquivocationSlashed")[0].data[3] == 2000 * UNIT * fraction // 10**9
+    assert staking.bonded(h.ctx(), EVE.public_key, "authority") == 2000 * UNIT - 2000 * UNIT * fraction // 10**9
+    assert h.free(EVE.public_key) == free  # the bond pays, not the free balance
+
+
+def system_epoch_start(h) -> int:
+    from runtime.modules import system
+    length = system.epoch_length(h.ctx())
+    return (h.number // length + 1) * length

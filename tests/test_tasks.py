@@ -3,7 +3,16 @@ import pytest
 
 from runtime.crypto import Keypair
 from runtime.modules import history, rewards, staking, tasks, treasury
-from tests.arena_helpers import KEYS, UNIT, Harness, commit_hash, fails_with, failures, fake_cid, named
+from tests.runtime_harness import (
+    KEYS,
+    UNIT,
+    RuntimeHarness,
+    commit_hash,
+    fails_with,
+    failures,
+    fake_cid,
+    named,
+)
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
 GRACE = Keypair.from_dev_name("grace")
@@ -13,10 +22,8 @@ HEARTBEAT = [1, "cpu", 8192]
 
 
 @pytest.fixture()
-def h(tmp_path):
-    harness = Harness(tmp_path / "db")
-    yield harness
-    harness.close()
+def h():
+    return RuntimeHarness()
 
 
 def ok(events):
@@ -204,7 +211,6 @@ def test_bad_creation(h):
 
 def test_bad_arguments_never_reach_a_block(h):
     from runtime.executive import InvalidTransaction
-    from tests.helpers import sign
     bad = [
         ["not-a-cid", POOL, ["digits_classifier", 2, 2, 0, 10, 10, 10]],
         [SPEC, POOL, ["digits_classifier", 2, 2, 0, 10, 10]],
@@ -213,10 +219,10 @@ def test_bad_arguments_never_reach_a_block(h):
     ]
     for args in bad:
         with pytest.raises(InvalidTransaction) as info:
-            h.chain.check_for_pool(sign(h.chain, ALICE, "tasks", "create", args, 0))
+            h.check(h.sign(ALICE, "tasks", "create", args, 0))
         assert info.value.kind == "BadArguments"
     with pytest.raises(InvalidTransaction):
-        h.chain.check_for_pool(sign(h.chain, ALICE, "tasks", "reveal_scores", [0, [[b"x", 1]], b""], 0))
+        h.check(h.sign(ALICE, "tasks", "reveal_scores", [0, [[b"x", 1]], b""], 0))
 
 
 def test_out_of_phase_and_unselected_calls(h):

@@ -2,14 +2,12 @@
 
 The authority set and the randomness that picks slot authors are fixed for an epoch: both are
 snapshotted at the first block of each epoch. Authorities are the top `max_authorities` accounts
-by stake bonded for the "authority" role (when the staking module reports any), otherwise the
+by stake bonded for the "authority" role (when anyone is bonded for it), otherwise the
 genesis set stays. Anyone may report an equivocation — two headers sealed by one author for one
 slot, or two finality votes by one voter for different blocks in one round — and the offender is
 slashed.
 """
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from runtime.codec import CodecError, decode, encode
 from runtime.crypto import ss58_decode, verify
@@ -24,7 +22,7 @@ from runtime.module import (
     call,
     ensure,
 )
-from runtime.modules import balances, system, treasury
+from runtime.modules import staking, system
 from runtime.types import Header
 
 Authorities = StorageValue("session", "Authorities", [])      # [[account, stake], ...] sorted by account
@@ -39,10 +37,6 @@ Offences = StorageMap("session", "Offences", None)
 
 KIND_BLOCK = 0
 KIND_VOTE = 1
-
-# The staking module registers these when present (keeps session free of an import cycle).
-authority_candidates: Callable[[Context], list[list]] | None = None
-slash_authority: Callable[[Context, bytes, int], int] | None = None
 
 
 class _SessionError(DispatchError):
@@ -130,9 +124,7 @@ def _check_vote_evidence(first: bytes, second: bytes) -> tuple[bytes, int, int]:
 def rotate(ctx: Context) -> None:
     """At an epoch start: snapshot the beacon and, if staking names candidates, the new authority set."""
     EpochRandomness.put(ctx.state, system.Randomness.get(ctx.state))
-    if authority_candidates is None:
-        return
-    candidates = [c for c in authority_candidates(ctx) if c[1] > 0]
+    candidates = [c for c in staking.authority_candidates(ctx) if c[1] > 0]
     if not candidates:
         return
     max_authorities = Params.get(ctx.state)[0]
@@ -177,13 +169,7 @@ class Session(Module):
         ensure(not Offences.contains(ctx.state, offence), AlreadyReported)
         Offences.put(ctx.state, offence, ctx.block_number)
         fraction = Params.get(ctx.state)[1]
-        if slash_authority is not None:
-            amount = slash_authority(ctx, offender, fraction)
-        else:
-            free = balances.free_balance(ctx, offender)
-            amount = free * fraction // 10**9
-            balances.withdraw(ctx, offender, amount)
-            treasury.credit(ctx, amount, "equivocation")
+        amount = staking.slash_authority(ctx, offender, fraction)
         ctx.deposit_event("session", "EquivocationSlashed", offender, kind, round_number, amount)
 
     @staticmethod

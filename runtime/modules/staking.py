@@ -419,15 +419,3 @@ class Staking(Module):
             balances.mint(ctx, ss58_decode(address), int(amount))
             bond_funds(ctx, ss58_decode(address), role, int(amount))
 
-
-def _register_with_session() -> None:
-    """Let the session module read authority stakes and slash equivocators through staking."""
-    try:
-        from runtime.modules import session
-    except ImportError:  # pragma: no cover - session not present in this build
-        return
-    session.authority_candidates = authority_candidates
-    session.slash_authority = slash_authority
-
-
-_register_with_session()
