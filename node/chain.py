@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -16,6 +17,16 @@ from runtime.types import MAX_BLOCK_SIZE, Block, Event, Header, extrinsics_root
 log = logging.getLogger("arena.chain")
 
 SIGNATURE_CACHE_LIMIT = 200_000
+# A block must reach every peer in one gossip message: p2p's default `max_block_message` is
+# 1,000,000 bytes and the pubsub frame (1 MiB) also carries key, topic and peer record, so the
+# encoded block is kept under this. Over it, a block travelled only by sync (issue 17).
+MAX_GOSSIP_BLOCK_BYTES = 960_000
+HEADER_ALLOWANCE = 512  # an encoded header with its list framing is ~330 bytes
+ITEM_OVERHEAD = 5       # msgpack bin32 header, the largest an extrinsic in the list can take
+# Authoring stops taking extrinsics after this fraction of the slot, so the block is built,
+# gossiped and imported by every peer well within its slot (otherwise the next author builds
+# on a stale parent and the chain forks).
+BUILD_BUDGET_FRACTION = 0.3
 
 
 class BlockError(ValueError):
@@ -54,6 +65,7 @@ class Chain:
         self.reorg_listeners: list[Callable[[list[Block], list[Block]], None]] = []
         # Consensus check of a header against the parent state (slot leader); None in dev mode.
         self.author_check: Callable[[Header, Overlay], None] | None = None
+        self.last_build_stop = ""  # why the last authored block stopped taking extrinsics
         store.init_genesis(spec.genesis_block, spec.genesis_state)
 
     # ------------------------------------------------------------ reads
@@ -81,9 +93,19 @@ class Chain:
     # ------------------------------------------------------------ building
 
     def build_block(
-        self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes]
+        self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
+        budget_s: float | None = None, max_bytes: int = MAX_GOSSIP_BLOCK_BYTES,
     ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
-        """Author a block on the best block from `candidates` (in priority order) and import it."""
+        """Author a block on the best block from `candidates` (in priority order) and import it.
+
+        Bounded twice: the encoded block stays under `max_bytes` (it fits one gossip message),
+        and no extrinsic is started after `budget_s` seconds (default: BUILD_BUDGET_FRACTION of
+        the slot). What is left stays in the pool for the next block.
+        """
+        started = time.perf_counter()
+        if budget_s is None:
+            budget_s = self.spec.slot_duration_ms * BUILD_BUDGET_FRACTION / 1000
+        deadline = started + budget_s
         parent = self.best
         header = Header(
             parent_hash=parent.hash, number=parent.number + 1, slot=slot, timestamp_ms=timestamp_ms,
@@ -94,9 +116,15 @@ class Chain:
         builder = self.runtime.initialize_block(state, header)
         included: list[bytes] = []
         rejected: list[tuple[bytes, InvalidTransaction]] = []
-        size = 0
-        for encoded in candidates:
-            if size + len(encoded) + 64 > MAX_BLOCK_SIZE:
+        size = HEADER_ALLOWANCE
+        limit = min(max_bytes, MAX_BLOCK_SIZE)
+        self.last_build_stop = "candidates"
+        for count, encoded in enumerate(candidates):
+            if size + len(encoded) + ITEM_OVERHEAD > limit:
+                self.last_build_stop = "size"
+                break
+            if not count & 31 and time.perf_counter() > deadline:
+                self.last_build_stop = "time"
                 break
             try:
                 self.runtime.apply_extrinsic(builder, encoded, len(included), self.verified_signatures)
@@ -106,7 +134,7 @@ class Chain:
                     break
                 continue
             included.append(encoded)
-            size += len(encoded)
+            size += len(encoded) + ITEM_OVERHEAD
         events = self.runtime.finalize_block(builder)
         changes = state.changes()
         update = self.store.compute_root(changes)

@@ -3,14 +3,23 @@
 An extrinsic whose nonce is the account's next is *ready*; one with a gap is *future* and waits
 until the gap is filled. Blocks take ready extrinsics best tip first, each account's in nonce
 order. After every block the pool drops what was included or became invalid and promotes futures.
+
+Admission control (issue 17): the pool holds a few blocks' worth at most (`max_total`) and, when
+the node's event loop lags behind by more than `max_loop_lag_s` (measured by `LoopLag`), refuses
+new extrinsics with "pool full, retry" instead of queueing work the node cannot do in time. A
+client that gets code 1014 resubmits later (or to another node); RPC stays responsive.
 """
 from __future__ import annotations
 
 import heapq
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import trio
+
+from runtime.crypto import blake2b_256
 from runtime.executive import CheckedExtrinsic, InvalidTransaction
 
 log = logging.getLogger("arena.txpool")
@@ -31,13 +40,45 @@ class PoolError(Exception):
 
 
 FULL_REVALIDATION_EVERY = 16
+POOL_FULL = 1014
 
 
 @dataclass(frozen=True)
 class PoolLimits:
-    max_total: int = 50_000
+    # A few blocks' worth: a block takes ~2,000-4,000 transfers in its build budget, so more
+    # pending than this only adds latency (and revalidation work) without adding throughput.
+    max_total: int = 12_000
     max_per_account: int = 256
     max_future_gap: int = 64
+    # Refuse new extrinsics while the event loop is this late (RPC, gossip and import share it).
+    max_loop_lag_s: float = 0.25
+
+
+class LoopLag:
+    """Event-loop lag of this trio thread: how late a short periodic sleep wakes up.
+
+    `run()` is a task of the node's nursery; `current()` is the lag that decays (halves every
+    `interval_s` of punctual wake-ups) so one long block import is remembered for a moment.
+    """
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self.lag_s = 0.0
+        self.max_lag_s = 0.0  # worst seen since start, for metrics and benchmarks
+
+    def record(self, late_s: float) -> None:
+        late_s = max(0.0, late_s)
+        self.lag_s = max(late_s, self.lag_s / 2)
+        self.max_lag_s = max(self.max_lag_s, late_s)
+
+    def current(self) -> float:
+        return self.lag_s
+
+    async def run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await trio.sleep(self.interval_s)
+            self.record(time.perf_counter() - before - self.interval_s)
 
 
 class TxPool:
@@ -49,6 +90,9 @@ class TxPool:
         self._by_sender: dict[bytes, dict[int, CheckedExtrinsic]] = {}
         self._by_hash: dict[bytes, CheckedExtrinsic] = {}
         self._calls = 0
+        self.lag: LoopLag | None = None  # set when the node runs its lag monitor
+        self.refused_full = 0
+        self.refused_lag = 0
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -58,6 +102,9 @@ class TxPool:
 
     def submit(self, encoded: bytes) -> CheckedExtrinsic:
         """Check and add an extrinsic; raises PoolError with a readable reason."""
+        if blake2b_256(encoded) in self._by_hash:
+            raise PoolError(1011, "AlreadyInPool", "this exact extrinsic is already in the pool")
+        self._admit()
         try:
             checked = self._check(encoded)
         except InvalidTransaction as exc:
@@ -79,10 +126,29 @@ class TxPool:
         elif len(queue) >= self.limits.max_per_account:
             raise PoolError(1013, "AccountLimit", f"account has {len(queue)} pending extrinsics, the limit")
         elif len(self._by_hash) >= self.limits.max_total and not self._evict_for(checked):
-            raise PoolError(1014, "PoolFull", f"pool holds {len(self._by_hash)} extrinsics, the limit")
+            self.refused_full += 1
+            raise PoolError(POOL_FULL, "PoolFull",
+                            f"pool full, retry: it holds {len(self._by_hash)} extrinsics, the limit "
+                            "(a higher tip may evict a lower one)")
         queue[nonce] = checked
         self._by_hash[checked.hash] = checked
         return checked
+
+    def _admit(self) -> None:
+        """Refuse before any work while the node is overloaded (its event loop is late)."""
+        if self.lag is None:
+            return
+        lag = self.lag.current()
+        if lag > self.limits.max_loop_lag_s:
+            self.refused_lag += 1
+            raise PoolError(POOL_FULL, "PoolFull",
+                            f"pool full, retry: node overloaded (event loop {lag * 1000:.0f} ms late, "
+                            f"bound {self.limits.max_loop_lag_s * 1000:.0f} ms)")
+
+    async def watch_loop_lag(self) -> None:
+        """Measure this thread's event-loop lag for admission control (run in the node's nursery)."""
+        self.lag = LoopLag()
+        await self.lag.run()
 
     def _evict_for(self, incoming: CheckedExtrinsic) -> bool:
         """Drop the lowest-tip last-in-line extrinsic if the incoming one pays more."""
@@ -140,14 +206,17 @@ class TxPool:
     def revalidate(self, senders: set[bytes] | None = None) -> None:
         """After a new best block: drop included or invalid extrinsics, recompute nonce gaps.
 
-        With `senders`, only those accounts' extrinsics are rechecked (the ones a block can have
-        made stale); every `FULL_REVALIDATION_EVERY`-th call rechecks everything (eras, balances).
+        With `senders`, only those accounts are revisited (the ones a block can have made stale),
+        and of each only the extrinsics up to the first that still passes are rechecked: the rest
+        keep their check and get their nonce gap from it. Every `FULL_REVALIDATION_EVERY`-th call
+        rechecks everything (eras, balances).
         """
         self._calls += 1
         if senders is not None and self._calls % FULL_REVALIDATION_EVERY:
-            candidates = [c for s in senders for c in self._by_sender.get(s, {}).values()]
-        else:
-            candidates = list(self._by_hash.values())
+            for sender in senders:
+                self._revalidate_sender(sender)
+            return
+        candidates = list(self._by_hash.values())
         for checked in candidates:
             try:
                 fresh = self._check(checked.encoded)
@@ -157,6 +226,30 @@ class TxPool:
                 continue
             self._by_hash[fresh.hash] = fresh
             self._by_sender[fresh.sender][fresh.extrinsic.nonce] = fresh
+
+    def _revalidate_sender(self, sender: bytes) -> None:
+        queue = self._by_sender.get(sender)
+        if not queue:
+            return
+        account_nonce: int | None = None
+        for nonce in sorted(queue):
+            checked = queue[nonce]
+            if account_nonce is not None:
+                gap = nonce - account_nonce
+                if gap != checked.nonce_gap:
+                    fresh = replace(checked, nonce_gap=gap)
+                    queue[nonce] = fresh
+                    self._by_hash[fresh.hash] = fresh
+                continue
+            try:
+                fresh = self._check(checked.encoded)
+            except InvalidTransaction as exc:
+                log.debug("dropping %s: %s", checked.hash.hex()[:16], exc)
+                self._remove(checked)
+                continue
+            account_nonce = nonce - fresh.nonce_gap
+            queue[nonce] = fresh
+            self._by_hash[fresh.hash] = fresh
 
     def remove(self, xt_hash: bytes) -> None:
         checked = self._by_hash.get(xt_hash)

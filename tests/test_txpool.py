@@ -75,3 +75,43 @@ def test_revalidation_after_block(chain):
     chain.build_block(BOB, 1, chain.spec.config["timestamp_ms"] + 1000, [included])
     pool.revalidate()
     assert pool.ready() == [kept]
+
+
+def test_pool_full_says_retry(chain):
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_total=2))
+    pool.submit(xfer(chain, ALICE, 0))
+    pool.submit(xfer(chain, BOB, 0))
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, CHARLIE, 0))
+    assert info.value.code == 1014 and "pool full, retry" in info.value.message
+    assert pool.refused_full == 1
+
+
+def test_event_loop_lag_refuses_then_recovers(chain):
+    from node.txpool import LoopLag
+
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_loop_lag_s=0.1))
+    pool.lag = LoopLag()
+    pool.lag.record(0.5)  # a wake-up 500 ms late: the node is behind
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, ALICE, 0))
+    assert info.value.code == 1014 and "overloaded" in info.value.message and len(pool) == 0
+    for _ in range(4):
+        pool.lag.record(0.0)  # punctual wake-ups: the remembered lag halves each time
+    pool.submit(xfer(chain, ALICE, 0))
+    assert len(pool) == 1 and pool.refused_lag == 1
+
+
+def test_incremental_revalidation_drops_included_and_promotes(chain):
+    pool = TxPool(chain.check_for_pool)
+    a0, a1, a2, a4 = (xfer(chain, ALICE, n) for n in (0, 1, 2, 4))
+    for x in (a0, a1, a2, a4):
+        pool.submit(x)
+    chain.build_block(BOB, 1, chain.spec.config["timestamp_ms"] + 1000, [a0, a1])
+    pool.revalidate({ALICE.public_key})
+    assert pool.ready() == [a2] and len(pool) == 2  # a4 still waits for nonce 3
+    a3 = xfer(chain, ALICE, 3)
+    chain.build_block(BOB, 2, chain.spec.config["timestamp_ms"] + 2000, [a2])
+    pool.revalidate({ALICE.public_key})
+    pool.submit(a3)
+    assert pool.ready() == [a3, a4]
