@@ -35,6 +35,14 @@ class UnknownRole(ValueError):
     """No module `node/offchain/{role}_worker.py` with a `run(ctx)` function exists."""
 
 
+# What the ML roles import beyond a plain node (the `workers` extra in pyproject.toml).
+ML_PACKAGES = ("torch", "sklearn", "safetensors")
+
+
+class MissingExtra(ValueError):
+    """A role whose ML dependencies are not installed."""
+
+
 def role_runner(role: str) -> Callable[[WorkerContext], None]:
     """The `run(ctx)` of role `role` (module `node.offchain.{role}_worker`)."""
     if not role.isidentifier():
@@ -43,6 +51,9 @@ def role_runner(role: str) -> Callable[[WorkerContext], None]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name in ML_PACKAGES:
+            raise MissingExtra(f"the {role} worker needs {exc.name}, which a plain node does not install: "
+                               f"pip install 'arena[workers]'") from exc
         if exc.name != module_name:
             raise
         raise UnknownRole(f"unknown role {role!r}: there is no {module_name.replace('.', '/')}.py; "
