@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench fuzz lint clean helia
+.PHONY: venv demo test bench fuzz lint clean helia chromium
 
 venv: $(STAMP)
 
@@ -25,7 +25,12 @@ $(HELIA_STAMP): tests/helia/package.json tests/helia/package-lock.json
 	cd tests/helia && npm ci --ignore-scripts --no-audit --no-fund
 	touch $(HELIA_STAMP)
 
-test: $(STAMP) $(HELIA_STAMP)
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; never `playwright install`)
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| echo "chromium could not be installed; tests/test_dashboard_browser.py will skip"
+
+test: $(STAMP) $(HELIA_STAMP) chromium
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
 	$(VENV)/bin/mypy runtime consensus node p2p
 	$(PY) -m pytest -q -p no:cacheprovider tests

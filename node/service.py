@@ -9,10 +9,11 @@ from pathlib import Path
 import trio
 
 from consensus.slots import now_ms
-from node import api_arena, api_market
+from node import api_arena, api_dashboard, api_market
 from node.api import register_core_api
 from node.chain import Chain, Imported
 from node.consensus_service import ConsensusService
+from node.dashboard import ui_routes
 from node.genesis import load_chain_spec
 from node.http_guard import LOOPBACK_ORIGINS, HttpLimits
 from node.ipfs_api import ipfs_routes
@@ -80,6 +81,7 @@ class ArenaNode:
         # RPC method groups defined next to the features they serve
         api_arena.register(self.rpc, self)
         api_market.register(self.rpc, self)
+        api_dashboard.register(self.rpc, self)
         self.metrics = NodeMetrics()
         self._touched_senders: set[bytes] = set()
         self._head_channels: set = set()
@@ -92,6 +94,7 @@ class ArenaNode:
         self.consensus = None if config.dev else self._make_consensus()
         self.content = self._make_content_store()
         self.rpc.extra_routes.extend(ipfs_routes(self.content))
+        self.rpc.extra_routes.extend(ui_routes())  # the web dashboard under /ui
         self._gossip_send, self._gossip_receive = trio.open_memory_channel[bytes](20_000)
 
     def _make_content_store(self):
