@@ -5,15 +5,22 @@ attacker gains no more than honest participation would give it. Each fails on th
 issue measured (emission ∝ S^β per task, u64 scores, slashing of the current bond, copied CIDs,
 usage reports by anyone).
 """
-import json
-
 import pytest
 
 from runtime.crypto import Keypair
 from runtime.executive import InvalidTransaction
 from runtime.modules import history, staking, tasks
-from tests.arena_helpers import KEYS, UNIT, Harness, commit_hash, fails_with, failures, fake_cid, named
-from tests.helpers import ROOT, sign
+from tests.runtime_harness import (
+    KEYS,
+    UNIT,
+    RuntimeHarness,
+    commit_hash,
+    dev_genesis,
+    fails_with,
+    failures,
+    fake_cid,
+    named,
+)
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
 MALLORY = Keypair.from_dev_name("mallory")      # the attacker's creator account
@@ -23,29 +30,23 @@ HEARTBEAT = [1, "cpu", 8192]
 SPEC = fake_cid("spec")
 
 
-def attack_genesis(tmp_path, epoch_length=20, **tasks_overrides):
-    config = json.loads((ROOT / "genesis.json").read_text())
+def attack_genesis(epoch_length=20, **tasks_overrides):
+    config = dev_genesis()
     config["modules"]["system"]["epoch_length"] = epoch_length
     config["modules"]["tasks"].update(tasks_overrides)
     config["modules"]["balances"]["accounts"] += [[k.address, 10**15] for k in (MALLORY, MAL_T, MAL_V)]
-    path = tmp_path / "genesis.json"
-    path.write_text(json.dumps(config))
-    return path
+    return config
 
 
 @pytest.fixture()
-def h(tmp_path):
-    harness = Harness(tmp_path / "db", attack_genesis(tmp_path))
-    yield harness
-    harness.close()
+def h():
+    return RuntimeHarness(attack_genesis())
 
 
 @pytest.fixture()
-def h1(tmp_path):
+def h1():
     """Emission for tasks of any size (min_validators_for_emission = 1), to isolate the stake rule."""
-    harness = Harness(tmp_path / "db", attack_genesis(tmp_path, min_validators_for_emission=1))
-    yield harness
-    harness.close()
+    return RuntimeHarness(attack_genesis(min_validators_for_emission=1))
 
 
 def ok(events):
@@ -132,10 +133,10 @@ def test_tasks_with_too_few_validators_earn_no_emission(h):
 def test_scores_above_the_rule_maximum_never_reach_a_block(h):
     bad = [[b"\x01" * 32, 2**64 - 1]]
     with pytest.raises(InvalidTransaction) as info:
-        h.chain.check_for_pool(sign(h.chain, ALICE, "tasks", "reveal_scores", [0, bad, b"s"], 0))
+        h.check(h.sign(ALICE, "tasks", "reveal_scores", [0, bad, b"s"], 0))
     assert info.value.kind == "BadArguments"
     good = [[b"\x01" * 32, tasks.MAX_SCORE]]
-    h.chain.check_for_pool(sign(h.chain, ALICE, "tasks", "reveal_scores", [0, good, b"s"], 0))
+    h.check(h.sign(ALICE, "tasks", "reveal_scores", [0, good, b"s"], 0))
 
 
 def test_history_counters_saturate_instead_of_aborting(h):

@@ -2,7 +2,7 @@
 import pytest
 
 from runtime.modules import marketplace
-from tests.arena_helpers import UNIT, Harness, fails_with, named
+from tests.runtime_harness import UNIT, RuntimeHarness, fails_with, named
 from tests.test_marketplace import (
     ENDPOINT,
     FERDIE,
@@ -19,10 +19,8 @@ from tests.test_marketplace import (
 
 
 @pytest.fixture()
-def h(tmp_path):
-    harness = Harness(tmp_path / "db", market_genesis(tmp_path, usage_emission_per_period=UNIT))
-    yield harness
-    harness.close()
+def h():
+    return RuntimeHarness(market_genesis(usage_emission_per_period=UNIT))
 
 
 def test_usage_is_reported_only_by_a_registered_bonded_host(h):

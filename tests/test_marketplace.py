@@ -1,13 +1,20 @@
 """Marketplace: hosts, escrow, voucher redemption and the usage split, in process, with every bad input."""
-import json
-
 import pytest
 
 from node.offchain.vouchers import Voucher, sign_voucher
 from runtime.crypto import Keypair
 from runtime.modules import balances, marketplace, tasks, treasury
-from tests.arena_helpers import KEYS, UNIT, Harness, commit_hash, fails_with, failures, fake_cid, named
-from tests.helpers import ROOT
+from tests.runtime_harness import (
+    KEYS,
+    UNIT,
+    RuntimeHarness,
+    commit_hash,
+    dev_genesis,
+    fails_with,
+    failures,
+    fake_cid,
+    named,
+)
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
 GRACE = Keypair.from_dev_name("grace")    # a user
@@ -18,17 +25,15 @@ ENDPOINT = "http://127.0.0.1:8100"
 PERIOD = 5
 
 
-def market_genesis(tmp_path, **overrides):
+def market_genesis(**overrides):
     """The dev genesis with 5-block usage periods, a 10-block withdraw delay, funded grace and heidi."""
-    config = json.loads((ROOT / "genesis.json").read_text())
+    config = dev_genesis()
     section = {"period_blocks": PERIOD, "withdraw_delay": 2 * PERIOD, "usage_emission_per_period": 0,
                "max_vouchers_per_report": 8}
     section.update(overrides)
     config["modules"]["marketplace"] = {**config["modules"].get("marketplace", {}), **section}
     config["modules"]["balances"]["accounts"] += [[GRACE.address, 10**15], [HEIDI.address, 10**15]]
-    path = tmp_path / "genesis.json"
-    path.write_text(json.dumps(config))
-    return path
+    return config
 
 
 def ok(events):
@@ -36,7 +41,7 @@ def ok(events):
     return events
 
 
-def finish_task(h: Harness) -> str:
+def finish_task(h: RuntimeHarness) -> str:
     """Test fixture: drive a task to finalization by signed calls (bob's model wins); returns its CID."""
     calls = []
     for key in (BOB, CHARLIE):
@@ -66,10 +71,8 @@ def finish_task(h: Harness) -> str:
 
 
 @pytest.fixture()
-def h(tmp_path):
-    harness = Harness(tmp_path / "db", market_genesis(tmp_path))
-    yield harness
-    harness.close()
+def h():
+    return RuntimeHarness(market_genesis())
 
 
 @pytest.fixture()
@@ -81,8 +84,8 @@ def market(h):
     return cid
 
 
-def genesis_hash(h: Harness) -> bytes:
-    return h.chain.spec.genesis_hash
+def genesis_hash(h: RuntimeHarness) -> bytes:
+    return h.genesis_hash
 
 
 def voucher(h, queries, nonce=None, user=GRACE, host=FERDIE, model=None, amount=None, chain=None) -> list:
@@ -289,13 +292,12 @@ def test_report_limits(h, market):
 def test_malformed_report_arguments_are_not_included(h, market):
     from runtime.executive import InvalidTransaction
     from runtime.modules import system
-    from tests.helpers import sign
     bad = voucher(h, 1)[:6]
-    state = h.chain.state()
+    state = h.state()
     nonce = system.nonce_of(h.ctx(), FERDIE.public_key)
-    encoded = sign(h.chain, FERDIE, "marketplace", "report_usage", [market, 0, [bad]], nonce)
+    encoded = h.sign(FERDIE, "marketplace", "report_usage", [market, 0, [bad]], nonce)
     with pytest.raises(InvalidTransaction, match="vouchers"):
-        h.chain.runtime.check_extrinsic(state, encoded, h.number + 1)
+        h.runtime.check_extrinsic(state, encoded, h.number + 1)
 
 
 def test_voucher_wire_round_trip(h, market):
@@ -307,42 +309,38 @@ def test_voucher_wire_round_trip(h, market):
 # ---------------------------------------------------------------- usage emission
 
 
-def test_usage_emission_split_by_redeemed_usage(tmp_path):
-    h = Harness(tmp_path / "db", market_genesis(tmp_path, usage_emission_per_period=1_000_000_007))
-    try:
-        cid = finish_task(h)
-        ok(h.block((FERDIE, "staking", "bond", ["host", 10 * UNIT]), (HEIDI, "staking", "bond", ["host", 10 * UNIT]),
-                   (GRACE, "marketplace", "deposit", [UNIT])))
-        ok(h.block((FERDIE, "marketplace", "register_host", [cid, ENDPOINT, PRICE]),
-                   (HEIDI, "marketplace", "register_host", [cid, ENDPOINT, PRICE])))
-        if (h.number + 1) % PERIOD == 0:
-            h.block()
-        p = period(h)
-        ok(h.block((FERDIE, "marketplace", "report_usage", [cid, p, [voucher(h, 3)]]),
-                   (HEIDI, "marketplace", "report_usage", [cid, p, [voucher(h, 1, host=HEIDI)]])))
-        issuance = balances.TotalIssuance.get(h.ctx().state)
-        events = h.until((p + 2) * PERIOD)
-        minted = sum(e.data[1] for e in named(events, "balances", "Minted"))
-        emitted = {e.data[2]: e.data[3] for e in named(events, "marketplace", "UsageEmission")}
-        assert sum(emitted.values()) + (1_000_000_007 - sum(emitted.values())) == 1_000_000_007
-        assert emitted[FERDIE.public_key] == 1_000_000_007 * 3 // 4
-        assert emitted[HEIDI.public_key] == 1_000_000_007 * 1 // 4
-        # every minted unit is the emission (plus any task emission minted at epoch starts)
-        task_minted = sum(e.data[1] for e in named(events, "rewards", "EpochEmission"))
-        assert minted - task_minted == 1_000_000_007
-        assert balances.TotalIssuance.get(h.ctx().state) - issuance == minted
-        paid = sum(e.data[4] for e in named(events, "marketplace", "UsagePaid") if e.data[5] == "emission")
-        payouts = marketplace.Payouts.get(h.ctx().state, [cid, p])
-        assert sum(a for _, _, a in payouts) == 4 * PRICE + sum(emitted.values())
-        assert paid <= sum(emitted.values())
-        assert h.free(marketplace.POOL_ACCOUNT) == marketplace.escrow_of(h.ctx(), GRACE.public_key)[0]
-    finally:
-        h.close()
+def test_usage_emission_split_by_redeemed_usage():
+    h = RuntimeHarness(market_genesis(usage_emission_per_period=1_000_000_007))
+    cid = finish_task(h)
+    ok(h.block((FERDIE, "staking", "bond", ["host", 10 * UNIT]), (HEIDI, "staking", "bond", ["host", 10 * UNIT]),
+               (GRACE, "marketplace", "deposit", [UNIT])))
+    ok(h.block((FERDIE, "marketplace", "register_host", [cid, ENDPOINT, PRICE]),
+               (HEIDI, "marketplace", "register_host", [cid, ENDPOINT, PRICE])))
+    if (h.number + 1) % PERIOD == 0:
+        h.block()
+    p = period(h)
+    ok(h.block((FERDIE, "marketplace", "report_usage", [cid, p, [voucher(h, 3)]]),
+               (HEIDI, "marketplace", "report_usage", [cid, p, [voucher(h, 1, host=HEIDI)]])))
+    issuance = balances.TotalIssuance.get(h.ctx().state)
+    events = h.until((p + 2) * PERIOD)
+    minted = sum(e.data[1] for e in named(events, "balances", "Minted"))
+    emitted = {e.data[2]: e.data[3] for e in named(events, "marketplace", "UsageEmission")}
+    assert sum(emitted.values()) + (1_000_000_007 - sum(emitted.values())) == 1_000_000_007
+    assert emitted[FERDIE.public_key] == 1_000_000_007 * 3 // 4
+    assert emitted[HEIDI.public_key] == 1_000_000_007 * 1 // 4
+    # every minted unit is the emission (plus any task emission minted at epoch starts)
+    task_minted = sum(e.data[1] for e in named(events, "rewards", "EpochEmission"))
+    assert minted - task_minted == 1_000_000_007
+    assert balances.TotalIssuance.get(h.ctx().state) - issuance == minted
+    paid = sum(e.data[4] for e in named(events, "marketplace", "UsagePaid") if e.data[5] == "emission")
+    payouts = marketplace.Payouts.get(h.ctx().state, [cid, p])
+    assert sum(a for _, _, a in payouts) == 4 * PRICE + sum(emitted.values())
+    assert paid <= sum(emitted.values())
+    assert h.free(marketplace.POOL_ACCOUNT) == marketplace.escrow_of(h.ctx(), GRACE.public_key)[0]
 
 
-def test_genesis_rejects_bad_parameters(tmp_path):
-    from node.genesis import load_chain_spec
+def test_genesis_rejects_bad_parameters():
     for bad in ({"withdraw_delay": PERIOD}, {"usage_shares_ppb": [["host", 900_000_000], ["trainer", 200_000_000]]},
                 {"usage_shares_ppb": [["miner", 1]]}, {"max_vouchers_per_report": 0}):
         with pytest.raises(ValueError):
-            load_chain_spec(market_genesis(tmp_path, **bad))
+            RuntimeHarness(market_genesis(**bad))

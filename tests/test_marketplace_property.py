@@ -19,7 +19,7 @@ from node.offchain.vouchers import sign_voucher
 from runtime import incentives
 from runtime.crypto import Keypair
 from runtime.modules import marketplace, treasury
-from tests.arena_helpers import UNIT, Harness, failures, named
+from tests.runtime_harness import UNIT, RuntimeHarness, failures, named
 from tests.test_marketplace import ALICE, FERDIE, GRACE, HEIDI, PERIOD, finish_task, market_genesis, ok
 
 IVAN = Keypair.from_dev_name("ivan")
@@ -29,17 +29,15 @@ IVAN_ESCROW = 5_000
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("market-property")
-    h = Harness(tmp / "db", market_genesis(tmp, max_vouchers_per_report=16))
+def world():
+    h = RuntimeHarness(market_genesis(max_vouchers_per_report=16))
     cid = finish_task(h)
     ok(h.block((ALICE, "balances", "transfer", [IVAN.public_key, 10 * UNIT]),
                *[(k, "staking", "bond", ["host", 10 * UNIT]) for k in HOSTS],
                (GRACE, "marketplace", "deposit", [10**13]), (ALICE, "marketplace", "deposit", [10**13])))
     ok(h.block(*[(k, "marketplace", "register_host", [cid, f"http://127.0.0.1:{8000 + i}", 1 + i])
                  for i, k in enumerate(HOSTS)], (IVAN, "marketplace", "deposit", [IVAN_ESCROW])))
-    yield h, cid
-    h.close()
+    return h, cid
 
 
 report_strategy = st.tuples(
@@ -53,7 +51,7 @@ report_strategy = st.tuples(
 def test_period_pays_exactly_the_voucher_increases_split_by_shares(world, reports):
     h, cid = world
     shares = dict(marketplace.Shares.get(h.ctx().state))
-    genesis_hash = h.chain.spec.genesis_hash
+    genesis_hash = h.genesis_hash
     for host_index, entries in reports:
         host = HOSTS[host_index]
         ctx = h.ctx()

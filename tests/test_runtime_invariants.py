@@ -6,15 +6,12 @@
 - each account's reserved balance = its bonds + its delegations + its unlocking chunks;
 - the tasks pool holds exactly the pools + emission of the tasks still open.
 """
-import json
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.crypto import Keypair
 from runtime.modules import balances, staking, tasks, treasury
-from tests.arena_helpers import KEYS, UNIT, Harness, commit_hash, fake_cid
-from tests.helpers import ROOT
+from tests.runtime_harness import KEYS, UNIT, RuntimeHarness, commit_hash, dev_genesis, fake_cid
 
 ACTORS = [KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie")] + [Keypair.from_dev_name("grace")]
 ROLES = staking.ROLES
@@ -22,10 +19,10 @@ AMOUNTS = [5 * UNIT, 10 * UNIT, 20 * UNIT, 60 * UNIT]
 N_OPS = 18  # 14..17: "the next sensible step" of the oldest open task, so life cycles complete
 
 
-def fast_genesis(tmp_path):
+def fast_genesis():
     """The dev genesis with 4-block epochs, a 3-block unbonding period and emission for tasks of any size,
     so that emission and withdrawals happen."""
-    config = json.loads((ROOT / "genesis.json").read_text())
+    config = dev_genesis()
     config["modules"]["system"]["epoch_length"] = 4
     config["modules"]["staking"]["unbonding_period"] = 3
     config["modules"]["tasks"]["min_validators_for_emission"] = 1  # small tasks here must still see emission
@@ -35,12 +32,10 @@ def fast_genesis(tmp_path):
         [KEYS["dave"].address, "validator", 30 * UNIT], [KEYS["eve"].address, "validator", 15 * UNIT],
         [KEYS["ferdie"].address, "validator", 25 * UNIT],
     ]
-    path = tmp_path / "genesis.json"
-    path.write_text(json.dumps(config))
-    return path
+    return config
 
 
-def make_call(h: Harness, op: int, actor: int, size: int):
+def make_call(h: RuntimeHarness, op: int, actor: int, size: int):
     key = ACTORS[actor]
     ctx = h.ctx()
     last = tasks.NextTaskId.get(ctx.state) - 1
@@ -71,7 +66,7 @@ def make_call(h: Harness, op: int, actor: int, size: int):
     return key, module, function, args
 
 
-def next_step(h: Harness, actor: int, size: int):
+def next_step(h: RuntimeHarness, actor: int, size: int):
     """The phase-appropriate call of a selected participant of the oldest open task (or a new task)."""
     ctx = h.ctx()
     active = tasks.Active.get(ctx.state)
@@ -96,7 +91,7 @@ def next_step(h: Harness, actor: int, size: int):
     return key, "tasks", "reveal_scores", [t.id, scores, b"s"]
 
 
-def check_invariants(h: Harness, expected_issuance: int) -> None:
+def check_invariants(h: RuntimeHarness, expected_issuance: int) -> None:
     ctx = h.ctx()
     state = ctx.state
     issuance = balances.TotalIssuance.get(state)
@@ -127,54 +122,47 @@ step = st.tuples(st.integers(0, N_OPS - 1), st.integers(0, len(ACTORS) - 1), st.
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blocks=st.lists(st.lists(step, max_size=5), min_size=4, max_size=30))
-def test_every_unit_accounted_for(tmp_path_factory, blocks):
-    path = tmp_path_factory.mktemp("inv")
-    h = Harness(path / "db", fast_genesis(path))
-    try:
-        expected = balances.TotalIssuance.get(h.ctx().state)
+def test_every_unit_accounted_for(blocks):
+    h = RuntimeHarness(fast_genesis())
+    expected = balances.TotalIssuance.get(h.ctx().state)
+    check_invariants(h, expected)
+    for ops in blocks:
+        calls = [make_call(h, *op) for op in ops]
+        if (h.number + 1) % 4 == 1:  # workers renew their heartbeats every epoch
+            calls += [(k, "staking", "heartbeat", [[1, "cpu", 512]]) for k in ACTORS[1:6]]
+        events = h.block(*calls)
+        for event in events:
+            if event.module == "balances" and event.name == "Minted":
+                expected += event.data[1]
+            elif event.module == "balances" and event.name == "Burned":
+                expected -= event.data[0]
         check_invariants(h, expected)
-        for ops in blocks:
-            calls = [make_call(h, *op) for op in ops]
-            if (h.number + 1) % 4 == 1:  # workers renew their heartbeats every epoch
-                calls += [(k, "staking", "heartbeat", [[1, "cpu", 512]]) for k in ACTORS[1:6]]
-            events = h.block(*calls)
-            for event in events:
-                if event.module == "balances" and event.name == "Minted":
-                    expected += event.data[1]
-                elif event.module == "balances" and event.name == "Burned":
-                    expected -= event.data[0]
-            check_invariants(h, expected)
-    finally:
-        h.close()
 
 
-def test_scripted_sequence_mints_slashes_and_pays(tmp_path):
+def test_scripted_sequence_mints_slashes_and_pays():
     """A deterministic run that surely exercises emission, a slash (burn) and a payout."""
-    h = Harness(tmp_path / "db", fast_genesis(tmp_path))
-    try:
-        bob, dave, eve = ACTORS[1], ACTORS[3], ACTORS[4]
-        expected = balances.TotalIssuance.get(h.ctx().state)
-        h.block((bob, "staking", "bond", ["trainer", 20 * UNIT]), (bob, "staking", "heartbeat", [[1, "cpu", 1]]),
-                (dave, "staking", "bond", ["validator", 20 * UNIT]), (dave, "staking", "heartbeat", [[1, "cpu", 1]]),
-                (eve, "staking", "bond", ["validator", 20 * UNIT]), (eve, "staking", "heartbeat", [[1, "cpu", 1]]))
-        h.block((ACTORS[0], "tasks", "create", [fake_cid("s"), 50 * UNIT, ["char_lm", 1, 2, 0, 3, 3, 3]]))
-        names = []
-        for calls in [
-            [], [(bob, "tasks", "start_training", [0])], [(bob, "tasks", "submit_model", [0, fake_cid("m")])], [],
-            [(dave, "tasks", "start_validation", [0]),
-             (dave, "tasks", "commit_scores", [0, commit_hash(0, dave.public_key, [[bob.public_key, 9]], b"")])],
-            [], [], [], [(dave, "tasks", "reveal_scores", [0, [[bob.public_key, 9]], b""])], [], [], [],
-        ]:
-            events = h.block(*calls)
-            for event in events:
-                names.append(f"{event.module}.{event.name}")
-                if event.module == "balances" and event.name == "Minted":
-                    expected += event.data[1]
-                elif event.module == "balances" and event.name == "Burned":
-                    expected -= event.data[0]
-            check_invariants(h, expected)
-        assert tasks.get_task(h.ctx(), 0).status == "finalized"
-        for name in ("rewards.EpochEmission", "balances.Burned", "staking.Slashed", "rewards.RewardPaid"):
-            assert name in names
-    finally:
-        h.close()
+    h = RuntimeHarness(fast_genesis())
+    bob, dave, eve = ACTORS[1], ACTORS[3], ACTORS[4]
+    expected = balances.TotalIssuance.get(h.ctx().state)
+    h.block((bob, "staking", "bond", ["trainer", 20 * UNIT]), (bob, "staking", "heartbeat", [[1, "cpu", 1]]),
+            (dave, "staking", "bond", ["validator", 20 * UNIT]), (dave, "staking", "heartbeat", [[1, "cpu", 1]]),
+            (eve, "staking", "bond", ["validator", 20 * UNIT]), (eve, "staking", "heartbeat", [[1, "cpu", 1]]))
+    h.block((ACTORS[0], "tasks", "create", [fake_cid("s"), 50 * UNIT, ["char_lm", 1, 2, 0, 3, 3, 3]]))
+    names = []
+    for calls in [
+        [], [(bob, "tasks", "start_training", [0])], [(bob, "tasks", "submit_model", [0, fake_cid("m")])], [],
+        [(dave, "tasks", "start_validation", [0]),
+         (dave, "tasks", "commit_scores", [0, commit_hash(0, dave.public_key, [[bob.public_key, 9]], b"")])],
+        [], [], [], [(dave, "tasks", "reveal_scores", [0, [[bob.public_key, 9]], b""])], [], [], [],
+    ]:
+        events = h.block(*calls)
+        for event in events:
+            names.append(f"{event.module}.{event.name}")
+            if event.module == "balances" and event.name == "Minted":
+                expected += event.data[1]
+            elif event.module == "balances" and event.name == "Burned":
+                expected -= event.data[0]
+        check_invariants(h, expected)
+    assert tasks.get_task(h.ctx(), 0).status == "finalized"
+    for name in ("rewards.EpochEmission", "balances.Burned", "staking.Slashed", "rewards.RewardPaid"):
+        assert name in names

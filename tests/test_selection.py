@@ -6,7 +6,7 @@ import pytest
 from runtime.crypto import blake2b_256
 from runtime.incentives import concave_weight
 from runtime.selection import selection_weight, weighted_sample
-from tests.arena_helpers import KEYS, UNIT, Harness
+from tests.runtime_harness import KEYS, UNIT, RuntimeHarness
 
 ACCOUNTS = [bytes([i]) * 32 for i in range(1, 6)]
 # chi-square critical values at p = 0.001
@@ -78,24 +78,21 @@ def test_weight_is_concave_in_stake_times_reputation():
     assert selection_weight(1600, 5 * 10**8, alpha) == 20 * 10**9
 
 
-def test_tasks_use_the_documented_weights(tmp_path):
+def test_tasks_use_the_documented_weights():
     from runtime.modules import history, rewards, tasks
-    h = Harness(tmp_path / "db")
-    try:
-        calls = []
-        for name, amount in (("bob", 20), ("charlie", 80), ("dave", 45)):
-            key = KEYS[name]
-            calls += [(key, "staking", "bond", ["trainer", amount * UNIT]), (key, "staking", "heartbeat", [[1, "cpu", 1]])]
-        calls.append((KEYS["ferdie"], "staking", "bond", ["trainer", 50 * UNIT]))  # no heartbeat: not eligible
-        h.block(*calls)
-        ctx = h.ctx()
-        dummy = tasks.Task(0, KEYS["alice"].public_key, "", "k", 1, 1, 0, 1, 1, 1, 0, 0, "selection", 0,
-                           [], [], [], "", b"", "")
-        found = dict(tasks.eligible(ctx, "trainer", dummy, {KEYS["dave"].public_key}))
-        alpha = rewards.params(ctx)["alpha_ppb"]
-        assert set(found) == {KEYS["bob"].public_key, KEYS["charlie"].public_key}
-        for name, amount in (("bob", 20), ("charlie", 80)):
-            who = KEYS[name].public_key
-            assert found[who] == concave_weight(amount * UNIT, alpha) * history.reputation_ppb(ctx, who, "trainer")
-    finally:
-        h.close()
+    h = RuntimeHarness()
+    calls = []
+    for name, amount in (("bob", 20), ("charlie", 80), ("dave", 45)):
+        key = KEYS[name]
+        calls += [(key, "staking", "bond", ["trainer", amount * UNIT]), (key, "staking", "heartbeat", [[1, "cpu", 1]])]
+    calls.append((KEYS["ferdie"], "staking", "bond", ["trainer", 50 * UNIT]))  # no heartbeat: not eligible
+    h.block(*calls)
+    ctx = h.ctx()
+    dummy = tasks.Task(0, KEYS["alice"].public_key, "", "k", 1, 1, 0, 1, 1, 1, 0, 0, "selection", 0,
+                       [], [], [], "", b"", "")
+    found = dict(tasks.eligible(ctx, "trainer", dummy, {KEYS["dave"].public_key}))
+    alpha = rewards.params(ctx)["alpha_ppb"]
+    assert set(found) == {KEYS["bob"].public_key, KEYS["charlie"].public_key}
+    for name, amount in (("bob", 20), ("charlie", 80)):
+        who = KEYS[name].public_key
+        assert found[who] == concave_weight(amount * UNIT, alpha) * history.reputation_ppb(ctx, who, "trainer")
