@@ -63,6 +63,7 @@ class RpcServer:
         self._ws_full_logged = False
         self.methods: dict[str, Handler] = {}
         self.subscriptions: dict[str, tuple[str, Callable[[Notifier], Callable[[], None]]]] = {}
+        self.param_subscriptions: set[str] = set()
         self.extra_routes: list[BaseRoute] = []
         # Methods that sign with the node's own keys (Substrate's "unsafe" set); refused when
         # `refuse_unsafe` is set, which `arena node --rpc-external` does.
@@ -84,6 +85,14 @@ class RpcServer:
         """`attach(channel)` starts sending notification payloads to `channel`, returns a detach function."""
         self.subscriptions[subscribe] = (notification, attach)
         self.subscriptions[unsubscribe] = ("", attach)
+
+    def subscription_with_params(
+        self, subscribe: str, unsubscribe: str, notification: str,
+        attach: Callable[[Notifier, Any], Callable[[], None]],
+    ) -> None:
+        """Like `subscription`, but `attach(channel, params)` also gets the request's params (a list)."""
+        self.subscription(subscribe, unsubscribe, notification, attach)  # type: ignore[arg-type]
+        self.param_subscriptions.add(subscribe)
 
     async def dispatch(self, request: Any) -> dict | None:
         """Handle one decoded JSON-RPC request object; None for notifications. Never raises."""
@@ -197,7 +206,13 @@ class RpcServer:
                                                     f"the limit; unsubscribe first")
                 counter += 1
                 sub_id = f"0x{counter:x}"
-                active[sub_id] = attach(_Tagged(send, sub_id, notification))
+                channel = _Tagged(send, sub_id, notification)
+                if request["method"] in self.param_subscriptions:
+                    params = request.get("params")
+                    params = list(params.values()) if isinstance(params, dict) else params
+                    active[sub_id] = attach(channel, params if isinstance(params, list) else [])  # type: ignore[call-arg]
+                else:
+                    active[sub_id] = attach(channel)
                 return sub_id
             params = request.get("params")
             if isinstance(params, dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from consensus.slots import now_ms
-from node import api_arena, api_dashboard, api_market
+from node import api_arena, api_dashboard, api_market, api_substrate
 from node.api import register_core_api
 from node.chain import Chain, Imported
 from node.consensus_service import ConsensusService
@@ -82,6 +82,7 @@ class ArenaNode:
         api_arena.register(self.rpc, self)
         api_market.register(self.rpc, self)
         api_dashboard.register(self.rpc, self)
+        api_substrate.register(self.rpc, self)
         self.metrics = NodeMetrics()
         self._touched_senders: set[bytes] = set()
         self._head_channels: set = set()
