@@ -115,7 +115,7 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
     def system_properties() -> dict:
         token = chain.spec.config.get("token", {})
         return {"ss58Format": 42, "tokenSymbol": token.get("symbol", "ARENA"),
-                "tokenDecimals": token.get("decimals", 12), "genesisHash": hexify(chain.spec.genesis_hash),
+                "tokenDecimals": token.get("decimals", balances.DECIMALS), "genesisHash": hexify(chain.spec.genesis_hash),
                 "specVersion": SPEC_VERSION, "slotDurationMs": chain.spec.slot_duration_ms,
                 "epochLength": system.EpochLength.get(chain.state())}
 

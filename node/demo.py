@@ -44,9 +44,9 @@ from node import localnet
 from node.offchain.narrate import amount
 from node.rpc_client import RpcClient, RpcClientError, call_failed
 from runtime.crypto import Keypair
+from runtime.modules.balances import UNIT
 
 ROOT = Path(__file__).resolve().parent.parent
-UNIT = 10**9
 SLOT_MS = 500
 TRAINERS = {"trainer-good": "good", "trainer-poor": "poor", "trainer-broken": "broken"}
 VALIDATORS = ("validator-1", "validator-2", "validator-3")

@@ -111,7 +111,6 @@ U32 = Annotated[int, ArgCheck("u32", _is_int(0, 2**32 - 1))]
 U64 = Annotated[int, ArgCheck("u64", _is_int(0, 2**64 - 1))]
 Text = Annotated[str, ArgCheck("text (≤ 256 bytes)", _is_str(256))]
 Bytes = Annotated[bytes, ArgCheck("bytes (≤ 16 KiB)", _is_bytes(0, 16384))]
-AnyValue = Annotated[Any, ArgCheck("value", lambda v: True)]
 
 
 def arg_checks(fn: Callable) -> list[tuple[str, ArgCheck]]:

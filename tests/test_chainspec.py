@@ -91,7 +91,9 @@ def test_key_insert_and_node_on_a_new_single_authority_chain(tmp_path: Path) -> 
     try:
         client = node.client()
         assert client.call("system_chain") == "Solo"
-        assert client.call("system_properties")["genesisHash"] == "0x" + load_chain_spec(tmp_path / "solo.json").genesis_hash.hex()
+        properties = client.call("system_properties")
+        assert properties["genesisHash"] == "0x" + load_chain_spec(tmp_path / "solo.json").genesis_hash.hex()
+        assert properties["tokenDecimals"] == 9  # what balances count in, also when the spec names no token
         deadline = 60
         start = time.monotonic()
         while client.call("system_health")["finalized"] < 2:

@@ -203,11 +203,6 @@ class ChainClient:
             self.state.save()
         return Inclusion(record["hash"], included["blockNumber"], included["events"])
 
-    def forget(self, action: str) -> None:
-        """Drop the record of `action` so that it may be sent again (used after a failed call is handled)."""
-        if self.state.data.get("sent", {}).pop(action, None) is not None:
-            self.state.save()
-
     # ------------------------------------------------------------ staking helpers
 
     def ensure_bonded(self, role: str, amount: int) -> None:

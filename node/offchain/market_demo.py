@@ -24,9 +24,9 @@ from node import localnet
 from node.offchain.user_client import ArenaModelClient, ModelQueryError
 from node.rpc_client import RpcClient, call_failed
 from runtime.crypto import Keypair
+from runtime.modules.balances import UNIT
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-UNIT = 10**9
 PRICE = 2_000_000  # 0.002 ARENA per query
 QUERIES = 4
 PROMPTS = ("def main(", "The class ", "Return the ", "import ")

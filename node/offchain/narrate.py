@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from node.rpc_client import RpcClient
-
-UNIT = 10**9
+from runtime.modules.balances import UNIT
 
 
 def amount(units: int | None) -> str:

@@ -30,8 +30,7 @@ from node.offchain.context import WorkerContext
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.sealing import encode_share, new_data_key, seal_for_validators
 from node.offchain.worker import RoleLoop
-
-UNIT = 10**9
+from runtime.modules.balances import UNIT
 
 
 @dataclass

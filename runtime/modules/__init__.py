@@ -1,1 +1,1 @@
-"""Runtime modules; `ALL_MODULES` is the order hooks run in."""
+"""Runtime modules, one file each; `runtime.registry.MODULES` is the order their hooks run in."""

@@ -18,6 +18,9 @@ from runtime.module import (
     ensure,
 )
 
+DECIMALS = 9  # amounts are integers of the smallest unit; one ARENA is 10**DECIMALS of them
+UNIT = 10**DECIMALS
+
 Account = StorageMap("balances", "Account", [0, 0])  # [free, reserved]
 TotalIssuance = StorageValue("balances", "TotalIssuance", 0)
 

@@ -43,7 +43,7 @@ stake counted once across the tasks it sits in (`emission_weights`; docs/incenti
 from __future__ import annotations
 
 import re
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass
 from typing import Annotated, Any, ClassVar
 
 from runtime.codec import encode
@@ -145,8 +145,6 @@ class Task:
         self.timeline.append([status, ctx.block_number, ctx.timestamp_ms])
         ctx.deposit_event("tasks", "PhaseChanged", self.id, status, ctx.block_number, self.phase_end)
 
-
-TASK_FIELDS = [f.name for f in fields(Task)]
 
 # ---------------------------------------------------------------- storage
 

@@ -41,8 +41,6 @@ HARD_MAX_EPOCHS = 1000
 HARD_MAX_STEPS_PER_EPOCH = 100_000
 HARD_MAX_EVAL_BATCH = 4096
 
-LOSSES = ("cross_entropy", "mse")
-
 
 def ensure(condition: bool, message: str) -> None:
     """Raise `SpecRejected(message)` unless `condition` holds."""
