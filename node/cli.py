@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from node import keystore
 from node.chainspec import AUTHORITY_KEY_FILE
-from node.keystore import DEFAULT_KEYSTORE, KeyError_, resolve_key, write_key
+from node.keystore import DEFAULT_KEYSTORE, KeyError_, resolve_account, resolve_key, write_key
 from node.rpc_client import DEFAULT_RPC, RpcClient, RpcClientError, call_failed
-from runtime.crypto import CryptoError, Keypair, parse_account
+from runtime.crypto import CryptoError, Keypair, ss58_encode
 
 if TYPE_CHECKING:
     from node.service import NodeConfig
@@ -22,13 +23,35 @@ UNIT = 10**9  # 9 decimals: balances are u64 on the wire
 
 
 def parse_amount(text: str) -> int:
-    """An amount in ARENA ('1.5') or in base units with a 'u' suffix ('1500000000000u')."""
-    if text.endswith("u"):
-        return int(text[:-1])
-    whole, _, frac = text.partition(".")
+    """An amount in ARENA ('1.5') or in base units with a 'u' suffix ('1500000000u'); the one unit convention."""
+    example = "an amount in ARENA like 1.5 (1 ARENA = 10^9 units) or base units like 1500000000u"
+    raw = text.strip().replace("_", "")
+    if raw.endswith("u"):
+        if not raw[:-1].isdigit():
+            raise argparse.ArgumentTypeError(f"{text!r} is not {example}")
+        return int(raw[:-1])
+    whole, _, frac = raw.partition(".")
+    if not (whole or frac) or not (whole or "0").isdigit() or not (frac or "0").isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}")
     if len(frac) > 9:
-        raise argparse.ArgumentTypeError("at most 9 decimal places")
-    return int(whole or "0") * UNIT + int((frac + "0" * 9)[:9])
+        raise argparse.ArgumentTypeError(f"{text!r} has more than 9 decimal places (1 ARENA = 10^9 units)")
+    units = int(whole or "0") * UNIT + int((frac + "0" * 9)[:9])
+    if units >= 2**64:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the chain holds (amounts are u64 base units)")
+    return units
+
+
+def finite_float(text: str) -> float:
+    """A finite number for float flags (NaN and infinities are refused with a message)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def fmt_amount(units: int) -> str:
@@ -49,7 +72,11 @@ def setup_logging(level: str) -> None:
 def cmd_key(args: argparse.Namespace) -> int:
     if args.key_command == "generate":
         keypair = Keypair.generate()
-        path = Path(args.output) if args.output else DEFAULT_KEYSTORE / f"{args.name}.json"
+        path = Path(args.output) if args.output else keystore.DEFAULT_KEYSTORE / f"{args.name}.json"
+        if path.exists():
+            print(f"error: a key named {args.name!r} already exists at {path}; choose another --name or --output "
+                  f"(the existing key is left as it is)", file=sys.stderr)
+            return 1
         write_key(path, keypair, args.name)
         print(json.dumps({"name": args.name, "address": keypair.address, "publicKey": "0x" + keypair.public_key.hex(),
                           "file": str(path)}, indent=2))
@@ -231,7 +258,7 @@ def cmd_tx(args: argparse.Namespace) -> int:
     client = RpcClient(args.rpc)
     key = resolve_key(args.sender)
     if args.tx_command == "transfer":
-        dest = parse_account(args.to)
+        dest = resolve_account(args.to)
         result = client.submit_and_wait(key, "balances", "transfer", [dest, args.amount], tip=args.tip)
     else:  # remark
         result = client.submit_and_wait(key, "system", "remark", [args.data.encode()], tip=args.tip)
@@ -241,7 +268,7 @@ def cmd_tx(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     client = RpcClient(args.rpc)
     if args.query_command == "balance":
-        account = client.call("arena_account", args.address)
+        account = client.call("arena_account", ss58_encode(resolve_account(args.address)))
         account["freeFormatted"] = fmt_amount(account["free"])
         print(json.dumps(account, indent=2))
     elif args.query_command == "block":
@@ -270,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--name", default="default")
     gen.add_argument("--output", help=f"key file path (default {DEFAULT_KEYSTORE}/NAME.json)")
     inspect = key_sub.add_parser("inspect", help="show a key's address")
-    inspect.add_argument("key", help="dev name, key file or keystore name")
+    inspect.add_argument("key", help="dev name, //NAME, key file or keystore name")
     key.set_defaults(func=cmd_key)
     from node.cli_chainspec import register_key_insert
     register_key_insert(key_sub)
@@ -316,20 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     tx = sub.add_parser("tx", help="sign and submit an extrinsic, wait for inclusion")
     tx_sub = tx.add_subparsers(dest="tx_command", required=True)
     transfer = tx_sub.add_parser("transfer", help="balances.transfer")
-    transfer.add_argument("--to", required=True, help="destination SS58 address")
+    transfer.add_argument("--to", required=True, help="destination: SS58 address, 0x key, dev name, //NAME or keystore name")
     transfer.add_argument("--amount", required=True, type=parse_amount, help="ARENA (e.g. 1.5; 1 ARENA = 10^9 units) or base units with 'u'")
     remark = tx_sub.add_parser("remark", help="system.remark")
     remark.add_argument("--data", required=True)
     for p in (transfer, remark):
         p.add_argument("--from", dest="sender", required=True, help="signing key: dev name, key file or keystore name")
-        p.add_argument("--tip", type=int, default=0)
+        p.add_argument("--tip", type=parse_amount, default=0, help="ARENA (or base units with 'u')")
         p.add_argument("--rpc", default=DEFAULT_RPC)
     tx.set_defaults(func=cmd_tx)
 
     query = sub.add_parser("query", help="read chain state")
     query_sub = query.add_subparsers(dest="query_command", required=True)
     balance = query_sub.add_parser("balance", help="free/reserved balance and nonce of an account")
-    balance.add_argument("address")
+    balance.add_argument("address", help="SS58 address, 0x key, dev name, //NAME or keystore name")
     block = query_sub.add_parser("block", help="a block by number or hash (default: best)")
     block.add_argument("block", nargs="?")
     for p in (balance, block):

@@ -6,9 +6,9 @@ import json
 import sys
 
 from node.cli import fmt_amount, parse_amount, print_inclusion
-from node.keystore import resolve_key
+from node.keystore import resolve_account, resolve_key
 from node.rpc_client import DEFAULT_RPC, RpcClient
-from runtime.crypto import parse_account
+from runtime.crypto import ss58_encode
 
 ROLES = ("authority", "validator", "trainer", "host")
 
@@ -37,6 +37,10 @@ def cmd_task(args: argparse.Namespace) -> int:
             print(f"{row['id']:>5}  {row['status']:<11} {row['kind']:<18} {fmt_amount(row['rewardPool']):>20}  "
                   f"{row['topModel'] or '-'}")
         return 0
+    if args.task_command == "timeline":
+        return _task_timeline(client, args)
+    if args.task_command == "selection":
+        return _task_selection(client, args)
     # show
     task = client.call("arena_task", args.task_id)
     if task is None:
@@ -65,24 +69,95 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_timeline(client: RpcClient, args: argparse.Namespace) -> int:
+    """Every phase a task entered (block, time), then each participant's steps by block."""
+    task = client.call("arena_task", args.task_id)
+    if task is None:
+        print(f"no task {args.task_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"timeline": task["timeline"], "trainers": task["trainers"], "validators": task["validators"]},
+                         indent=2))
+        return 0
+    print(f"task {task['id']} ({task['kind']}) status {task['status']}, current window ends at block {task['phaseEnd']}")
+    for phase in task["timeline"]:
+        print(f"  #{phase['block']:<8} {phase['status']}")
+    steps = []
+    for t in task["trainers"]:
+        steps += [(t["startedBlock"], f"trainer {t['address']} started training"),
+                  (t["submittedBlock"], f"trainer {t['address']} submitted {t['modelCid']}")]
+    for v in task["validators"]:
+        steps += [(v["startedBlock"], f"validator {v['address']} started validation"),
+                  (v["commitBlock"], f"validator {v['address']} committed scores"),
+                  (v["revealBlock"], f"validator {v['address']} revealed scores")]
+    for block, what in sorted((b, w) for b, w in steps if b):
+        print(f"  #{block:<8} {what}")
+    return 0
+
+
+def _task_selection(client: RpcClient, args: argparse.Namespace) -> int:
+    """Who was selected (with stake) and who is eligible now, with selection weights."""
+    sel = client.call("arena_selection", args.task_id)
+    if sel is None:
+        print(f"no task {args.task_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(sel, indent=2))
+        return 0
+    print(f"task {sel['taskId']} status {sel['status']}")
+    for role in ("trainers", "validators"):
+        print(f"  selected {role}: " + (", ".join(f"{p['address']} ({fmt_amount(p['stake'])})" for p in sel[role]) or "-"))
+    for role, rows in sel["eligibleNow"].items():
+        print(f"  eligible {role}s now: " + (", ".join(f"{r['address']} (weight {r['weight']})" for r in rows) or "-"))
+    return 0
+
+
 # ---------------------------------------------------------------- stake
 
 
 def cmd_stake(args: argparse.Namespace) -> int:
     client = RpcClient(args.rpc)
     if args.stake_command == "show":
-        print(json.dumps(client.call("arena_stakes", args.address), indent=2))
+        print(json.dumps(client.call("arena_stakes", ss58_encode(resolve_account(args.address))), indent=2))
+        return 0
+    if args.stake_command == "roles":
+        roles = client.call("arena_roles")
+        if args.json:
+            print(json.dumps(roles, indent=2))
+            return 0
+        for role, info in roles.items():
+            print(f"{role} (minimum bond {fmt_amount(info['minStake'])}): {len(info['members'])} member(s)")
+            for m in info["members"]:
+                print(f"  {m['address']}  {fmt_amount(m['bonded']):>22}  {'live' if m['live'] else 'no heartbeat'}")
+        return 0
+    if args.stake_command == "history":
+        address = ss58_encode(resolve_account(args.address))
+        records = [client.call("arena_history", address, args.role)] if args.role else \
+            list(client.call("arena_history", address).values())
+        if args.json:
+            print(json.dumps(records, indent=2))
+            return 0
+        for r in records:
+            if not r["tasksJoined"] and not args.role:
+                continue
+            print(f"{r['role']}: {r['tasksJoined']} task(s), {r['completed']} completed, {r['missedDeadlines']} missed, "
+                  f"best rank {r['bestRank'] or '-'}, rewards {fmt_amount(r['rewards'])}, slashed {fmt_amount(r['slashed'])}, "
+                  f"reputation {r['reputationPpb'] / 1e7:.1f}%")
+            for t in r["recent"]:
+                print(f"  task {t['taskId']}: rank {t['rank'] or '-'} consensus {t['consensusScore']} "
+                      f"agreement {t['agreementPpb'] / 1e7:.2f}% reward {fmt_amount(t['reward'])}")
         return 0
     key = resolve_key(args.sender)
     command = args.stake_command
     if command in ("bond", "unbond"):
         call, call_args = command, [args.role, args.amount]
     elif command in ("delegate", "undelegate"):
-        call, call_args = command, [parse_account(args.target), args.amount]
+        call, call_args = command, [resolve_account(args.target), args.amount]
     elif command == "withdraw":
         call, call_args = "withdraw_unbonded", []
     else:  # heartbeat
-        call, call_args = "heartbeat", [0 if args.unavailable else 1, args.device, args.memory_mib]
+        # one argument: the capabilities list [available, device kind, memory MiB]
+        call, call_args = "heartbeat", [[0 if args.unavailable else 1, args.device, args.memory_mib]]
     return print_inclusion(client.submit_and_wait(key, "staking", call, call_args))
 
 
@@ -108,9 +183,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("task_id", type=int)
     listing = task_sub.add_parser("list", help="tasks, newest first")
     listing.add_argument("--status", help="selection, training, validation, reveal, active, finalized, failed, cancelled")
-    for p in (show, listing):
+    timeline = task_sub.add_parser("timeline", help="the phases a task entered and each participant's steps, by block")
+    timeline.add_argument("task_id", type=int)
+    selection = task_sub.add_parser("selection", help="selected trainers/validators and who is eligible now (weights)")
+    selection.add_argument("task_id", type=int)
+    for p in (show, listing, timeline, selection):
         p.add_argument("--json", action="store_true", help="print the RPC JSON")
-    for p in (create, show, listing):
+    for p in (create, show, listing, timeline, selection):
         p.add_argument("--rpc", default=DEFAULT_RPC)
     task.set_defaults(func=cmd_task)
 
@@ -124,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delegate = stake_sub.add_parser("delegate", help="staking.delegate: back an account that holds a role")
     undelegate = stake_sub.add_parser("undelegate", help="staking.undelegate")
     for p in (delegate, undelegate):
-        p.add_argument("target", help="SS58 address of the operator")
+        p.add_argument("target", help="the operator: SS58 address, 0x key, dev name, //NAME or keystore name")
         p.add_argument("amount", type=parse_amount, help="ARENA (or base units with 'u')")
     withdraw = stake_sub.add_parser("withdraw", help="staking.withdraw_unbonded: release unlocked funds")
     heartbeat = stake_sub.add_parser("heartbeat", help="staking.heartbeat: declare availability and hardware")
@@ -132,9 +211,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     heartbeat.add_argument("--memory-mib", type=int, default=4096)
     heartbeat.add_argument("--unavailable", action="store_true")
     show_stake = stake_sub.add_parser("show", help="bonds, delegations, unlocking funds and heartbeat of an account")
-    show_stake.add_argument("address")
+    show_stake.add_argument("address", help="SS58 address, 0x key, dev name, //NAME or keystore name")
+    roles = stake_sub.add_parser("roles", help="members of every role with their bonds and liveness")
+    history = stake_sub.add_parser("history", help="an account's history and reputation per role")
+    history.add_argument("address", help="SS58 address, 0x key, dev name, //NAME or keystore name")
+    history.add_argument("--role", choices=ROLES)
+    for p in (roles, history):
+        p.add_argument("--json", action="store_true", help="print the RPC JSON")
     for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat):
-        p.add_argument("--from", dest="sender", required=True, help="signing key: dev name, key file or keystore name")
-    for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat, show_stake):
+        p.add_argument("--from", dest="sender", required=True, help="signing key: dev name, //NAME, key file or keystore name")
+    for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat, show_stake, roles, history):
         p.add_argument("--rpc", default=DEFAULT_RPC)
     stake.set_defaults(func=cmd_stake)

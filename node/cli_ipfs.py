@@ -20,9 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help_text)
-        parser.add_argument("--api", default=DEFAULT_API,
-                            help=f"node or Kubo API multiaddr (default {DEFAULT_API})")
-        parser.add_argument("--timeout", type=float, default=600.0, help="HTTP timeout in seconds")
+        parser.add_argument("--rpc", help="the node's RPC URL, as every other command takes it (its IPFS API is "
+                                          "on the RPC port; default http://127.0.0.1:9933)")
+        parser.add_argument("--api", help=f"an IPFS API instead (a Kubo daemon): multiaddr or http URL "
+                                          f"(default: the node's, {DEFAULT_API})")
+        parser.add_argument("--timeout", type=_seconds, default=600.0, help="HTTP timeout in seconds")
         return parser
 
     add = command("add", "import a file; prints its CID")
@@ -43,8 +45,27 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return ipfs
 
 
+def _seconds(text: str) -> float:
+    from node.cli import finite_float
+
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute one `arena ipfs` command; returns the process exit code."""
+    from node.cli_worker import ipfs_api_multiaddr
+
+    if args.rpc and args.api:
+        print("error: give --rpc (the node) or --api (another IPFS API), not both", file=sys.stderr)
+        return 2
+    try:
+        args.api = ipfs_api_multiaddr(args.rpc or "http://127.0.0.1:9933", args.api)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         with ipfshttpclient.client.Client(args.api, timeout=args.timeout) as client:
             return _COMMANDS[args.ipfs_command](client, args)

@@ -42,16 +42,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finite_float(text: str) -> float:
+    from node.cli import finite_float
+
+    return finite_float(text)
+
+
 def _parse_input(text: str) -> object:
     """Numbers ("1,2,3" or a JSON list) for classifiers, otherwise the text itself."""
+    import math
+
     stripped = text.strip()
     if stripped.startswith("["):
-        return json.loads(stripped)
-    parts = [p for p in stripped.replace(",", " ").split()]
-    try:
-        return [float(p) for p in parts] if parts and len(parts) > 1 else text
-    except ValueError:
-        return text
+        try:
+            values = json.loads(stripped)
+        except ValueError as exc:
+            raise ValueError(f"--input looks like a JSON list but is not one: {exc}") from None
+    else:
+        parts = [p for p in stripped.replace(",", " ").split()]
+        try:
+            values = [float(p) for p in parts] if parts and len(parts) > 1 else text
+        except ValueError:
+            return text
+    if isinstance(values, list):
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"--input holds {len(bad)} value(s) that are not finite numbers ({bad[0]}); "
+                             "a model input must be finite")
+    return values
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -137,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--input", required=True, help="text (language models) or numbers: '1,2,3' or a JSON list")
     query.add_argument("--key", required=True, help="paying account: dev name, key file, keystore name or //NAME")
     query.add_argument("--max-tokens", type=int, default=32)
-    query.add_argument("--temperature", type=float, default=0.0)
+    query.add_argument("--temperature", type=_finite_float, default=0.0)
     query.add_argument("--host", help="a host address or endpoint (default: the cheapest)")
     query.add_argument("--state-dir", help="where voucher state is kept (default ~/.arena/client)")
     query.add_argument("--json", action="store_true", help="print the host's whole reply")

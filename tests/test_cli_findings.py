@@ -1,0 +1,131 @@
+"""CLI findings of issue 18, each against a real `arena node --dev`: `stake heartbeat` works, key names are
+accepted wherever an account is, one unit convention, messages instead of tracebacks, `ipfs --rpc`, and the
+history / selection / roles / timeline commands."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from node import cli, keystore
+from tests.finished_task import BOB, CHARLIE, DAVE, EVE, run_finished_task
+from tests.helpers import NodeProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    proc = NodeProcess(tmp_path_factory.mktemp("cli") / "dev", "--dev").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def keys_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(keystore, "DEFAULT_KEYSTORE", tmp_path / "keys")
+    return tmp_path / "keys"
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_stake_heartbeat_sends_one_capabilities_list(node, capsys):
+    rpc = ["--rpc", node.url]
+    assert run(capsys, "stake", "bond", "host", "20", "--from", "eve", *rpc)[0] == 0
+    code, _, err = run(capsys, "stake", "heartbeat", "--from", "eve", "--device", "cuda", "--memory-mib", "8192", *rpc)
+    assert code == 0, err
+    beat = node.client().call("arena_stakes", EVE.address)["heartbeat"]
+    assert beat["deviceKind"] == "cuda" and beat["memoryMib"] == 8192 and beat["live"] is True
+
+
+def test_key_names_are_accepted_wherever_an_account_is(node, capsys, keys_dir):
+    rpc = ["--rpc", node.url]
+    code, out, _ = run(capsys, "query", "balance", "bob", *rpc)
+    assert code == 0 and json.loads(out)["address"] == BOB.address
+    code, out, _ = run(capsys, "key", "inspect", "//dave")
+    assert code == 0 and json.loads(out)["address"] == DAVE.address
+    code, out, _ = run(capsys, "key", "generate", "--name", "val2")
+    val2 = json.loads(out)["address"]
+    assert run(capsys, "tx", "transfer", "--from", "alice", "--to", "val2", "--amount", "1.25", *rpc)[0] == 0
+    assert node.client().call("arena_account", val2)["free"] == 1_250_000_000
+    assert run(capsys, "tx", "transfer", "--from", "alice", "--to", "//charlie", "--amount", "1", *rpc)[0] == 0
+    code, out, _ = run(capsys, "stake", "show", "val2", *rpc)
+    assert code == 0 and json.loads(out)["address"] == val2
+    code, _, err = run(capsys, "query", "balance", "nobody-by-this-name", *rpc)
+    assert code == 1 and "is not an account" in err and "Traceback" not in err
+
+
+def test_existing_key_name_is_a_message_not_a_traceback(capsys, keys_dir):
+    assert run(capsys, "key", "generate", "--name", "mine")[0] == 0
+    before = (keys_dir / "mine.json").read_text()
+    code, _, err = run(capsys, "key", "generate", "--name", "mine")
+    assert code == 1 and "already exists" in err and "Traceback" not in err
+    assert (keys_dir / "mine.json").read_text() == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["stake", "bond", "trainer", "nan", "--from", "bob"],
+    ["tx", "transfer", "--from", "bob", "--to", "alice", "--amount", "inf"],
+    ["tx", "transfer", "--from", "bob", "--to", "alice", "--amount", "-1u"],
+    ["tx", "transfer", "--from", "bob", "--to", "alice", "--amount", "1.0000000001"],
+    ["model", "query", "0", "--input", "hi", "--key", "bob", "--temperature", "nan"],
+    ["ipfs", "cat", "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o", "--timeout", "nan"],
+])
+def test_bad_numbers_are_refused_with_a_message(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "error:" in err and "Traceback" not in err
+
+
+def test_one_unit_convention_for_tips_and_amounts(node, capsys):
+    rpc = ["--rpc", node.url]
+    before = node.client().call("arena_account", CHARLIE.address)["free"]
+    code, out, _ = run(capsys, "tx", "transfer", "--from", "charlie", "--to", "alice", "--amount", "2", "--tip", "0.5", *rpc)
+    assert code == 0
+    fee = next(e for e in json_events(out) if e[0] == "system.ExtrinsicSuccess")[1][1]
+    assert before - node.client().call("arena_account", CHARLIE.address)["free"] == 2 * 10**9 + 5 * 10**8 + fee
+
+
+def json_events(out: str) -> list:
+    return [(line.split()[1], json.loads(line.strip().split(" ", 2)[2])) for line in out.splitlines()
+            if line.startswith("  event ")]
+
+
+def test_model_input_with_nan_is_a_message():
+    from node.cli_model import _parse_input
+    with pytest.raises(ValueError, match="not finite"):
+        _parse_input("[NaN, 1, 2]")
+    with pytest.raises(ValueError, match="not finite"):
+        _parse_input("1,nan,2")
+    assert _parse_input("1,2,3") == [1.0, 2.0, 3.0]
+
+
+def test_ipfs_takes_rpc_like_every_other_command(node, capsys, tmp_path):
+    path = tmp_path / "h.txt"
+    path.write_text("hello world\n")
+    code, out, err = run(capsys, "ipfs", "add", str(path), "--rpc", node.url)
+    assert code == 0, err
+    assert "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o" in out
+    code, _, err = run(capsys, "ipfs", "add", str(path), "--rpc", node.url, "--api", node.url)
+    assert code == 2 and "not both" in err
+
+
+def test_history_selection_roles_and_timeline_commands(node, capsys):
+    rpc = ["--rpc", node.url]
+    run_finished_task(node.client())
+    code, out, _ = run(capsys, "task", "timeline", "0", *rpc)
+    assert code == 0
+    phases = [line.split()[1] for line in out.splitlines() if line.startswith("  #") and len(line.split()) == 2]
+    assert phases == ["selection", "training", "validation", "reveal", "finalized"]
+    assert f"validator {DAVE.address} revealed scores" in out and f"trainer {BOB.address} submitted" in out
+    code, out, _ = run(capsys, "task", "selection", "0", *rpc)
+    assert code == 0 and BOB.address in out and "selected validators" in out
+    code, out, _ = run(capsys, "stake", "roles", *rpc)
+    assert code == 0 and "trainer (minimum bond" in out and CHARLIE.address in out
+    code, out, _ = run(capsys, "stake", "history", "bob", "--role", "trainer", *rpc)
+    assert code == 0 and "best rank 1" in out and "task 0: rank 1" in out
