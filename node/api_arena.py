@@ -35,18 +35,18 @@ def task_json(ctx: Context, task: tasks.Task) -> dict:
     """Everything the chain knows about a task."""
     trainers = []
     for who, stake in task.trainers:
-        work = tasks.Work.get(ctx.state, [task.id, who]) or [0, 0, 0, 0, ""]
+        work = tasks.Work.get(ctx.state, [task.id, who]) or tasks.TrainerWork(0, 0, 0, 0, "")
         trainers.append({"address": ss58_encode(who), "stake": stake,
-                         "startedBlock": work[0] or None, "startedAt": work[1] or None,
-                         "submittedBlock": work[2] or None, "submittedAt": work[3] or None,
-                         "modelCid": work[4] or None})
+                         "startedBlock": work.started_block or None, "startedAt": work.started_ms or None,
+                         "submittedBlock": work.submitted_block or None, "submittedAt": work.submitted_ms or None,
+                         "modelCid": work.model_cid or None})
     validators = []
     for who, stake in task.validators:
-        vote = tasks.Votes.get(ctx.state, [task.id, who]) or [0, 0, None, 0, 0]
+        vote = tasks.Votes.get(ctx.state, [task.id, who]) or tasks.ValidatorVote(0, 0, None, 0, 0)
         validators.append({"address": ss58_encode(who), "stake": stake,
-                           "startedBlock": vote[0] or None, "startedAt": vote[1] or None,
-                           "commitment": "0x" + vote[2].hex() if vote[2] else None,
-                           "commitBlock": vote[3] or None, "revealBlock": vote[4] or None})
+                           "startedBlock": vote.started_block or None, "startedAt": vote.started_ms or None,
+                           "commitment": "0x" + vote.commitment.hex() if vote.commitment else None,
+                           "commitBlock": vote.commit_block or None, "revealBlock": vote.reveal_block or None})
     return {
         "id": task.id, "creator": ss58_encode(task.creator), "specCid": task.spec_cid, "kind": task.kind,
         "params": {"nTrainers": task.n_trainers, "nValidators": task.n_validators, "minStake": task.min_stake,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, ClassVar
 
 from runtime.codec import decode, encode
@@ -76,6 +76,50 @@ class StorageMap:
 
     def put(self, state: Overlay, item: Any, value: Any) -> None:
         state.set(self.key(item), encode(value))
+
+    def remove(self, state: Overlay, item: Any) -> None:
+        state.delete(self.key(item))
+
+
+class Record:
+    """A storage record: subclasses are frozen dataclasses, encoded as the fixed-order list of their
+    fields (consensus structures are lists, never maps), so `record.model_cid` replaces `value[4]`."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # set by @dataclass on each subclass
+
+    def to_list(self) -> list:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    @classmethod
+    def from_list(cls, values: Any) -> typing.Self:
+        names = [f.name for f in fields(cls)]
+        if not isinstance(values, list) or len(values) != len(names):
+            raise ValueError(f"a {cls.__name__} is a list of {len(names)} fields ({', '.join(names)})")
+        return cls(*values)
+
+
+R = typing.TypeVar("R", bound=Record)
+
+
+class RecordMap(typing.Generic[R]):
+    """A StorageMap whose values are `Record`s: `get` returns the record or None, `put` takes one."""
+
+    def __init__(self, module: str, name: str, record: type[R]) -> None:
+        self.prefix = f"{module}:{name}:".encode()
+        self.record = record
+
+    def key(self, item: Any) -> bytes:
+        return self.prefix + encode(item)
+
+    def get(self, state: Overlay, item: Any) -> R | None:
+        raw = state.get(self.key(item))
+        return None if raw is None else self.record.from_list(decode(raw))
+
+    def contains(self, state: Overlay, item: Any) -> bool:
+        return state.get(self.key(item)) is not None
+
+    def put(self, state: Overlay, item: Any, value: R) -> None:
+        state.set(self.key(item), encode(value.to_list()))
 
     def remove(self, state: Overlay, item: Any) -> None:
         state.delete(self.key(item))

@@ -80,7 +80,8 @@ def test_full_lifecycle(h):
 
     train(h, task_id, [CHARLIE, BOB])  # charlie submits first (same block, earlier index)
     work = tasks.Work.get(h.ctx().state, [task_id, BOB.public_key])
-    assert work[0] > 0 and work[2] == work[0] + 1 and work[4] == fake_cid(f"model-{BOB.address}")
+    assert work.started_block > 0 and work.submitted_block == work.started_block + 1
+    assert work.model_cid == fake_cid(f"model-{BOB.address}")
     assert tasks.Submissions.get(h.ctx().state, task_id) == [CHARLIE.public_key, BOB.public_key]
 
     h.block()  # all submitted: validation opens at this block's start

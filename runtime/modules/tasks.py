@@ -43,7 +43,7 @@ stake counted once across the tasks it sits in (`emission_weights`; docs/incenti
 from __future__ import annotations
 
 import re
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Annotated, Any, ClassVar
 
 from runtime.codec import encode
@@ -56,6 +56,8 @@ from runtime.module import (
     DispatchError,
     Hash,
     Module,
+    Record,
+    RecordMap,
     StorageMap,
     StorageValue,
     call,
@@ -146,6 +148,28 @@ class Task:
         ctx.deposit_event("tasks", "PhaseChanged", self.id, status, ctx.block_number, self.phase_end)
 
 
+@dataclass(frozen=True)
+class TrainerWork(Record):
+    """A selected trainer's work on a task (zeros and "" until it happens)."""
+
+    started_block: int
+    started_ms: int
+    submitted_block: int
+    submitted_ms: int
+    model_cid: str
+
+
+@dataclass(frozen=True)
+class ValidatorVote(Record):
+    """A selected validator's vote on a task: started, committed (hash), revealed (zeros until then)."""
+
+    started_block: int
+    started_ms: int
+    commitment: bytes | None
+    commit_block: int
+    reveal_block: int
+
+
 # ---------------------------------------------------------------- storage
 
 # [max_trainers, max_validators, max_window_blocks, min_reward_pool, max_active_tasks,
@@ -155,11 +179,9 @@ Kinds = StorageValue("tasks", "Kinds", [])              # allowed task kinds ([]
 NextTaskId = StorageValue("tasks", "NextTaskId", 0)
 TaskById = StorageMap("tasks", "Task", None)             # id -> Task.to_list()
 Active = StorageValue("tasks", "Active", [])            # ids of tasks not yet closed, ascending
-# [id, trainer] -> [started_block, started_ms, submitted_block, submitted_ms, model_cid]
-Work = StorageMap("tasks", "Work", None)
+Work = RecordMap("tasks", "Work", TrainerWork)          # [id, trainer] -> TrainerWork
 Submissions = StorageMap("tasks", "Submissions", [])    # id -> trainers in submission order
-# [id, validator] -> [started_block, started_ms, commitment, commit_block, reveal_block]
-Votes = StorageMap("tasks", "Votes", None)
+Votes = RecordMap("tasks", "Votes", ValidatorVote)      # [id, validator] -> ValidatorVote
 Reveals = StorageMap("tasks", "Reveals", [])            # id -> [[validator, scores]] in reveal order
 # id -> [[trainer, rank, consensus, reward, model_cid]] rank order
 Leaderboard = StorageMap("tasks", "Leaderboard", [])
@@ -331,7 +353,8 @@ def _all_submitted(ctx: Context, task: Task) -> bool:
 
 
 def _committed(ctx: Context, task: Task) -> list[bytes]:
-    return [v for v, _ in task.validators if (Votes.get(ctx.state, [task.id, v]) or [0, 0, None])[2] is not None]
+    votes = [(v, Votes.get(ctx.state, [task.id, v])) for v, _ in task.validators]
+    return [v for v, vote in votes if vote is not None and vote.commitment is not None]
 
 
 def _reveal_done(ctx: Context, task: Task) -> bool:
@@ -401,9 +424,11 @@ def finalize_task(ctx: Context, task: Task) -> None:
         [(v, stakes[v]) for v, _ in sorted(reveals)],
         [(v, [(t, s) for t, s in scores]) for v, scores in reveals],
     )
-    board = []
+    board: list[list] = []
     for result in settlement.trainers:
-        cid = Work.get(ctx.state, [task.id, result.trainer])[4]
+        work = Work.get(ctx.state, [task.id, result.trainer])
+        assert work is not None  # every ranked trainer submitted
+        cid = work.model_cid
         board.append([result.trainer, result.rank, result.consensus, result.reward, cid])
         history.add(ctx, result.trainer, "trainer", ranked=1, rank_sum=result.rank, best_rank=result.rank,
                     consensus_score_sum=result.consensus)
@@ -523,7 +548,7 @@ class Tasks(Module):
         _require_phase(task, "training")
         _require_member(task, ctx.origin, "trainer")
         ensure(not Work.contains(ctx.state, [task_id, ctx.origin]), AlreadyStarted, "training already started")
-        Work.put(ctx.state, [task_id, ctx.origin], [ctx.block_number, ctx.timestamp_ms, 0, 0, ""])
+        Work.put(ctx.state, [task_id, ctx.origin], TrainerWork(ctx.block_number, ctx.timestamp_ms, 0, 0, ""))
         ctx.deposit_event("tasks", "TrainingStarted", task_id, ctx.origin, ctx.block_number, ctx.timestamp_ms)
 
     @call(weight=30_000)
@@ -536,13 +561,15 @@ class Tasks(Module):
         _require_member(task, ctx.origin, "trainer")
         work = Work.get(ctx.state, [task_id, ctx.origin])
         ensure(work is not None, TrainingNotStarted, "call start_training first")
-        ensure(work[4] == "", AlreadySubmitted, f"model {work[4]} was already submitted")
+        assert work is not None
+        ensure(work.model_cid == "", AlreadySubmitted, f"model {work.model_cid} was already submitted")
         owner = ModelOwner.get(ctx.state, model_cid)
         ensure(owner is None or owner[0] == ctx.origin, DuplicateModel,
                f"model {model_cid} was first submitted by another trainer (task {owner[1] if owner else 0})")
         if owner is None:
             ModelOwner.put(ctx.state, model_cid, [ctx.origin, task_id, ctx.block_number])
-        Work.put(ctx.state, [task_id, ctx.origin], work[:2] + [ctx.block_number, ctx.timestamp_ms, model_cid])
+        Work.put(ctx.state, [task_id, ctx.origin],
+                 replace(work, submitted_block=ctx.block_number, submitted_ms=ctx.timestamp_ms, model_cid=model_cid))
         Submissions.put(ctx.state, task_id, Submissions.get(ctx.state, task_id) + [ctx.origin])
         history.add(ctx, ctx.origin, "trainer", completed=1)
         ctx.deposit_event("tasks", "ModelSubmitted", task_id, ctx.origin, model_cid, ctx.block_number, ctx.timestamp_ms)
@@ -568,7 +595,7 @@ class Tasks(Module):
         _require_phase(task, "validation")
         _require_member(task, ctx.origin, "validator")
         ensure(not Votes.contains(ctx.state, [task_id, ctx.origin]), AlreadyStarted, "validation already started")
-        Votes.put(ctx.state, [task_id, ctx.origin], [ctx.block_number, ctx.timestamp_ms, None, 0, 0])
+        Votes.put(ctx.state, [task_id, ctx.origin], ValidatorVote(ctx.block_number, ctx.timestamp_ms, None, 0, 0))
         ctx.deposit_event("tasks", "ValidationStarted", task_id, ctx.origin, ctx.block_number, ctx.timestamp_ms)
 
     @call(weight=20_000)
@@ -581,8 +608,9 @@ class Tasks(Module):
         _require_member(task, ctx.origin, "validator")
         vote = Votes.get(ctx.state, [task_id, ctx.origin])
         ensure(vote is not None, ValidationNotStarted, "call start_validation first")
-        ensure(vote[2] is None, AlreadyCommitted, f"committed at block {vote[3]}")
-        Votes.put(ctx.state, [task_id, ctx.origin], vote[:2] + [commitment_hash, ctx.block_number, 0])
+        assert vote is not None
+        ensure(vote.commitment is None, AlreadyCommitted, f"committed at block {vote.commit_block}")
+        Votes.put(ctx.state, [task_id, ctx.origin], replace(vote, commitment=commitment_hash, commit_block=ctx.block_number))
         ctx.deposit_event("tasks", "ScoresCommitted", task_id, ctx.origin, commitment_hash)
 
     @call(weight=100_000)
@@ -594,16 +622,17 @@ class Tasks(Module):
         _require_phase(task, "reveal")
         _require_member(task, ctx.origin, "validator")
         vote = Votes.get(ctx.state, [task_id, ctx.origin])
-        ensure(vote is not None and vote[2] is not None, NotCommitted, "no commitment to reveal")
-        ensure(vote[4] == 0, AlreadyRevealed, f"revealed at block {vote[4]}")
-        ensure(commitment(task_id, ctx.origin, scores, salt) == vote[2], CommitmentMismatch,
+        ensure(vote is not None and vote.commitment is not None, NotCommitted, "no commitment to reveal")
+        assert vote is not None
+        ensure(vote.reveal_block == 0, AlreadyRevealed, f"revealed at block {vote.reveal_block}")
+        ensure(commitment(task_id, ctx.origin, scores, salt) == vote.commitment, CommitmentMismatch,
                "blake2b-256(encode([task_id, validator, scores, salt])) differs from the commitment")
         submitted = Submissions.get(ctx.state, task_id)
         for trainer, _ in scores:
             ensure(trainer in submitted, UnknownTrainer, f"account 0x{trainer.hex()} submitted no model for task {task_id}")
         ensure([t for t, _ in scores] == sorted(submitted), IncompleteScores,
                f"{len(scores)} scores for {len(submitted)} submitted models; give each exactly once, sorted by trainer")
-        Votes.put(ctx.state, [task_id, ctx.origin], vote[:4] + [ctx.block_number])
+        Votes.put(ctx.state, [task_id, ctx.origin], replace(vote, reveal_block=ctx.block_number))
         Reveals.put(ctx.state, task_id, Reveals.get(ctx.state, task_id) + [[ctx.origin, scores]])
         history.add(ctx, ctx.origin, "validator", completed=1)
         ctx.deposit_event("tasks", "ScoresRevealed", task_id, ctx.origin)
