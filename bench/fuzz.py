@@ -226,23 +226,40 @@ def ws_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int) -
                                 return
                             tally.inputs += 1
                         body = rpc_body(rng, need_id=True)
-                        if rng.random() < 0.03:
-                            await ws.send_message(body)  # a binary frame
-                        else:
-                            await ws.send_message(body.decode("utf-8", "replace"))
+                        frame: bytes | str = body if rng.random() < 0.03 else body.decode("utf-8", "replace")
+                        quiet = isinstance(frame, str) and maybe_notification(frame)  # binary frames always get an error
+                        await ws.send_message(frame)
+                        if quiet:  # damage removed the id: a ping tells us when the frame has been handled
+                            await ws.send_message(json.dumps(SENTINEL))
                         with trio.fail_after(60):
                             while True:
                                 reply = json.loads(await ws.get_message())
-                                if not (isinstance(reply, dict) and "method" in reply and "id" not in reply):
-                                    break  # a notification of a subscription we made; the answer follows
-                        if not rpc_answer_ok(reply):
-                            tally.bad("malformed", f"{reply!r:.200}")
+                                if isinstance(reply, dict) and "method" in reply and "id" not in reply:
+                                    continue  # a notification of a subscription we made; the answer follows
+                                if not rpc_answer_ok(reply):
+                                    tally.bad("malformed", f"{reply!r:.200}")
+                                if not quiet or reply == SENTINEL_ANSWER:
+                                    break
             except ConnectionClosed as exc:
                 tally.bad("crashes", f"WebSocket closed: {exc.reason}")
             except (OSError, trio.TooSlowError) as exc:
                 tally.bad("crashes", f"{type(exc).__name__}: {exc}")
 
     trio.run(session)
+
+
+SENTINEL = {"jsonrpc": "2.0", "id": "sentinel", "method": "system_name"}
+SENTINEL_ANSWER = {"jsonrpc": "2.0", "id": "sentinel", "result": "arena"}
+
+
+def maybe_notification(body: str) -> bool:
+    """Whether a frame may be a JSON-RPC notification (no id anywhere), which gets no answer by design."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(item, dict) and "id" not in item for item in items)
 
 
 def rss_mib(pid: int) -> float:
