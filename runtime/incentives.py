@@ -207,6 +207,11 @@ def stake_weighted_quantile(points: list[tuple[int, int]], kappa_ppb: int = PPB 
     for value, stake in points:
         _check_int("value", value, lo=-(2**255))
         _check_int("stake", stake)
+    return _quantile(points, kappa_ppb)
+
+
+def _quantile(points: list[tuple[int, int]], kappa_ppb: int) -> int:
+    """`stake_weighted_quantile` without the argument checks (for callers that checked already)."""
     positive = sorted((value, stake) for value, stake in points if stake > 0)
     total = sum(stake for _, stake in positive)
     if total == 0:
@@ -346,20 +351,7 @@ def aggregate_scores(
         rows.append(row)
 
     stakes = capped_weights([stake_of[v] for v in validators], max_share_ppb)
-    total = sum(stakes)
-    threshold = kappa_ppb * total
-    consensus: list[int] = []
-    for t in range(n_trainers):
-        if total == 0:
-            consensus.append(0)
-            continue
-        column = sorted((row[t], stake) for row, stake in zip(rows, stakes) if stake)
-        cumulative = 0
-        for value, stake in column:
-            cumulative += stake
-            if cumulative * PPB >= threshold:
-                consensus.append(value)
-                break
+    consensus = [_quantile([(row[t], stake) for row, stake in zip(rows, stakes)], kappa_ppb) for t in range(n_trainers)]
 
     clipped: list[tuple[bytes, list[tuple[bytes, int]]]] = []
     agreement: list[tuple[bytes, int]] = []
