@@ -14,10 +14,13 @@ from runtime.modules.balances import UNIT
 
 
 def amount(units: int | None) -> str:
-    """Base units as ARENA with up to 4 decimals."""
+    """Base units as ARENA with up to 4 decimals (rounded half up, integers only)."""
     if units is None:
         return "-"
-    return f"{units / UNIT:,.4f}".rstrip("0").rstrip(".") + " ARENA"
+    step = UNIT // 10_000
+    whole, frac = divmod((abs(units) + step // 2) // step, 10_000)
+    text = f"{whole:,}" + f".{frac:04d}".rstrip("0").rstrip(".")
+    return ("-" if units < 0 and (whole or frac) else "") + text + " ARENA"
 
 
 def short(address: str | None, names: dict[str, str] | None = None) -> str:
