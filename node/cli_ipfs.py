@@ -46,17 +46,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _seconds(text: str) -> float:
-    from node.cli import finite_float
+    """A positive, finite number of seconds (NaN and infinities are refused with a message)."""
+    import math
 
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
     return value
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute one `arena ipfs` command; returns the process exit code."""
-    from node.cli_worker import ipfs_api_multiaddr
+    from node.urls import ipfs_api_multiaddr
 
     if args.rpc and args.api:
         print("error: give --rpc (the node) or --api (another IPFS API), not both", file=sys.stderr)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from node.keystore import resolve_key
 from node.rpc_client import DEFAULT_RPC
+from node.urls import ipfs_api_multiaddr
 from runtime.crypto import Keypair
 
 DEFAULT_DATA_DIR = Path(".arena-workers")
@@ -34,31 +35,36 @@ def parse_key(spec: str) -> Keypair:
     return resolve_key(spec)
 
 
-def ipfs_api_multiaddr(rpc_url: str, ipfs_api: str | None) -> str:
-    """The IPFS API to use: `--ipfs-api` (a multiaddr, or an http:// URL), else the node's RPC port.
-
-    A node on another host works the same: http://10.0.0.5:9933 → /ip4/10.0.0.5/tcp/9933/http,
-    http://node.example:9933 → /dns/node.example/tcp/9933/http, http://[fd00::5]:9933 → /ip6/….
-    """
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    text = ipfs_api or rpc_url
-    if text.startswith("/"):
-        return text
-    parts = urlsplit(text if "://" in text else f"http://{text}")
-    if not parts.hostname:
-        raise ValueError(f"{text!r} is neither a multiaddr nor an http URL with a host")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        proto = "ip6" if ipaddress.ip_address(parts.hostname).version == 6 else "ip4"
-    except ValueError:
-        proto = "dns"
-    return f"/{proto}/{parts.hostname}/tcp/{port}/{'https' if parts.scheme == 'https' else 'http'}"
-
-
 def _list(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+NEEDS_SOURCE_FILE = ("custom_csv", "custom_text")
+
+
+def check_worker_options(args: argparse.Namespace) -> None:
+    """Refuse bad worker options at start, with the flag named (not minutes later inside a role loop)."""
+    if args.windows:
+        parts = _list(args.windows)
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError(f"--windows {args.windows!r} must be three positive block counts TRAINING,COMMIT,REVEAL, "
+                             "e.g. 120,60,30")
+    for flag, value in (("--trainers", args.trainers), ("--validators", args.validators), ("--reward", args.reward)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    if args.role != "planner" and args.task:
+        raise ValueError(f"--task is a planner option; the {args.role} role takes no tasks")
+    if args.role == "planner":
+        from node.offchain.ml.kinds import KINDS
+
+        for text in args.task or []:
+            kind, _, source = text.partition(":")
+            if kind not in KINDS:
+                raise ValueError(f"--task {text!r}: unknown task kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+            if kind in NEEDS_SOURCE_FILE and not source:
+                raise ValueError(f"--task {text!r}: {kind} needs a data file, e.g. --task {kind}:data/train.csv")
+            if source and kind in NEEDS_SOURCE_FILE and not Path(source).is_file():
+                raise ValueError(f"--task {text!r}: data file {source!r} does not exist or is not a file")
 
 
 def build_contexts(args: argparse.Namespace) -> list:
@@ -68,6 +74,7 @@ def build_contexts(args: argparse.Namespace) -> list:
     from node.offchain.worker import role_runner
 
     role_runner(args.role)  # fail fast on an unknown role
+    check_worker_options(args)
     keys = _list(args.key)
     if not keys:
         raise ValueError("--key is required (a dev name, key file, keystore name or //NAME)")
@@ -84,9 +91,14 @@ def build_contexts(args: argparse.Namespace) -> list:
             options["epochs"] = args.epochs
         if args.fault:
             options["fault"] = args.fault
+        if args.max_steps:
+            steps = _list(args.max_steps)
+            options["max_steps"] = int(steps[min(index, len(steps) - 1)]) or None
+        if args.nproc and args.nproc > 1:
+            options["nproc"] = args.nproc
         if args.role == "planner":
             defaults: dict = {"n_trainers": args.trainers, "n_validators": args.validators, "reward": args.reward,
-                              "epochs": args.epochs}
+                              "epochs": args.epochs, "base_cid": args.base_cid}
             if windows:
                 defaults.update(zip(("training_blocks", "commit_blocks", "reveal_blocks"), windows))
             options["tasks"] = [parse_plan(t, defaults) for t in args.task or []]
@@ -153,6 +165,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--quality", help="trainer: good, poor or broken (comma-separated, one per key)")
     worker.add_argument("--broken-mode", default="truncated", choices=("truncated", "wrong_arch", "pickle", "huge"))
     worker.add_argument("--epochs", type=int, help="trainer: epochs (default: the spec's); planner: suggested epochs")
+    worker.add_argument("--max-steps", help="trainer (causal_lm_lora): optimizer steps, comma-separated per key")
+    worker.add_argument("--nproc", type=int, default=1,
+                        help="trainer (causal_lm_lora): train with N processes under torchrun (gloo/nccl)")
+    worker.add_argument("--base-cid", help="planner (causal_lm_lora): base model folder CID (default: build one)")
     worker.add_argument("--task", action="append", help="planner: KIND[:SOURCE] to create (repeatable)")
     worker.add_argument("--trainers", type=int, default=3, help="planner: trainers per task")
     worker.add_argument("--validators", type=int, default=3, help="planner: validators per task")

@@ -129,3 +129,19 @@ def test_history_selection_roles_and_timeline_commands(node, capsys):
     assert code == 0 and "trainer (minimum bond" in out and CHARLIE.address in out
     code, out, _ = run(capsys, "stake", "history", "bob", "--role", "trainer", *rpc)
     assert code == 0 and "best rank 1" in out and "task 0: rank 1" in out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--role", "planner", "--task", "no_such_kind"], "unknown task kind 'no_such_kind'"),
+    (["--role", "planner", "--task", "custom_csv"], "needs a data file"),
+    (["--role", "planner", "--task", "custom_csv:/nonexistent/train.csv"], "does not exist"),
+    (["--role", "planner", "--task", "digits_classifier", "--windows", "10,x"], "--windows"),
+    (["--role", "planner", "--task", "digits_classifier", "--windows", "10,20"], "three positive"),
+    (["--role", "trainer", "--task", "digits_classifier"], "planner option"),
+    (["--role", "planner", "--trainers", "0"], "--trainers must be positive"),
+])
+def test_workers_validate_their_options_at_start(extra, message, capsys, tmp_path):
+    code = cli.main(["worker", "--key", "alice", "--rpc", "http://127.0.0.1:9", "--data-dir", str(tmp_path),
+                     "--torch-threads", "0", *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and "Traceback" not in err
