@@ -23,9 +23,9 @@ from runtime.incentives import (
     slash_amount,
     validator_rewards,
 )
+from runtime.modules.balances import UNIT
 from runtime.selection import selection_weight, weighted_sample
 
-UNIT = 10**9
 SHARE_CAP = PPB // 3
 TASKS = 1000
 

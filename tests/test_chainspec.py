@@ -18,9 +18,9 @@ from node.rpc import RpcServer
 from p2p import NetworkConfig, NetworkConfigError
 from runtime.crypto import Keypair
 from runtime.executive import InvalidTransaction
+from runtime.modules.balances import UNIT
 from tests.helpers import ALICE, BOB, ROOT, NodeProcess, make_chain, sign
 
-UNIT = 10**9
 PEER = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
 
 

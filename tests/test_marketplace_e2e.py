@@ -20,6 +20,7 @@ from node.offchain.user_client import ArenaModelClient, ModelQueryError
 from node.rpc_client import call_failed
 from runtime.crypto import Keypair, blake2b_256
 from runtime.modules import tasks
+from runtime.modules.balances import UNIT
 from tests.helpers import ALICE, BOB, CHARLIE, ROOT, NodeProcess, free_port
 from tests.netutil import fast_genesis
 
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.integration
 EVE = Keypair.from_dev_name("eve")        # the user
 HOST = Keypair.from_dev_name("host-e2e")
 PRICE = 1_000_003
-UNIT = 10**9
 QUERIES = 5
 
 

@@ -20,13 +20,13 @@ import pytest
 from node.localnet import peer_id_of
 from node.rpc_client import RpcClient, RpcClientError
 from runtime.crypto import Keypair
+from runtime.modules.balances import UNIT
 from tests.helpers import ROOT
 from tests.netns import CIDR, NetnsLab, unavailable
 
 pytestmark = pytest.mark.integration
 
 AUTHORITIES = ("alice", "bob", "charlie", "dave")
-UNIT = 10**9
 P2P, RPC = 30333, 9933
 
 

@@ -20,13 +20,13 @@ import pytest
 
 from node.rpc_client import RpcClient
 from runtime.crypto import Keypair
+from runtime.modules.balances import UNIT
 from runtime.types import Extrinsic
 from tests.helpers import ROOT
 from tests.netutil import Net
 
 pytestmark = pytest.mark.integration
 
-UNIT = 10**9
 TRAINERS = {"e2e-good": "good", "e2e-poor": "poor", "e2e-broken": "broken"}
 VALIDATORS = ("e2e-val-1", "e2e-val-2", "e2e-val-3")
 KEYS = {name: Keypair.from_dev_name(name) for name in (*TRAINERS, *VALIDATORS, "eve", "alice", "ferdie")}
