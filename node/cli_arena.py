@@ -9,9 +9,7 @@ from node.cli import fmt_amount, parse_amount, print_inclusion
 from node.keystore import resolve_account, resolve_key
 from node.rpc_client import DEFAULT_RPC, RpcClient
 from runtime.crypto import ss58_encode
-
-ROLES = ("authority", "validator", "trainer", "host")
-
+from runtime.modules.staking import ROLES
 
 # ---------------------------------------------------------------- task
 
