@@ -69,6 +69,23 @@ def setup_logging(level: str) -> None:
 # ---------------------------------------------------------------- key
 
 
+def new_passphrase() -> str:
+    """The passphrase for a new encrypted key: ARENA_KEY_PASSPHRASE, or asked twice on a terminal."""
+    import getpass
+    import os
+
+    given = os.environ.get(keystore.PASSPHRASE_ENV)
+    if given is None:
+        if not sys.stdin.isatty():
+            raise KeyError_(f"--encrypt needs a passphrase: set {keystore.PASSPHRASE_ENV} or run on a terminal")
+        given = getpass.getpass("passphrase for the new key: ")
+        if getpass.getpass("repeat it: ") != given:
+            raise KeyError_("the two passphrases differ; nothing was written")
+    if len(given) < 8:
+        raise KeyError_("a passphrase needs at least 8 characters; nothing was written")
+    return given
+
+
 def cmd_key(args: argparse.Namespace) -> int:
     if args.key_command == "generate":
         keypair = Keypair.generate()
@@ -77,7 +94,8 @@ def cmd_key(args: argparse.Namespace) -> int:
             print(f"error: a key named {args.name!r} already exists at {path}; choose another --name or --output "
                   f"(the existing key is left as it is)", file=sys.stderr)
             return 1
-        write_key(path, keypair, args.name)
+        passphrase = new_passphrase() if args.encrypt else None
+        write_key(path, keypair, args.name, passphrase)
         print(json.dumps({"name": args.name, "address": keypair.address, "publicKey": "0x" + keypair.public_key.hex(),
                           "file": str(path)}, indent=2))
         return 0
@@ -296,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = key_sub.add_parser("generate", help="create a new key file")
     gen.add_argument("--name", default="default")
     gen.add_argument("--output", help=f"key file path (default {DEFAULT_KEYSTORE}/NAME.json)")
+    gen.add_argument("--encrypt", action="store_true",
+                     help="encrypt the seed with a passphrase (scrypt + secretbox; ARENA_KEY_PASSPHRASE or a prompt)")
     inspect = key_sub.add_parser("inspect", help="show a key's address")
     inspect.add_argument("key", help="dev name, //NAME, key file or keystore name")
     key.set_defaults(func=cmd_key)

@@ -145,3 +145,26 @@ def test_workers_validate_their_options_at_start(extra, message, capsys, tmp_pat
                      "--torch-threads", "0", *extra])
     err = capsys.readouterr().err
     assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_encrypted_key_files(capsys, keys_dir, monkeypatch):
+    monkeypatch.setenv(keystore.PASSPHRASE_ENV, "correct horse battery")
+    code, out, err = run(capsys, "key", "generate", "--name", "locked", "--encrypt")
+    assert code == 0, err
+    address = json.loads(out)["address"]
+    stored = json.loads((keys_dir / "locked.json").read_text())
+    assert "seed" not in stored and stored["encrypted"]["kdf"] == "scrypt"
+    assert oct((keys_dir / "locked.json").stat().st_mode & 0o777) == "0o600"
+    code, out, _ = run(capsys, "key", "inspect", "locked")
+    assert code == 0 and json.loads(out)["address"] == address
+    monkeypatch.setenv(keystore.PASSPHRASE_ENV, "wrong passphrase")
+    code, _, err = run(capsys, "key", "inspect", "locked")
+    assert code == 1 and "wrong passphrase" in err and "Traceback" not in err
+    # the account of an encrypted key is known without its passphrase (its address field)
+    monkeypatch.delenv(keystore.PASSPHRASE_ENV)
+    assert keystore.resolve_account("locked") == keystore.key_file_account(keys_dir / "locked.json")
+    code, _, err = run(capsys, "key", "inspect", "locked")  # no terminal under pytest, no passphrase given
+    assert code == 1 and keystore.PASSPHRASE_ENV in err
+    monkeypatch.setenv(keystore.PASSPHRASE_ENV, "short")
+    code, _, err = run(capsys, "key", "generate", "--name", "weak", "--encrypt")
+    assert code == 1 and "at least 8" in err and not (keys_dir / "weak.json").exists()
