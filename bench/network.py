@@ -1,30 +1,41 @@
-"""Network figures on real node processes (127.0.0.1):
+"""Network figures on real node processes (127.0.0.1), with the raw limits measured in the same run.
 
-1. on a 4-node network (1 s slots): p50/p99 submission→finality latency at a light load, then
-   sustained signed transfers per second from submission to finality under an offered load
-   above capacity, with its latencies;
-2. blocks per second when a fresh node syncs 10,000 blocks from a peer.
+1. A paced sweep on a 4-node network (1 s slots): for each offered rate (BENCH_NET_RATES, tx/s)
+   transfers are submitted on a fixed schedule for BENCH_NET_SECONDS, each sender always to the
+   same node (its nonces stay in order) and in JSON-RPC batches of at most 100. A refused
+   transfer ("pool full, retry") is retried later, as a client would; refusals are counted.
+   While offering, every node is followed: its finalized head (a `system_health` poll every
+   ~100 ms, whose latency is the RPC figure) and the contents of every finalized block. Printed
+   per step: offered / accepted / finalized tx/s, p50 and p99 submission→finality latency (on the
+   node the transfer was sent to), forks (reorgs and kept fork blocks from the nodes' logs),
+   `system_health` p99, largest block, and CPU of the four node processes per finalized transfer.
+   A node that exits, or stops answering, is reported as a failure of that step.
+2. Blocks per second when a fresh node syncs BENCH_SYNC_BLOCKS blocks from a peer.
 
-Raw limits printed beside them, measured in the same run: the single-core block import rate
-(bench/import.py's measurement) and ed25519 verifications per second.
+Raw limits (same run, same machine): ed25519 verifications/s on one thread and on every core,
+and the runtime's own cost of a transfer (check incl. signature, apply) in-process; from them the
+signature bound (all cores / 4 nodes each verifying every transfer once) and the runtime bound
+(all cores / 4 nodes each checking and applying every transfer).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import statistics
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nacl.signing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import print_rows, row
+from bench.common import print_rows, rate, row
 from node import localnet
 from node.chain import Chain
 from node.genesis import load_chain_spec
@@ -34,12 +45,17 @@ from runtime.executive import SPEC_VERSION
 from runtime.types import Call, sign_extrinsic
 
 ROOT = Path(__file__).resolve().parent.parent
-SENDERS = int(os.environ.get("BENCH_NET_SENDERS", "512"))
-TARGET_TPS = int(os.environ.get("BENCH_NET_TPS", "2500"))
-DURATION_S = float(os.environ.get("BENCH_NET_SECONDS", "20"))
-LIGHT_TPS = int(os.environ.get("BENCH_NET_LIGHT_TPS", "100"))
-LIGHT_SECONDS = float(os.environ.get("BENCH_NET_LIGHT_SECONDS", "10"))
+NODES = 4
+SENDERS = int(os.environ.get("BENCH_NET_SENDERS", "1024"))
+RATES = [int(r) for r in os.environ.get("BENCH_NET_RATES", "200,500,1000,2000,3000,4000").split(",") if r.strip()]
+STEP_S = float(os.environ.get("BENCH_NET_SECONDS", "15"))
+DRAIN_S = float(os.environ.get("BENCH_NET_DRAIN", "8"))
 SYNC_BLOCKS = int(os.environ.get("BENCH_SYNC_BLOCKS", "10000"))
+CORES = os.cpu_count() or 1
+BATCH = 100
+TICK_S = 0.02
+HEALTH_TIMEOUT_S = 5.0
+POOL_FULL = 1014
 
 
 def bench_genesis(tmp: Path, keys: list[Keypair], authorities: int = 4, slot_ms: int = 1000) -> Path:
@@ -57,117 +73,351 @@ def bench_genesis(tmp: Path, keys: list[Keypair], authorities: int = 4, slot_ms:
     return path
 
 
-def presign(spec, keys: list[Keypair], first_nonce: int, per_key: int) -> list[list[bytes]]:
-    dest = Keypair.from_dev_name("bench-sink").public_key
-    out = []
-    for key in keys:
-        xts = []
-        for nonce in range(first_nonce, first_nonce + per_key):
-            call = Call("balances", "transfer", [dest, 1 + nonce])
-            xts.append(sign_extrinsic(key, call, nonce, spec.genesis_hash, SPEC_VERSION))
-        out.append(xts)
-    return out
+# ------------------------------------------------------------------ raw limits
 
 
-def rpc_batch(client: httpx.Client, url: str, xts: list[bytes]) -> None:
-    body = [{"jsonrpc": "2.0", "id": i, "method": "author_submitExtrinsic", "params": ["0x" + x.hex()]}
-            for i, x in enumerate(xts)]
-    client.post(url, json=body, timeout=30)
+def verification_rates() -> tuple[float, float]:
+    """ed25519 verifications/s on one thread, and on CORES threads (pynacl releases the GIL)."""
+    key = nacl.signing.SigningKey.generate()
+    message = b"m" * 120
+    signature = key.sign(message).signature
+    verify_key = key.verify_key
+
+    def batch() -> int:
+        for _ in range(300):
+            verify_key.verify(message, signature)
+        return 300
+
+    one = rate(batch, 1.0)
+    results: list[float] = []
+    threads = [threading.Thread(target=lambda: results.append(rate(batch, 1.0))) for _ in range(CORES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return one, sum(results)
 
 
-def offer_load(urls: list[str], signed: list[list[bytes]], tps: int, duration: float) -> tuple[dict[bytes, float], float]:
-    """Submit pre-signed transfers round-robin over the nodes at about `tps` for `duration` seconds."""
-    submitted_at: dict[bytes, float] = {}
-    senders = len(signed)
-    step = 0.1
-    per_step = max(1, round(tps * step / senders))
-    per_key = len(signed[0])
+def runtime_costs(genesis: Path, keys: list[Keypair], workdir: Path) -> tuple[float, float]:
+    """Seconds per transfer of the runtime's check (with its signature) and of its apply, in-process."""
+    spec = load_chain_spec(genesis)
+    chain = Chain(spec, ChainStore(str(workdir / "runtime-cost")))
+    sink = Keypair.from_dev_name("bench-sink").public_key
+    xts = [sign_extrinsic(k, Call("balances", "transfer", [sink, 1]), 0, spec.genesis_hash, SPEC_VERSION)
+           for k in keys[:2000]]
+    chain.verified_signatures.clear()
+    start = time.perf_counter()
+    for x in xts:
+        chain.check_for_pool(x)
+    check = (time.perf_counter() - start) / len(xts)
+    # apply: build one block of them (signatures now cached, as on a node that admitted them)
+    start = time.perf_counter()
+    block, _, _rejected = chain.build_block(keys[0], 10**9, spec.config["timestamp_ms"] + 1000, xts, budget_s=60.0)
+    apply = (time.perf_counter() - start) / max(1, len(block.extrinsics))
+    chain.store.close()
+    return check, apply
+
+
+# ------------------------------------------------------------------ load and following
+
+
+@dataclass
+class Step:
+    rate: int
+    submitted_at: dict[bytes, float] = field(default_factory=dict)
+    node_of: dict[bytes, int] = field(default_factory=dict)
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Follow:
+    """What the followers saw: finalized block contents, each node's finality times, RPC latencies."""
+    block_of: dict[bytes, int] = field(default_factory=dict)      # tx hash -> finalized block number
+    block_size: dict[int, int] = field(default_factory=dict)
+    fin_time: list[dict[int, float]] = field(default_factory=list)  # per node: block number -> first seen final
+    health_latency: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _call(client: httpx.Client, url: str, method: str, *params: object, timeout: float = HEALTH_TIMEOUT_S) -> object:
+    reply = client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, timeout=timeout)
+    body = reply.json()
+    if "error" in body:
+        raise RuntimeError(f"{method}: {body['error']}")
+    return body["result"]
+
+
+def follower(index: int, url: str, follow: Follow) -> None:
+    """Poll one node's finalized head; fetch finalized blocks nobody has fetched yet."""
     client = httpx.Client()
+    seen = 0
+    failing_since: float | None = None
+    times = follow.fin_time[index]
+    while not follow.stop.is_set():
+        began = time.monotonic()
+        try:
+            health = _call(client, url, "system_health")
+            done = time.monotonic()
+            failing_since = None
+            assert isinstance(health, dict)
+            with follow.lock:
+                follow.health_latency.append(done - began)
+            fin = int(health["finalized"])
+            for number in range(seen + 1, fin + 1):
+                with follow.lock:
+                    times.setdefault(number, done)
+                    known = number in follow.block_size
+                if not known:
+                    block_hash = _call(client, url, "chain_getBlockHash", number, timeout=30)
+                    block = _call(client, url, "chain_getBlock", block_hash, timeout=30)
+                    assert isinstance(block, dict)
+                    xts = block["block"]["extrinsics"]
+                    with follow.lock:
+                        follow.block_size[number] = len(xts)
+                        for x in xts:
+                            follow.block_of[blake2b_256(bytes.fromhex(x[2:]))] = number
+            seen = max(seen, fin)
+        except (httpx.HTTPError, RuntimeError, ValueError, KeyError) as exc:
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since > 10:
+                with follow.lock:
+                    follow.failures.append(f"node-{index} RPC failing for 10 s: {type(exc).__name__}: {exc}")
+                failing_since = now
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - began)))
+
+
+def offer(urls: list[str], queues: list[list[bytes]], step: Step, duration: float) -> float:
+    """Submit on schedule: `step.rate` tx/s in total, sender k always to node k % NODES."""
+    per_node = [[q for k, q in enumerate(queues) if k % NODES == n] for n in range(NODES)]
     start = time.monotonic()
-    cursor = 0
-    while time.monotonic() - start < duration and cursor < per_key:
-        tick = time.monotonic()
-        batch = [x for k in range(senders) for x in signed[k][cursor:cursor + per_step]]
-        cursor += per_step
-        now = time.monotonic()
-        for x in batch:
-            submitted_at[blake2b_256(x)] = now
-        parts = [batch[i::len(urls)] for i in range(len(urls))]
-        threads = [threading.Thread(target=rpc_batch, args=(client, urls[i], part[j:j + 100]))
-                   for i, part in enumerate(parts) for j in range(0, len(part), 100)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        time.sleep(max(0.0, step - (time.monotonic() - tick)))
-    return submitted_at, time.monotonic() - start
+    lock = threading.Lock()
+
+    def run(node: int) -> None:
+        client = httpx.Client()
+        senders = per_node[node]
+        cursor = [0] * len(senders)   # next unsent transfer of each sender
+        turn = 0                      # round-robin over senders
+        due_total = 0.0
+        sent = 0
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= duration:
+                return
+            due_total = step.rate / NODES * elapsed
+            want = int(due_total) - sent
+            while want > 0:
+                batch: list[tuple[int, bytes]] = []
+                tries = 0
+                while len(batch) < min(BATCH, want) and tries < len(senders):
+                    k = turn % len(senders)
+                    turn += 1
+                    if cursor[k] < len(senders[k]) and all(s != k for s, _ in batch):
+                        batch.append((k, senders[k][cursor[k]]))
+                        tries = 0
+                    else:
+                        tries += 1
+                if not batch:
+                    break
+                body = [{"jsonrpc": "2.0", "id": i, "method": "author_submitExtrinsic", "params": ["0x" + x.hex()]}
+                        for i, (_, x) in enumerate(batch)]
+                now = time.monotonic()
+                try:
+                    replies = client.post(urls[node], json=body, timeout=30).json()
+                except (httpx.HTTPError, ValueError) as exc:
+                    with lock:
+                        step.errors.append(f"node-{node} submit: {type(exc).__name__}: {exc}")
+                    time.sleep(0.2)
+                    break
+                by_id = {r.get("id"): r for r in replies} if isinstance(replies, list) else {}
+                for i, (k, x) in enumerate(batch):
+                    reply = by_id.get(i, {})
+                    error = reply.get("error")
+                    if error is None or "AlreadyInPool" in str(error.get("message", "")):
+                        digest = blake2b_256(x)
+                        with lock:
+                            step.submitted_at.setdefault(digest, now)
+                            step.node_of[digest] = node
+                        cursor[k] += 1
+                        sent += 1
+                        want -= 1
+                    elif error.get("code") == POOL_FULL:
+                        with lock:
+                            step.refused += 1
+                        sent += 1           # the slot in the schedule is used; the transfer is retried later
+                        want -= 1
+                    else:
+                        cursor[k] += 1      # invalid (e.g. stale after a lost pool entry): skip it
+                        sent += 1
+                        want -= 1
+                        with lock:
+                            if len(step.errors) < 20:
+                                step.errors.append(f"node-{node}: {error.get('message', error)}"[:200])
+            time.sleep(TICK_S)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(NODES)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # what was sent is consumed: drop it from the queues for the next step
+    for q in queues:
+        sent_here = 0
+        while sent_here < len(q) and blake2b_256(q[sent_here]) in step.submitted_at:
+            sent_here += 1
+        del q[:sent_here]
+    return time.monotonic() - start
 
 
-def follow_finality(url: str, submitted_at: dict[bytes, float], from_block: int, timeout: float) -> tuple[dict[bytes, float], int]:
-    """Poll finalized blocks until every submitted transfer is final (or the timeout)."""
-    rpc = httpx.Client()
-
-    def call(method: str, *params: object) -> object:
-        reply = rpc.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-        return reply.json()["result"]
-
-    finalized_at: dict[bytes, float] = {}
-    seen = from_block
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(finalized_at) < len(submitted_at):
-        fin = call("chain_getHeader", call("chain_getFinalizedHead"))["number"]
-        now = time.monotonic()
-        for n in range(seen + 1, fin + 1):
-            block = call("chain_getBlock", call("chain_getBlockHash", n))["block"]
-            for x in block["extrinsics"]:
-                digest = blake2b_256(bytes.fromhex(x[2:]))
-                if digest in submitted_at:
-                    finalized_at.setdefault(digest, now)
-        seen = max(seen, fin)
-        time.sleep(0.1)
-    return finalized_at, seen
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
-def measure(urls: list[str], signed: list[list[bytes]], tps: int, duration: float, from_block: int):
-    submitted_at, window = offer_load(urls, signed, tps, duration)
-    start = min(submitted_at.values())
-    finalized_at, last_block = follow_finality(urls[0], submitted_at, from_block, 90)
-    latencies = sorted(finalized_at[h] - submitted_at[h] for h in finalized_at)
-    end = max(finalized_at.values()) if finalized_at else start
-    rate = len(latencies) / max(end - start, window)
-    p50 = statistics.median(latencies) if latencies else float("nan")
-    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else float("nan")
-    return rate, len(submitted_at) / window, p50, p99, len(finalized_at), len(submitted_at), last_block
+def log_counts(base: Path) -> tuple[int, int]:
+    """Reorgs and kept fork blocks over all nodes' logs so far."""
+    reorgs = forks = 0
+    for index in range(NODES):
+        try:
+            text = (base / f"node-{index}.log").read_text(errors="replace")
+        except OSError:
+            continue
+        reorgs += len(re.findall(r"reorg: retracting", text))
+        forks += len(re.findall(r"kept fork block", text))
+    return reorgs, forks
 
 
-def throughput(tmp: Path) -> list[dict]:
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def presign(spec, keys: list[Keypair], per_key: int) -> list[list[bytes]]:
+    dest = Keypair.from_dev_name("bench-sink").public_key
+    return [[sign_extrinsic(key, Call("balances", "transfer", [dest, 1 + nonce]), nonce, spec.genesis_hash, SPEC_VERSION)
+             for nonce in range(per_key)] for key in keys]
+
+
+def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
     from tests.netutil import free_port_base
 
     keys = [Keypair.from_dev_name(f"bench-{i}") for i in range(SENDERS)]
     genesis = bench_genesis(tmp, keys)
     spec = load_chain_spec(genesis)
-    light_per_key = int(LIGHT_TPS * LIGHT_SECONDS / SENDERS) + 1
-    heavy_per_key = int(TARGET_TPS * DURATION_S / SENDERS) + 1
-    light = presign(spec, keys, 0, light_per_key)
-    heavy = presign(spec, keys, light_per_key, heavy_per_key)
+    verify_one, verify_all = verification_rates()
+    check_s, apply_s = runtime_costs(genesis, keys, tmp)
+    sig_bound = verify_all / NODES
+    runtime_bound = CORES / (NODES * (check_s + apply_s))
+    runtime_cpu_per_tx = NODES * (check_s + apply_s)
+    total = int(sum(RATES) * STEP_S * 1.3) + SENDERS
+    per_key = total // SENDERS + 1
+    t0 = time.perf_counter()
+    queues = presign(spec, keys, per_key)
+    print(f"   presigned {per_key * SENDERS} transfers in {time.perf_counter() - t0:.1f} s; "
+          f"verify {verify_one:.0f}/s (1 thread), {verify_all:.0f}/s ({CORES} threads); "
+          f"check {check_s * 1e6:.0f} us + apply {apply_s * 1e6:.0f} us per transfer", flush=True)
     base = tmp / "net"
-    slots = localnet.up(base, 4, genesis, None, free_port_base(4), free_port_base(4))
+    slots = localnet.up(base, NODES, genesis, None, free_port_base(NODES), free_port_base(NODES))
     urls = [s.rpc_url for s in slots]
+    pids = list(localnet.read_state(base)["pids"])
+    follow = Follow(fin_time=[{} for _ in range(NODES)])
+    threads = [threading.Thread(target=follower, args=(i, u, follow), daemon=True) for i, u in enumerate(urls)]
+    for t in threads:
+        t.start()
+    table: list[dict] = []
+    rows: list[dict] = []
     try:
         time.sleep(3)
-        _, _, l_p50, l_p99, l_done, l_sent, last = measure(urls, light, LIGHT_TPS, LIGHT_SECONDS, 0)
-        h_rate, h_offered, h_p50, h_p99, h_done, h_sent, _ = measure(urls, heavy, TARGET_TPS, DURATION_S, last)
+        for offered in RATES:
+            step = Step(offered)
+            cpu0, (reorgs0, forks0) = cpu_seconds(pids), log_counts(base)
+            with follow.lock:
+                n_health = len(follow.health_latency)
+            start = time.monotonic()
+            window = offer(urls, queues, step, STEP_S)
+            end = start + window
+            # finalized during the window, on the node each transfer was sent to
+            deadline = time.monotonic() + DRAIN_S
+            while time.monotonic() < deadline:
+                with follow.lock:
+                    pending = sum(1 for h in step.submitted_at if h not in follow.block_of)
+                if not pending:
+                    break
+                time.sleep(0.2)
+            cpu1, (reorgs1, forks1) = cpu_seconds(pids), log_counts(base)
+            with follow.lock:
+                latencies = []
+                in_window = 0
+                final = 0
+                for digest, sent in step.submitted_at.items():
+                    number = follow.block_of.get(digest)
+                    if number is None:
+                        continue
+                    when = follow.fin_time[step.node_of[digest]].get(number)
+                    if when is None:
+                        continue
+                    final += 1
+                    latencies.append(when - sent)
+                    if when <= end:
+                        in_window += 1
+                health = follow.health_latency[n_health:]
+                sizes = [follow.block_size.get(n, 0) for n in follow.fin_time[0] if start <= follow.fin_time[0][n] <= time.monotonic()]
+                failures = list(follow.failures)
+                follow.failures.clear()
+            dead = [f"node-{i} exited" for i, pid in enumerate(pids) if not localnet._alive(pid)]
+            problems = dead + failures + ([f"{len(step.errors)} submit errors, e.g. {step.errors[0]}"] if step.errors else [])
+            entry = {
+                "offered": offered, "sent_per_s": (len(step.submitted_at) + step.refused) / window,
+                "accepted_per_s": len(step.submitted_at) / window, "refused": step.refused,
+                "finalized_per_s": in_window / window, "finalized_total": final, "accepted_total": len(step.submitted_at),
+                "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99),
+                "reorgs": reorgs1 - reorgs0, "fork_blocks": forks1 - forks0,
+                "rpc_p99_ms": percentile(health, 0.99) * 1000, "max_block": max(sizes, default=0),
+                "cpu_ms_per_tx": (cpu1 - cpu0) / final * 1000 if final else float("nan"),
+                "failures": problems,
+            }
+            table.append(entry)
+            print(f"   offered {offered:5d}/s: finalized {entry['finalized_per_s']:7.1f}/s  "
+                  f"accepted {entry['accepted_per_s']:7.1f}/s refused {step.refused:6d}  "
+                  f"p50 {entry['p50_s']:.2f}s p99 {entry['p99_s']:.2f}s  reorgs {entry['reorgs']} forks {entry['fork_blocks']}  "
+                  f"rpc p99 {entry['rpc_p99_ms']:.0f} ms  max block {entry['max_block']}  "
+                  f"cpu {entry['cpu_ms_per_tx']:.2f} ms/tx  {'; '.join(problems) or 'ok'}", flush=True)
+            if dead:
+                break
     finally:
+        follow.stop.set()
         localnet.down(base)
-    return [
-        row(f"4 nodes, light load: p50 submission->finality ({l_done}/{l_sent} final)", l_p50, "s",
-            "slot duration", 1.0),
-        row("4 nodes, light load: p99 submission->finality", l_p99, "s", "slot duration", 1.0),
-        row(f"4 nodes, saturated: transfers finalized/s ({h_done}/{h_sent} final)", h_rate, "tx/s",
-            "offered load (tx/s)", h_offered),
-        row("4 nodes, saturated: p50 submission->finality", h_p50, "s", "slot duration", 1.0),
-        row("4 nodes, saturated: p99 submission->finality", h_p99, "s", "slot duration", 1.0),
+    peak = max((e["finalized_per_s"] for e in table), default=0.0)
+    for e in table:
+        tag = f"offered {e['offered']}/s"
+        fail = " FAILED: " + "; ".join(e["failures"]) if e["failures"] else ""
+        rows += [
+            row(f"4 nodes, {tag}: finalized tx/s{fail}", e["finalized_per_s"], "tx/s", "runtime bound, 4 nodes", runtime_bound),
+            row(f"4 nodes, {tag}: p50 submission->finality", e["p50_s"], "s", "slot duration", 1.0),
+            row(f"4 nodes, {tag}: p99 submission->finality", e["p99_s"], "s", "slot duration", 1.0),
+            row(f"4 nodes, {tag}: system_health p99", e["rpc_p99_ms"], "ms", "issue-17 aim", 100.0),
+            row(f"4 nodes, {tag}: reorgs + fork blocks", e["reorgs"] + e["fork_blocks"], "count", "none", 0.0),
+            row(f"4 nodes, {tag}: CPU per finalized transfer", e["cpu_ms_per_tx"], "ms", "runtime work, 4 nodes",
+                runtime_cpu_per_tx * 1000),
+        ]
+    rows += [
+        row("4 nodes: peak finalized tx/s of the sweep", peak, "tx/s", "signature bound, 4 nodes", sig_bound),
+        row("ed25519 verifications/s, 1 thread", verify_one, "/s", f"all {CORES} cores", verify_all),
+        row("runtime check + apply per transfer, 1 node", (check_s + apply_s) * 1e6, "us", "check alone", check_s * 1e6),
     ]
+    return rows, table
 
 
 def sync_rate(tmp: Path) -> list[dict]:
@@ -207,7 +457,7 @@ def sync_rate(tmp: Path) -> list[dict]:
                     first_seen = (time.monotonic(), best)
                 if best >= SYNC_BLOCKS:
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, KeyError, ValueError):
                 pass
             time.sleep(0.05)
         done_at = time.monotonic()
@@ -224,16 +474,31 @@ def sync_rate(tmp: Path) -> list[dict]:
     ]
 
 
+def print_sweep(table: list[dict]) -> None:
+    print(f"{'offered':>8} {'accepted':>9} {'refused':>8} {'final/s':>8} {'p50 s':>6} {'p99 s':>6} "
+          f"{'reorg':>5} {'fork':>5} {'rpc p99':>8} {'max blk':>7} {'cpu ms/tx':>9}  status")
+    for e in table:
+        print(f"{e['offered']:8d} {e['accepted_per_s']:9.0f} {e['refused']:8d} {e['finalized_per_s']:8.0f} "
+              f"{e['p50_s']:6.2f} {e['p99_s']:6.2f} {e['reorgs']:5d} {e['fork_blocks']:5d} {e['rpc_p99_ms']:7.0f}ms "
+              f"{e['max_block']:7d} {e['cpu_ms_per_tx']:9.2f}  {'; '.join(e['failures']) or 'ok'}")
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(f"terminated by signal {signum}")  # unwinds through the `finally` that stops our nodes
 
 
 def run() -> list[dict]:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = throughput(Path(tmp) / "a")
-    with tempfile.TemporaryDirectory() as tmp:
-        rows += sync_rate(Path(tmp) / "b")
+    keep = os.environ.get("BENCH_NET_KEEP")  # a folder to keep the nodes' data and logs in
+    if keep:
+        rows, table = sweep(Path(keep))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows, table = sweep(Path(tmp) / "a")
+    print_sweep(table)
+    if os.environ.get("BENCH_NET_SYNC", "1") != "0":
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += sync_rate(Path(tmp) / "b")
     return rows
 
 

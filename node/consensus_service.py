@@ -62,6 +62,7 @@ class ConsensusService:
         self.seen_slots: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self.reported: OrderedDict[tuple, None] = OrderedDict()
         self.sync_wakeup = trio.Event()
+        self.ahead_peers: OrderedDict[str, None] = OrderedDict()
         self.chain.author_check = self.check_author
         self.chain.reorg_listeners.append(self._on_reorg)
         network.set_validator(Topic.BLOCKS, self.validate_block)
@@ -115,7 +116,7 @@ class ConsensusService:
             self.chain.import_block(block)
         except UnknownParent:
             self._keep_orphan(block, len(data))
-            self.sync_wakeup.set()
+            self._ahead_of_us(peer)
             return Verdict.IGNORE
         except StaleBlock as exc:
             log.debug("ignored block #%d from %s: %s", header.number, peer[:12], exc)
@@ -134,7 +135,7 @@ class ConsensusService:
         except FinalityError:
             return Verdict.REJECT
         if isinstance(message, Justification):
-            return self._gossiped_justification(message, data)
+            return self._gossiped_justification(peer, message, data)
         vote = message
         gadget = self.finality
         if vote.set_id != gadget.set_id:
@@ -152,7 +153,15 @@ class ConsensusService:
         self._finality_step()
         return Verdict.ACCEPT
 
-    def _gossiped_justification(self, justification: Justification, data: bytes) -> Verdict:
+    def _ahead_of_us(self, peer: str) -> None:
+        """`peer` just showed us a chain we cannot follow yet: ask it for its status at once, even
+        if it was silent before (a partition or a restart ended; don't wait out the backoff)."""
+        self.ahead_peers[peer] = None
+        while len(self.ahead_peers) > 64:
+            self.ahead_peers.popitem(last=False)
+        self.sync_wakeup.set()
+
+    def _gossiped_justification(self, peer: str, justification: Justification, data: bytes) -> Verdict:
         try:
             advanced = self.finality.import_justification(data)
         except FinalityError as exc:
@@ -160,7 +169,7 @@ class ConsensusService:
             return Verdict.REJECT
         if not advanced:
             if not self.finality.tree.knows(justification.target[1]):
-                self.sync_wakeup.set()
+                self._ahead_of_us(peer)
             return Verdict.IGNORE
         self._after_finality()
         return Verdict.ACCEPT
@@ -358,6 +367,13 @@ class ConsensusService:
         """Ask peers for their status (all at once, bounded); fetch blocks and justifications we lack."""
         while True:
             statuses = await self.network.status_of_peers(self.network.peers())
+            ahead, self.ahead_peers = list(self.ahead_peers), OrderedDict()
+            for peer in ahead:
+                if peer not in statuses and peer in self.network.peers():
+                    try:
+                        statuses[peer] = await self.network.request_status(peer, timeout_s=2.0)
+                    except RequestError as exc:
+                        statuses[peer] = exc
             for peer, status in statuses.items():
                 if isinstance(status, Exception):
                     log.debug("status of %s failed: %s", peer[:12], status)
@@ -440,6 +456,8 @@ class ConsensusService:
             nursery.start_soon(self.sync_loop)
             nursery.start_soon(self.author_loop)
             nursery.start_soon(self.finality_loop)
+            # admission control (node/txpool.py): event-loop lag and finality lag
+            nursery.start_soon(self.node.pool.watch_loop_lag, lambda: self.chain.best.number - self.chain.finalized.number)
             task_status.started()
 
     def peer_info(self) -> list[dict]:

@@ -52,6 +52,12 @@ class PoolLimits:
     max_future_gap: int = 64
     # Refuse new extrinsics while the event loop is this late (RPC, gossip and import share it).
     max_loop_lag_s: float = 0.25
+    # ... or while finality trails the best block by more than this many blocks and the pool
+    # holds a backlog (more than `backlog`): the network is not keeping up, more load only
+    # delays votes and blocks behind extrinsic gossip. Without a backlog (a network that cannot
+    # finalize for other reasons, e.g. authorities offline) transactions are still taken.
+    max_finality_lag: int = 6
+    backlog: int = 2_000
 
 
 class LoopLag:
@@ -91,6 +97,7 @@ class TxPool:
         self._by_hash: dict[bytes, CheckedExtrinsic] = {}
         self._calls = 0
         self.lag: LoopLag | None = None  # set when the node runs its lag monitor
+        self.finality_lag: Callable[[], int] | None = None  # best - finalized, set by the node
         self.refused_full = 0
         self.refused_lag = 0
 
@@ -136,17 +143,27 @@ class TxPool:
 
     def _admit(self) -> None:
         """Refuse before any work while the node is overloaded (its event loop is late)."""
+        limits = self.limits
+        if self.finality_lag is not None and len(self._by_hash) > limits.backlog:
+            behind = self.finality_lag()
+            if behind > limits.max_finality_lag:
+                self.refused_lag += 1
+                raise PoolError(POOL_FULL, "PoolFull",
+                                f"pool full, retry: finality trails the best block by {behind} blocks "
+                                f"(bound {limits.max_finality_lag}) with {len(self._by_hash)} extrinsics pending")
         if self.lag is None:
             return
         lag = self.lag.current()
-        if lag > self.limits.max_loop_lag_s:
+        if lag > limits.max_loop_lag_s:
             self.refused_lag += 1
             raise PoolError(POOL_FULL, "PoolFull",
                             f"pool full, retry: node overloaded (event loop {lag * 1000:.0f} ms late, "
                             f"bound {self.limits.max_loop_lag_s * 1000:.0f} ms)")
 
-    async def watch_loop_lag(self) -> None:
-        """Measure this thread's event-loop lag for admission control (run in the node's nursery)."""
+    async def watch_loop_lag(self, finality_lag: Callable[[], int] | None = None) -> None:
+        """Measure this thread's event-loop lag for admission control (run in the node's nursery);
+        `finality_lag() -> best - finalized` adds the finality bound."""
+        self.finality_lag = finality_lag
         self.lag = LoopLag()
         await self.lag.run()
 

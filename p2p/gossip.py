@@ -15,6 +15,21 @@ vote or extrinsic batch in a fresh envelope and it would be validated and forwar
 that: content already accepted is IGNOREd (not forwarded, not delivered, not penalised, since an
 honest node may republish what a client sent it twice). The delivery buffer is bounded by bytes,
 and one forwarding peer may hold only `max_pending_per_peer` of its slots.
+
+Cost (issue 17; profiles of a saturated 4-node network): py-libp2p verified the sender's signed
+peer record (ed25519) on *every* inbound pubsub RPC (14 % of a node's CPU) and signed/verified
+every message (strict signing, ~5 %). Here:
+  * `_consume_signed_record_cached` replaces the library's `maybe_consume_signed_record` in
+    `libp2p.pubsub.pubsub` and `libp2p.pubsub.gossipsub` (which checked each RPC's record twice): the record last accepted from a peer (by its exact bytes, per host)
+    is not verified again; any other record goes through the library's full check. Upstream:
+    this belongs in `Pubsub.continuously_read_stream` (verify once per stream or per change).
+  * strict signing is off: every payload on our topics (blocks, votes, extrinsics) carries its
+    own ed25519 signature checked by the topic validator, and penalties go to the forwarding
+    peer, which the Noise channel authenticates. So that an unsigned (origin, seqno) cannot be
+    forged to shadow someone else's message in the seen-cache, the message id also binds the
+    payload: `message_id` = origin + seqno + blake2b-128(data).
+  * `_own_record_cached`: our own record is marshalled once every few seconds, not per RPC. Nodes with strict signing (older
+    Arena versions) drop our unsigned messages: the whole network upgrades together.
 """
 
 from __future__ import annotations
@@ -22,17 +37,22 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import libp2p.pubsub.gossipsub as _library_gossipsub
+import libp2p.pubsub.pubsub as _library_pubsub
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import env_to_send_in_RPC as _library_env_to_send
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import RpcQueue
+from libp2p.pubsub.utils import maybe_consume_signed_record as _library_consume_signed_record
 
 from p2p.batcher import BatchDecodeError, decode_batch
 from p2p.config import NetworkLimits
@@ -100,6 +120,71 @@ class SeenCache:
             self._digests.popitem(last=False)
 
 
+def message_id(msg: rpc_pb2.Message) -> bytes:
+    """GossipSub message id: origin + seqno (as the library's) + a digest of the payload."""
+    return msg.from_id + msg.seqno + hashlib.blake2b(msg.data, digest_size=16).digest()
+
+
+class _RecordCache:
+    """Per host: the digest of the signed peer record last accepted from each peer (bounded)."""
+
+    max_peers = 4096
+
+    def __init__(self) -> None:
+        self.by_host: dict[int, OrderedDict[bytes, bytes]] = {}
+        self.verifications = 0  # records that went through the library's full check
+
+    def accepted(self, host: IHost) -> OrderedDict[bytes, bytes]:
+        return self.by_host.setdefault(id(host), OrderedDict())
+
+
+RECORDS = _RecordCache()
+
+
+def _consume_signed_record_cached(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    """The library's check of an RPC's sender record, skipped for the record last accepted from
+    that peer (same bytes: the same verdict; a different one, older or newer, is checked)."""
+    if not msg.HasField("senderRecord"):
+        return True
+    cache = RECORDS.accepted(host)
+    peer = peer_id.to_bytes()
+    digest = hashlib.blake2b(msg.senderRecord, digest_size=16).digest()
+    if cache.get(peer) == digest:
+        return True
+    RECORDS.verifications += 1
+    if not _library_consume_signed_record(msg, host, peer_id):
+        return False
+    cache[peer] = digest
+    cache.move_to_end(peer)
+    while len(cache) > RECORDS.max_peers:
+        cache.popitem(last=False)
+    return True
+
+
+_OWN_RECORD_TTL_S = 5.0
+_own_records: dict[int, tuple[float, tuple[bytes, bool]]] = {}
+
+
+def _own_record_cached(host: IHost) -> tuple[bytes, bool]:
+    """Our signed peer record for outgoing RPCs: the library rebuilds its address set and
+    re-marshals the envelope for every RPC (5 % of a node's CPU under load); here it is reused
+    for `_OWN_RECORD_TTL_S` (a changed listen address shows up within that)."""
+    now = time.monotonic()
+    cached = _own_records.get(id(host))
+    if cached is None or now - cached[0] > _OWN_RECORD_TTL_S:
+        cached = (now, _library_env_to_send(host))
+        _own_records[id(host)] = cached
+    return cached[1]
+
+
+# The library's read loop (pubsub) and control handler (gossipsub: a second check of the same
+# RPC's record) call this name from their module namespaces (see the module docstring).
+_library_pubsub.maybe_consume_signed_record = _consume_signed_record_cached  # type: ignore[attr-defined]
+_library_gossipsub.maybe_consume_signed_record = _consume_signed_record_cached  # type: ignore[attr-defined]
+_library_pubsub.env_to_send_in_RPC = _own_record_cached  # type: ignore[attr-defined]
+_library_gossipsub.env_to_send_in_RPC = _own_record_cached  # type: ignore[attr-defined]
+
+
 class _ResizingQueues(dict[ID, RpcQueue]):
     """Pubsub.peer_queues replacement that enlarges each new per-peer queue as it is stored.
 
@@ -126,7 +211,8 @@ class ArenaPubsub(Pubsub):
         outbound_queue_size: int,
         deliver: Callable[[rpc_pb2.Message], None],
     ) -> None:
-        super().__init__(host, router, cache_size=4096, seen_ttl=120, strict_signing=True)
+        super().__init__(host, router, cache_size=4096, seen_ttl=120, strict_signing=False,
+                         msg_id_constructor=message_id)
         self.peer_queues = _ResizingQueues(outbound_queue_size)
         self._deliver = deliver
 
@@ -230,6 +316,11 @@ class Gossip:
                 "split it (extrinsics: use the batcher) or raise NetworkLimits"
             )
         high_water = self._limits.outbound_queue_size // 2
+        if topic is Topic.EXTRINSICS:
+            # Blocks and votes share each peer's FIFO queue: extrinsic batches wait here instead
+            # (the batcher meanwhile makes the next batch bigger), so a block never sits behind
+            # seconds of extrinsic gossip.
+            high_water = min(high_water, self._limits.extrinsics_queue_high_water)
         while any(len(queue) > high_water for queue in list(self.pubsub.peer_queues.values())):
             await trio.sleep(0.002)
         # What we publish is "seen": a peer that replays it to us in a new envelope is not relayed.

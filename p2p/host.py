@@ -211,6 +211,7 @@ class NetworkService:
             lambda batch: self.gossip.publish(Topic.EXTRINSICS, batch),
             max_bytes=min(256 * 1024, config.limits.max_extrinsics_message),
             max_items=config.limits.max_batch_items,
+            max_delay_s=config.limits.extrinsic_batch_window_s,
         )
         self._nursery: trio.Nursery | None = None
         self._peer_changed = trio.Event()
@@ -274,7 +275,7 @@ class NetworkService:
         await self.gossip.publish(Topic.EXTRINSICS, encode_batch(extrinsics))
 
     async def submit_extrinsic(self, extrinsic: bytes) -> None:
-        """Queue one extrinsic for batched gossip (flushed within ~20 ms)."""
+        """Queue one extrinsic for batched gossip (flushed within `extrinsic_batch_window_s`)."""
         await self.batcher.submit(extrinsic)
 
     def set_status_handler(self, fn: StatusHandler) -> None:

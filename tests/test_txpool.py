@@ -115,3 +115,17 @@ def test_incremental_revalidation_drops_included_and_promotes(chain):
     pool.revalidate({ALICE.public_key})
     pool.submit(a3)
     assert pool.ready() == [a3, a4]
+
+
+def test_finality_lag_with_a_backlog_refuses(chain):
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_finality_lag=3, backlog=1))
+    behind = [10]
+    pool.finality_lag = lambda: behind[0]
+    pool.submit(xfer(chain, ALICE, 0))  # no backlog yet: a stalled finality alone refuses nothing
+    pool.submit(xfer(chain, BOB, 0))
+    with pytest.raises(PoolError) as info:
+        pool.submit(xfer(chain, CHARLIE, 0))
+    assert info.value.code == 1014 and "finality trails" in info.value.message
+    behind[0] = 2  # finality caught up
+    pool.submit(xfer(chain, CHARLIE, 0))
+    assert len(pool) == 3
