@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -34,12 +35,57 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="Top models on the marketplace")
     for col in ("task", "kind", "model CID", "trainer", "hosts (price per query)"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for m in models:
-        hosts = "\n".join(f"{h['endpoint']} {h['address'][:8]}… {_fmt(h['pricePerQuery'])}" for h in m["hosts"]) or "—"
-        table.add_row(str(m["taskId"]), m["kind"], m["modelCid"], m["trainer"][:10] + "…", hosts)
-    Console().print(table)
+        hosts = "\n".join(f"{h['endpoint']} {_short(h['address'], args.wide)} {_fmt(h['pricePerQuery'])}"
+                          for h in m["hosts"]) or "—"
+        table.add_row(str(m["taskId"]), m["kind"], m["modelCid"], _short(m["trainer"], args.wide), hosts)
+    # full CIDs and addresses are never cut: wide output or folded cells
+    (Console(width=240) if args.wide else Console()).print(table)
     return 0
+
+
+def _short(address: str, wide: bool) -> str:
+    return address if wide else address[:10] + "…"
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Queries, revenue and payouts of a model in a period (default: the current one)."""
+    client = RpcClient(args.rpc)
+    model = args.model
+    if model.isdigit():
+        top = client.call("arena_topModel", int(model))
+        if top is None:
+            print(f"error: task {model} has no top model", file=sys.stderr)
+            return 1
+        model = top["modelCid"]
+    usage = client.call("arena_usage", model, args.period)
+    if args.json:
+        print(json.dumps(usage, indent=2))
+        return 0
+    print(f"model {usage['modelCid']} period {usage['period']} (current {usage['currentPeriod']}): "
+          f"{usage['queries']} queries, revenue {_fmt(usage['revenue'])}")
+    for h in usage["hosts"]:
+        print(f"  host {h['address']}: {h['queries']} queries, {_fmt(h['revenue'])}")
+    for p in usage["payouts"]:
+        print(f"  paid {p['party']:<10} {p['address']} {_fmt(p['amount'])}")
+    return 0
+
+
+def cmd_deregister(args: argparse.Namespace) -> int:
+    """marketplace.deregister_host: stop being listed as a host of a model."""
+    from node.cli import print_inclusion
+    from node.cli_worker import parse_key
+
+    client = RpcClient(args.rpc)
+    model = args.model
+    if model.isdigit():
+        top = client.call("arena_topModel", int(model))
+        if top is None:
+            print(f"error: task {model} has no top model", file=sys.stderr)
+            return 1
+        model = top["modelCid"]
+    return print_inclusion(client.submit_and_wait(parse_key(args.key), "marketplace", "deregister_host", [model]))
 
 
 def _finite_float(text: str) -> float:
@@ -149,7 +195,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     model_sub = model.add_subparsers(dest="model_command", required=True)
     listing = model_sub.add_parser("list", help="top models with their hosts and prices")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--wide", action="store_true", help="full trainer and host addresses")
     listing.set_defaults(func=cmd_list)
+    usage = model_sub.add_parser("usage", help="queries, revenue and payouts of a model in a period")
+    usage.add_argument("model", help="task id or model CID")
+    usage.add_argument("--period", type=int, help="period number (default: the current one)")
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(func=cmd_usage)
+    deregister = model_sub.add_parser("deregister", help="marketplace.deregister_host: stop hosting a model")
+    deregister.add_argument("model", help="task id or model CID")
+    deregister.add_argument("--key", required=True, help="the host's key: dev name, //NAME, key file or keystore name")
+    deregister.set_defaults(func=cmd_deregister)
     query = model_sub.add_parser("query", help="pay for one query and print the answer and its cost")
     query.add_argument("model", help="task id or model CID")
     query.add_argument("--input", required=True, help="text (language models) or numbers: '1,2,3' or a JSON list")
@@ -180,5 +236,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     for p in (escrow, deposit, withdraw):
         p.add_argument("--key", required=True)
         p.set_defaults(func=cmd_escrow)
-    for p in (listing, query, serve, escrow, deposit, withdraw):
+    for p in (listing, query, serve, escrow, deposit, withdraw, usage, deregister):
         p.add_argument("--rpc", default=DEFAULT_RPC)

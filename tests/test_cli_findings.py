@@ -8,7 +8,7 @@ import json
 import pytest
 
 from node import cli, keystore
-from tests.finished_task import BOB, CHARLIE, DAVE, EVE, run_finished_task
+from tests.finished_task import BOB, CHARLIE, DAVE, EVE, FERDIE, run_finished_task
 from tests.helpers import NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -129,6 +129,15 @@ def test_history_selection_roles_and_timeline_commands(node, capsys):
     assert code == 0 and "trainer (minimum bond" in out and CHARLIE.address in out
     code, out, _ = run(capsys, "stake", "history", "bob", "--role", "trainer", *rpc)
     assert code == 0 and "best rank 1" in out and "task 0: rank 1" in out
+    # the marketplace side: full CIDs and addresses, usage of a period, deregistering a host
+    top = node.client().call("arena_topModel", 0)["modelCid"]
+    code, out, _ = run(capsys, "model", "list", "--wide", *rpc)
+    assert code == 0 and top in out and FERDIE.address in out
+    code, out, _ = run(capsys, "model", "usage", "0", *rpc)
+    assert code == 0 and f"model {top}" in out and "0 queries" in out
+    code, _, err = run(capsys, "model", "deregister", "0", "--key", "ferdie", *rpc)
+    assert code == 0, err
+    assert node.client().call("arena_hosts", top) == []
 
 
 @pytest.mark.parametrize(("extra", "message"), [
