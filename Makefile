@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench fuzz lint clean helia chromium
+.PHONY: venv demo test bench fuzz chaos lint clean helia chromium
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ bench: $(STAMP)
 # long fuzz campaign against a real dev node: >= 100,000 inputs per surface, 30 minutes at most
 fuzz: $(STAMP)
 	$(PY) -m bench.fuzz
+
+# finality under faults: 10,000 model-checker schedules, then 4 real nodes through fault proxies (~10 min)
+chaos: $(STAMP)
+	$(PY) -m bench.chaos
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench

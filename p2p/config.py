@@ -68,7 +68,7 @@ class NetworkLimits:
     ping_failures_to_drop: int = 2
     # Bootnode redial backoff.
     redial_initial_s: float = 0.25
-    redial_max_s: float = 10.0
+    redial_max_s: float = 4.0    # a healed partition is noticed within a few seconds
     dial_timeout_s: float = 5.0
 
 
