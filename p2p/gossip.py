@@ -38,6 +38,7 @@ import enum
 import hashlib
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,6 +46,7 @@ from typing import Any
 import libp2p.pubsub.gossipsub as _library_gossipsub
 import libp2p.pubsub.pubsub as _library_pubsub
 import trio
+from google.protobuf.message import DecodeError
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import env_to_send_in_RPC as _library_env_to_send
@@ -215,6 +217,48 @@ class ArenaPubsub(Pubsub):
                          msg_id_constructor=message_id)
         self.peer_queues = _ResizingQueues(outbound_queue_size)
         self._deliver = deliver
+        self._write_locks: weakref.WeakKeyDictionary[Any, trio.Lock] = weakref.WeakKeyDictionary()
+        self.broken_streams = 0
+
+    async def write_msg(self, stream: Any, rpc_msg: rpc_pb2.RPC) -> bool:
+        """One writer per stream at a time.
+
+        py-libp2p 0.8.1 writes to a peer's pubsub stream from its sending loop and, directly,
+        from GossipSub (flushing pending messages, replaying recent ones to a new peer); a
+        yamux write of a large RPC goes out in several frames, so two concurrent writers
+        interleave them and the peer reads garbage (under load this took every node of a
+        4-node network down at once, see `continuously_read_stream`).
+        """
+        lock = self._write_locks.get(stream)
+        if lock is None:
+            lock = self._write_locks[stream] = trio.Lock()
+        async with lock:
+            return await super().write_msg(stream, rpc_msg)
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        """The library's read loop, but an RPC that does not parse ends only that stream.
+
+        py-libp2p 0.8.1 lets protobuf's `DecodeError` escape the read loop, and with it the
+        whole node (its host's nursery). Garbage may be our own writers' fault (see
+        `write_msg`), so the peer is not penalised: the stream is reset, the peer forgotten by
+        pubsub and its connection dropped; the bootnode keeper redials it.
+        """
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            await super().continuously_read_stream(stream)
+        except DecodeError as exc:
+            self.broken_streams += 1
+            logger.warning("pubsub_stream_garbage peer=%s error=%s (stream reset, connection dropped)", peer_id, exc)
+            try:
+                await stream.reset()
+            except Exception as reset_exc:  # noqa: BLE001 - already gone
+                logger.debug("pubsub_stream_reset_failed peer=%s error=%s", peer_id, reset_exc)
+            self._handle_dead_peer(peer_id)
+            with trio.move_on_after(5):
+                try:
+                    await self.host.disconnect(peer_id)
+                except Exception as disc_exc:  # noqa: BLE001 - already gone
+                    logger.debug("pubsub_disconnect_failed peer=%s error=%s", peer_id, disc_exc)
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         """Hand a validated message to our dispatcher (never to the library's bounded channels)."""

@@ -57,3 +57,81 @@ def test_message_id_binds_the_payload() -> None:
     forged = rpc_pb2.Message(data=b"other", from_id=b"peer", seqno=(7).to_bytes(8, "big"))
     assert message_id(first) != message_id(forged)
     assert message_id(first) == message_id(rpc_pb2.Message(data=b"real", from_id=b"peer", seqno=(7).to_bytes(8, "big")))
+
+
+def test_a_garbage_pubsub_frame_ends_one_stream_not_the_node(tmp_path: Path) -> None:
+    """A peer writes a frame that is not a protobuf RPC on its pubsub stream: py-libp2p let the
+    DecodeError take the whole node down; here only that stream ends and gossip goes on."""
+    import multiaddr
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12
+    from libp2p.utils.varint import encode_uvarint
+
+    from p2p.config import NetworkConfig
+    from p2p.host import _build_host, load_or_create_node_key
+    from tests.p2p_helpers import GENESIS
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            a, b = await start_line(nursery, tmp_path, count=2)
+            got: list[bytes] = []
+
+            def validate(peer: str, payload: object) -> Verdict:
+                assert isinstance(payload, bytes)
+                got.append(payload)
+                return Verdict.ACCEPT
+
+            b.set_validator(Topic.VOTES, validate)
+            config = NetworkConfig(key_path=tmp_path / "raw.key", genesis_hash=GENESIS)
+            raw = _build_host(load_or_create_node_key(config.key_path), config)
+            async with raw.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+                await raw.connect(_info(b))
+                stream = await raw.new_stream(b.host.get_id(), [PROTOCOL_ID_V12])
+                garbage = b"\x0a\xff\xff\xff\xff\x0f" + bytes(40)  # field 1, length far past the end
+                await stream.write(encode_uvarint(len(garbage)) + garbage)
+                await wait_until(lambda: b.gossip.pubsub.broken_streams == 1, "garbage stream dropped")
+            await a.publish(Topic.VOTES, b"still-flowing")
+            await wait_until(lambda: b"still-flowing" in got, "gossip after the garbage")
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario)
+
+
+def _info(service):  # type: ignore[no-untyped-def]
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    return info_from_p2p_addr(multiaddr.Multiaddr(service.listen_multiaddr))
+
+
+def test_concurrent_writers_on_one_pubsub_stream_do_not_interleave(tmp_path: Path) -> None:
+    """GossipSub writes to a peer's stream from several tasks; large RPCs span several yamux
+    frames, so without one writer at a time the peer reads garbage."""
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            a, b = await start_line(nursery, tmp_path, count=2)
+            got: list[bytes] = []
+
+            def validate(peer: str, payload: object) -> Verdict:
+                assert isinstance(payload, bytes)
+                got.append(payload)
+                return Verdict.ACCEPT
+
+            b.set_validator(Topic.BLOCKS, validate)
+            pubsub = a.gossip.pubsub
+            stream = pubsub.peers[b.host.get_id()]
+            name = a.gossip.topic_name(Topic.BLOCKS)
+
+            def rpc(fill: int) -> rpc_pb2.RPC:
+                msg = rpc_pb2.Message(data=bytes([fill]) * 600_000, topicIDs=[name], from_id=a.host.get_id().to_bytes(),
+                                      seqno=fill.to_bytes(8, "big"))
+                return rpc_pb2.RPC(publish=[msg])
+
+            async with trio.open_nursery() as writers:
+                for fill in (1, 2, 3):
+                    writers.start_soon(pubsub.write_msg, stream, rpc(fill))
+            await wait_until(lambda: len(got) == 3 or b.gossip.pubsub.broken_streams > 0, "three blocks or a broken stream")
+            assert b.gossip.pubsub.broken_streams == 0
+            assert sorted(p[0] for p in got) == [1, 2, 3]
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario)
