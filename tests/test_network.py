@@ -82,14 +82,21 @@ def test_equivocating_authority_is_reported_and_slashed(tmp_path):
         net.up()
         bob = BOB.address
 
-        def slashed():
-            c = net.client(0)
-            for n in range(1, c.call("chain_getHeader")["number"] + 1):
-                for e in c.call("arena_events", c.call("chain_getBlockHash", n)):
-                    if e["name"] == "EquivocationSlashed":
-                        return e
-            return None
-        event = net.wait(slashed, 60, "equivocation slashed on chain")
-        assert event["data"][0] == bob and event["data"][3] > 0
+        def slashed(kind):
+            def find():
+                c = net.client(0)
+                for n in range(1, c.call("chain_getHeader")["number"] + 1):
+                    for e in c.call("arena_events", c.call("chain_getBlockHash", n)):
+                        if e["name"] == "EquivocationSlashed" and e["data"][1] == kind:
+                            return e
+                return None
+            return find
+        block = net.wait(slashed(0), 60, "block equivocation (two headers, one slot) slashed on chain")
+        assert block["data"][0] == bob and block["data"][3] > 0
+        vote = net.wait(slashed(1), 60, "vote equivocation (two prevotes, one round) slashed on chain")
+        assert vote["data"][0] == bob and vote["data"][3] > 0
+        # finality carries on: the equivocator's weight counts for everything, not against anyone
+        before = max(net.finalized_numbers(range(4)))
+        net.wait(lambda: min(net.finalized_numbers(range(4))) > before, 30, "finality continues")
     finally:
         net.down()
