@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.codec import decode
+from runtime.codec import decode, encode
 from runtime.modules import staking
 from runtime.state import Overlay
 
@@ -286,7 +286,7 @@ def build_metadata(runtime: Any, state: Overlay, spec_version: int, properties: 
             storage[text.rstrip(":").split(":", 1)[1]] = {
                 "kind": kind, "key": key_type, "value": value_type, "doc": doc,
                 "rawKey": "0x" + raw.hex() + (" + msgpack(key)" if kind == "map" else ""),
-                "default": "0x" + item._default.hex()}
+                "default": "0x" + getattr(item, "_default", encode(None)).hex()}  # a RecordMap's absent value is nil
         modules[name] = {"calls": calls, "events": events, "errors": errors, "storage": storage,
                          "constants": _constants(name, state)}
     base, per_byte, per_weight, max_weight = decode(state.get(b"system:FeeParams") or b"\x94\x00\x00\x00\x00")
