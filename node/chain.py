@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from consensus.validity import InvalidHeader, check_header, check_slot_author, randao_message
 from node.genesis import ChainSpec
 from node.storage import ChainStore
 from runtime.codec import CodecError
-from runtime.crypto import Keypair, verify
+from runtime.crypto import Keypair
 from runtime.executive import CheckedExtrinsic, InvalidTransaction
 from runtime.state import Overlay
 from runtime.types import MAX_BLOCK_SIZE, Block, Event, Header, extrinsics_root
@@ -48,11 +49,6 @@ class Imported:
     events: list[Event]
 
 
-def randao_message(slot: int) -> bytes:
-    """What an author signs as its randomness reveal for a slot (ed25519 is deterministic: no grinding)."""
-    return b"arena/randao/" + slot.to_bytes(8, "big")
-
-
 class Chain:
     """Block production and import for one node; single-threaded (the node's trio thread)."""
 
@@ -63,8 +59,9 @@ class Chain:
         self.verified_signatures: set[bytes] = set()
         self.listeners: list[Callable[[Imported], None]] = []
         self.reorg_listeners: list[Callable[[list[Block], list[Block]], None]] = []
-        # Consensus check of a header against the parent state (slot leader); None in dev mode.
-        self.author_check: Callable[[Header, Overlay], None] | None = None
+        # Slot authorship is checked against the parent state (consensus.validity); off in dev
+        # mode, where one dev key authors every slot.
+        self.check_slot_authors = False
         self.last_build_stop = ""  # why the last authored block stopped taking extrinsics
         store.init_genesis(spec.genesis_block, spec.genesis_state)
 
@@ -150,19 +147,6 @@ class Chain:
 
     # ------------------------------------------------------------ importing
 
-    def verify_header(self, header: Header, parent: Header) -> None:
-        """Structural and seal checks every imported header must pass."""
-        if header.number != parent.number + 1:
-            raise BlockError(f"block number {header.number} does not follow parent {parent.number}")
-        if header.slot <= parent.slot:
-            raise BlockError(f"slot {header.slot} is not after parent slot {parent.slot}")
-        if header.timestamp_ms < parent.timestamp_ms:
-            raise BlockError("timestamp goes backwards")
-        if not verify(header.author, header.signing_payload(), header.seal):
-            raise BlockError("bad seal: the header is not signed by its author")
-        if not verify(header.author, randao_message(header.slot), header.randao_reveal):
-            raise BlockError("bad randao reveal")
-
     def import_block(self, block: Block) -> Imported | None:
         """Import a block: extend the best chain, keep it as a fork, or reorg to it if it is longer.
 
@@ -175,9 +159,10 @@ class Chain:
         parent = self.store.get_header(header.parent_hash)
         if parent is None:
             raise UnknownParent(f"unknown parent 0x{header.parent_hash.hex()} of block #{header.number}")
-        self.verify_header(header, parent)
-        if extrinsics_root(block.extrinsics) != header.extrinsics_root:
-            raise BlockError("extrinsics root mismatch")
+        try:
+            check_header(header, parent, extrinsics_root(block.extrinsics))
+        except InvalidHeader as exc:
+            raise BlockError(str(exc)) from exc
         finalized = self.finalized
         if header.number <= finalized.number:
             raise StaleBlock(f"block #{header.number} conflicts with finalized block #{finalized.number}")
@@ -197,8 +182,11 @@ class Chain:
 
     def _execute_and_commit(self, block: Block) -> Imported:
         header = block.header
-        if self.author_check is not None:
-            self.author_check(header, self.state())
+        if self.check_slot_authors:
+            try:
+                check_slot_author(header, self.state())
+            except InvalidHeader as exc:
+                raise BlockError(str(exc)) from exc
         self._bound_cache()
         try:
             outcome = self.runtime.execute_block(self.store.get_state, block, self.verified_signatures)

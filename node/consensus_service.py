@@ -17,7 +17,8 @@ import trio
 import trio.lowlevel
 
 from consensus.grandpa import PREVOTE, FinalityError, Justification, SignedVote, Timing, sign_vote
-from consensus.slots import SlotError, current_slot, now_ms, slot_author
+from consensus.slots import current_slot, now_ms
+from consensus.validity import InvalidHeader, expected_author
 from node.chain import BlockError, StaleBlock, UnknownParent
 from node.finality import FinalityGadget, decode_finality_message
 from node.txpool import PoolError
@@ -63,7 +64,7 @@ class ConsensusService:
         self.reported: OrderedDict[tuple, None] = OrderedDict()
         self.sync_wakeup = trio.Event()
         self.ahead_peers: OrderedDict[str, None] = OrderedDict()
-        self.chain.author_check = self.check_author
+        self.chain.check_slot_authors = True
         self.chain.reorg_listeners.append(self._on_reorg)
         network.set_validator(Topic.BLOCKS, self.validate_block)
         network.subscribe(Topic.BLOCKS, self._ignore)
@@ -79,22 +80,12 @@ class ConsensusService:
 
     # ------------------------------------------------------------ consensus rules
 
-    def session_of(self, state: Overlay) -> tuple[list[list], bytes, int]:
-        return (session.Authorities.get(state), session.EpochRandomness.get(state), session.SetId.get(state))
-
     def expected_author(self, parent_state: Overlay, slot: int) -> bytes:
-        """The slot author chosen by the parent state's epoch authority set and randomness."""
-        authorities, randomness, _ = self.session_of(parent_state)
+        """The slot author chosen by the parent state's epoch data (consensus.validity)."""
         try:
-            return slot_author(authorities, randomness, slot)
-        except SlotError as exc:
+            return expected_author(parent_state, slot)
+        except InvalidHeader as exc:
             raise BlockError(str(exc)) from exc
-
-    def check_author(self, header: Header, parent_state: Overlay) -> None:
-        """The header's author must be the slot author chosen by the parent state's epoch data."""
-        expected = self.expected_author(parent_state, header.slot)
-        if header.author != expected:
-            raise BlockError(f"slot {header.slot} belongs to {ss58_encode(expected)}, not {ss58_encode(header.author)}")
 
     # ------------------------------------------------------------ gossip validators
 

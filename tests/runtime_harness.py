@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from consensus.validity import randao_message
 from runtime.codec import encode
 from runtime.crypto import Keypair, blake2b_256
 from runtime.executive import CheckedExtrinsic, InvalidTransaction, Runtime
@@ -103,10 +104,6 @@ def _state_root(storage: dict[bytes, bytes]) -> bytes:
     root, _ = BucketTree().updated({b: bucket_hash(sorted(entries)) for b, entries in buckets.items()})
     return root
 
-
-def randao_message(slot: int) -> bytes:
-    """What a block author signs as its randomness reveal (the same message the node signs)."""
-    return b"arena/randao/" + slot.to_bytes(8, "big")
 
 
 class RuntimeHarness:
