@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (balance, block):
         p.add_argument("--rpc", default=DEFAULT_RPC)
     query.set_defaults(func=cmd_query)
+    from node import cli_client  # tx call, query storage|metadata: anything, from the node's metadata
+    cli_client.add_commands(tx_sub, query_sub, parse_amount)
 
     # subcommand groups defined next to the features they drive
     from node import cli_arena, cli_chainspec, cli_ipfs, cli_model, cli_network, cli_worker

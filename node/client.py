@@ -61,30 +61,39 @@ class ExtrinsicReceipt:
 # ----------------------------------------------------------------- typed values
 
 
-def to_raw(value: Any, t: Any, where: str = "value") -> Any:
-    """Convert a friendly value to what the chain encodes for type descriptor `t` (ClientError if it does not fit)."""
+Resolver = Callable[[Any, str], Any]
+
+
+def to_raw(value: Any, t: Any, where: str = "value", resolve: Resolver | None = None) -> Any:
+    """Convert a friendly value to what the chain encodes for type descriptor `t` (ClientError if it does not fit).
+
+    `resolve(value, type_name)`, if given, first rewrites primitive values (the CLI turns key names
+    into accounts and '1.5' into base units with it).
+    """
     if isinstance(t, str):
-        return _primitive_to_raw(value, t, where)
+        return _primitive_to_raw(resolve(value, t) if resolve else value, t, where)
     if "struct" in t:
         fields = t["struct"]
         if isinstance(value, dict):
             missing = [n for n, _ in fields if n not in value]
             if missing:
                 raise ClientError(f"{where}: missing field(s) {', '.join(missing)}")
-            return [to_raw(value[n], ft, f"{where}.{n}") for n, ft in fields]
+            return [to_raw(value[n], ft, f"{where}.{n}", resolve) for n, ft in fields]
         if isinstance(value, (list, tuple)) and len(value) == len(fields):
-            return [to_raw(v, ft, f"{where}.{n}") for v, (n, ft) in zip(value, fields)]
+            return [to_raw(v, ft, f"{where}.{n}", resolve) for v, (n, ft) in zip(value, fields)]
         raise ClientError(f"{where}: expected {len(fields)} fields ({', '.join(n for n, _ in fields)})")
     if "list" in t:
         if not isinstance(value, (list, tuple)):
             raise ClientError(f"{where}: expected a list")
         if len(value) < t.get("min", 0) or ("max" in t and len(value) > t["max"]):
             raise ClientError(f"{where}: expected {t.get('min', 0)} to {t.get('max', '∞')} items, got {len(value)}")
-        return [to_raw(v, t["list"], f"{where}[{i}]") for i, v in enumerate(value)]
+        return [to_raw(v, t["list"], f"{where}[{i}]", resolve) for i, v in enumerate(value)]
     if "tuple" in t:
-        return [to_raw(v, it, f"{where}[{i}]") for i, (v, it) in enumerate(zip(value, t["tuple"], strict=True))]
+        if not isinstance(value, (list, tuple)) or len(value) != len(t["tuple"]):
+            raise ClientError(f"{where}: expected {len(t['tuple'])} items")
+        return [to_raw(v, it, f"{where}[{i}]", resolve) for i, (v, it) in enumerate(zip(value, t["tuple"]))]
     if "option" in t:
-        return None if value is None else to_raw(value, t["option"], where)
+        return None if value is None else to_raw(value, t["option"], where, resolve)
     if "enum" in t:
         if value not in t["enum"]:
             raise ClientError(f"{where}: must be one of {t['enum']}")
@@ -179,10 +188,11 @@ def from_raw(value: Any, t: Any) -> Any:
 class ArenaClient:
     """Connect to a node, read its metadata, compose/sign/submit/watch calls, query storage and views."""
 
-    def __init__(self, url: str = DEFAULT_RPC, timeout: float = 30.0) -> None:
+    def __init__(self, url: str = DEFAULT_RPC, timeout: float = 30.0, resolve: Resolver | None = None) -> None:
         self.url = url.rstrip("/")
         self.rpc = RpcClient(self.url, timeout=timeout)
         self.timeout = timeout
+        self.resolve = resolve  # see to_raw
         self._metadata: dict | None = None
 
     def close(self) -> None:
@@ -234,7 +244,7 @@ class ArenaClient:
                 raise ClientError(f"{module}.{function} takes {len(declared)} argument(s) "
                                   f"({', '.join(a['name'] for a in declared)}), got {len(given)}")
             values = list(given)
-        raw = [to_raw(v, a["type"], f"{module}.{function} {a['name']}") for v, a in zip(values, declared)]
+        raw = [to_raw(v, a["type"], f"{module}.{function} {a['name']}", self.resolve) for v, a in zip(values, declared)]
         return Call(module, function, raw)
 
     def create_signed_extrinsic(self, call: Call, keypair: Keypair, *, nonce: int | None = None, tip: int = 0,
@@ -310,7 +320,7 @@ class ArenaClient:
             return prefix
         if key is None:
             raise ClientError(f"{module}.{name} is a map: give a key of type {item['key']}")
-        return prefix + b":" + encode(to_raw(key, item["key"], f"{module}.{name} key"))
+        return prefix + b":" + encode(to_raw(key, item["key"], f"{module}.{name} key", self.resolve))
 
     def query(self, module: str, name: str, key: Any = None) -> Any:
         """A storage item at the best block, decoded by its declared type (the default when absent)."""

@@ -177,3 +177,25 @@ def test_encrypted_key_files(capsys, keys_dir, monkeypatch):
     monkeypatch.setenv(keystore.PASSPHRASE_ENV, "short")
     code, _, err = run(capsys, "key", "generate", "--name", "weak", "--encrypt")
     assert code == 1 and "at least 8" in err and not (keys_dir / "weak.json").exists()
+
+
+def test_any_call_and_storage_item_from_metadata(node, capsys):
+    rpc = ["--rpc", node.url]
+    client = node.client()
+    before = client.call("arena_account", DAVE.address)["free"]
+    code, out, err = run(capsys, "tx", "call", "balances", "transfer", '{"dest": "dave", "amount": "0.75"}',
+                         "--from", "alice", "--wait", "finalized", *rpc)
+    assert code == 0, err
+    assert out.startswith("finalized in block") and "balances.Transfer" in out
+    assert client.call("arena_account", DAVE.address)["free"] == before + 750_000_000
+    code, out, _ = run(capsys, "query", "storage", "balances", "Account", '"dave"', *rpc)
+    assert code == 0 and json.loads(out)["free"] == before + 750_000_000
+    code, out, _ = run(capsys, "query", "metadata", "staking", *rpc)
+    assert code == 0 and "heartbeat" in json.loads(out)["calls"]
+    # refused before signing, with the argument named; a runtime failure names the module's error
+    code, _, err = run(capsys, "tx", "call", "balances", "transfer", '{"dest": "dave", "amount": NaN}', "--from", "alice", *rpc)
+    assert code == 1 and "NaN" in err and "Traceback" not in err
+    code, _, err = run(capsys, "tx", "call", "balances", "transfer", '["dave", "-3"]', "--from", "alice", *rpc)
+    assert code == 1 and "amount" in err.lower() and "Traceback" not in err
+    code, _, err = run(capsys, "tx", "call", "staking", "bond", '["trainer", "0.000000001"]', "--from", "dave", *rpc)
+    assert code == 1 and "BelowMinimum" in err
