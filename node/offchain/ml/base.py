@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,6 +41,8 @@ class PreparedData:
     train_bytes: bytes
     heldout_bytes: bytes
     spec: dict[str, Any]
+    # Folders ({file name: bytes}) the planner publishes too; for "base" the CID goes to model.base_cid.
+    folders: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class TaskKind(ABC):
 
     name: str = ""
     data_layout: str = ""
+    artifact: str = "file"  # "folder": models are folders ({file name: bytes}) and train on a base folder
 
     # ---- to implement per kind -------------------------------------------------------------
 

@@ -7,11 +7,13 @@ from typing import Any
 from node.offchain.ml.base import EvalResult, PreparedData, TaskKind
 from node.offchain.ml.digits import DigitsClassifier
 from node.offchain.ml.errors import SpecRejected
+from node.offchain.ml.llm import CausalLMLoRA
 from node.offchain.ml.tabular import CustomTable
 from node.offchain.ml.textlm import CharLanguageModel, CustomText
 
 KINDS: dict[str, TaskKind] = {
-    kind.name: kind for kind in (DigitsClassifier(), CharLanguageModel(), CustomTable(), CustomText())
+    kind.name: kind
+    for kind in (DigitsClassifier(), CharLanguageModel(), CustomTable(), CustomText(), CausalLMLoRA())
 }
 
 __all__ = ["KINDS", "EvalResult", "PreparedData", "TaskKind", "get_kind", "kind_of"]

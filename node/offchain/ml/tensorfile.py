@@ -20,7 +20,7 @@ import torch
 from node.offchain.ml.errors import MLError
 
 MAX_HEADER_BYTES = 1 << 20
-DTYPE_SIZES = {"F64": 8, "F32": 4, "I64": 8, "I32": 4, "U8": 1}
+DTYPE_SIZES = {"F64": 8, "F32": 4, "I64": 8, "I32": 4, "U8": 1, "BF16": 2, "F16": 2}  # 16-bit: HF weights
 
 
 @dataclass(frozen=True)
