@@ -300,3 +300,35 @@ def build_metadata(runtime: Any, state: Overlay, spec_version: int, properties: 
                    "rpc": "arena_events(at) returns them decoded with field names"},
         "modules": modules,
     }
+
+
+def type_text(t: Any) -> str:
+    """A type descriptor as one line of text, e.g. `list<[trainer: AccountId, score: int 0..10^9]> (≤ 256)`."""
+    if isinstance(t, str):
+        return t
+    if "struct" in t:
+        return "[" + ", ".join(f"{n}: {type_text(ft)}" for n, ft in t["struct"]) + "]"
+    if "list" in t:
+        bounds = f" ({t.get('min', 0)}..{t['max']})" if "max" in t else ""
+        return f"list<{type_text(t['list'])}>{bounds}"
+    if "option" in t:
+        return f"{type_text(t['option'])} or nil"
+    if "enum" in t:
+        return " or ".join(str(v) for v in t["enum"])
+    if "bytes" in t:
+        return f"bin ({t['bytes']['min']}..{t['bytes']['max']} bytes)"
+    if "text" in t:
+        return f"str (≤ {t['text']['maxBytes']} bytes)"
+    if "int" in t:
+        return f"int {t['int']['min']}..{t['int']['max']}"
+    return str(t)
+
+
+def calls_markdown(metadata: dict) -> str:
+    """The table of every call and its arguments in order with their encodings (docs/extrinsic-format.md)."""
+    lines = ["| call | arguments, in order |", "|---|---|"]
+    for mname, module in metadata["modules"].items():
+        for fname, info in module["calls"].items():
+            args = ", ".join(f"{a['name']}: {type_text(a['type'])}" for a in info["args"]) or "—"
+            lines.append(f"| `{mname}.{fname}` | {args} |")
+    return "\n".join(lines)

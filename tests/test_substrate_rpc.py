@@ -143,3 +143,13 @@ def test_account_next_index_counts_the_future_queue(node):
     # filling the gap: the next index counts the queued future one too
     client.submit(client.sign(key, "balances", "transfer", [BOB.public_key, 1], nonce=start))
     assert client.call("system_accountNextIndex", key.address) == start + 2
+
+
+def test_extrinsic_format_doc_lists_every_call_as_the_metadata_types_it(tmp_path):
+    from node.metadata import calls_markdown
+    from tests.helpers import ROOT
+    chain = make_chain(tmp_path / "db")
+    meta = build_metadata(chain.runtime, chain.state(), chain.runtime.spec_version, {})
+    doc = (ROOT / "docs/extrinsic-format.md").read_text()
+    listed = doc.split("<!-- calls:begin -->\n", 1)[1].split("\n<!-- calls:end -->", 1)[0]
+    assert listed == calls_markdown(meta), "regenerate the table with node.metadata.calls_markdown"
