@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import base58
 import nacl.exceptions
@@ -42,11 +43,12 @@ class Keypair:
         if len(self.seed) != 32:
             raise CryptoError(f"seed must be 32 bytes, got {len(self.seed)}")
 
-    @property
+    @cached_property
     def _signing_key(self) -> nacl.signing.SigningKey:
+        # derived once per key pair: the seed-to-key expansion costs as much as a signature
         return nacl.signing.SigningKey(self.seed)
 
-    @property
+    @cached_property
     def public_key(self) -> bytes:
         return bytes(self._signing_key.verify_key)
 
