@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NODES = 4
 SENDERS = int(os.environ.get("BENCH_NET_SENDERS", "1024"))
 RATES = [int(r) for r in os.environ.get("BENCH_NET_RATES", "200,500,1000,2000,3000,4000").split(",") if r.strip()]
-STEP_S = float(os.environ.get("BENCH_NET_SECONDS", "15"))
+STEP_S = float(os.environ.get("BENCH_NET_SECONDS", "20"))
 DRAIN_S = float(os.environ.get("BENCH_NET_DRAIN", "8"))
 SYNC_BLOCKS = int(os.environ.get("BENCH_SYNC_BLOCKS", "10000"))
 CORES = os.cpu_count() or 1
@@ -338,6 +338,7 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
         t.start()
     table: list[dict] = []
     rows: list[dict] = []
+    every: dict[bytes, tuple[float, int]] = {}  # all steps' accepted transfers: (sent at, node)
     try:
         time.sleep(3)
         for offered in RATES:
@@ -348,6 +349,7 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
             start = time.monotonic()
             window = offer(urls, queues, step, STEP_S)
             end = start + window
+            cpu_offer = cpu_seconds(pids) - cpu0
             # finalized during the window, on the node each transfer was sent to
             deadline = time.monotonic() + DRAIN_S
             while time.monotonic() < deadline:
@@ -356,10 +358,10 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                 if not pending:
                     break
                 time.sleep(0.2)
-            cpu1, (reorgs1, forks1) = cpu_seconds(pids), log_counts(base)
+            every.update({d: (t, step.node_of[d]) for d, t in step.submitted_at.items()})
+            reorgs1, forks1 = log_counts(base)
             with follow.lock:
                 latencies = []
-                in_window = 0
                 final = 0
                 for digest, sent in step.submitted_at.items():
                     number = follow.block_of.get(digest)
@@ -370,7 +372,13 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                         continue
                     final += 1
                     latencies.append(when - sent)
-                    if when <= end:
+                # throughput: transfers of any step that became final (on their node) while this
+                # step offered load; a backlog of earlier steps counts where it is finalized
+                in_window = 0
+                for digest, (_, node) in every.items():
+                    number = follow.block_of.get(digest)
+                    when = follow.fin_time[node].get(number) if number is not None else None
+                    if when is not None and start <= when <= end:
                         in_window += 1
                 health = follow.health_latency[n_health:]
                 sizes = [follow.block_size.get(n, 0) for n in follow.fin_time[0] if start <= follow.fin_time[0][n] <= time.monotonic()]
@@ -385,15 +393,18 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                 "p50_s": percentile(latencies, 0.5), "p99_s": percentile(latencies, 0.99),
                 "reorgs": reorgs1 - reorgs0, "fork_blocks": forks1 - forks0,
                 "rpc_p99_ms": percentile(health, 0.99) * 1000, "max_block": max(sizes, default=0),
-                "cpu_ms_per_tx": (cpu1 - cpu0) / final * 1000 if final else float("nan"),
+                "cpu_ms_per_tx": cpu_offer / in_window * 1000 if in_window else float("nan"),
                 "failures": problems,
+                # how much CPU the four nodes got, and how busy the machine was (others' work too)
+                "node_cores": cpu_offer / window, "load_avg": os.getloadavg()[0],
             }
             table.append(entry)
             print(f"   offered {offered:5d}/s: finalized {entry['finalized_per_s']:7.1f}/s  "
                   f"accepted {entry['accepted_per_s']:7.1f}/s refused {step.refused:6d}  "
                   f"p50 {entry['p50_s']:.2f}s p99 {entry['p99_s']:.2f}s  reorgs {entry['reorgs']} forks {entry['fork_blocks']}  "
                   f"rpc p99 {entry['rpc_p99_ms']:.0f} ms  max block {entry['max_block']}  "
-                  f"cpu {entry['cpu_ms_per_tx']:.2f} ms/tx  {'; '.join(problems) or 'ok'}", flush=True)
+                  f"cpu {entry['cpu_ms_per_tx']:.2f} ms/tx  nodes used {entry['node_cores']:.2f} cores, "
+                  f"load avg {entry['load_avg']:.1f}  {'; '.join(problems) or 'ok'}", flush=True)
             if dead:
                 break
     finally:
@@ -411,6 +422,8 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
             row(f"4 nodes, {tag}: reorgs + fork blocks", e["reorgs"] + e["fork_blocks"], "count", "none", 0.0),
             row(f"4 nodes, {tag}: CPU per finalized transfer", e["cpu_ms_per_tx"], "ms", "runtime work, 4 nodes",
                 runtime_cpu_per_tx * 1000),
+            row(f"4 nodes, {tag}: CPU the nodes got", e["node_cores"], "cores",
+                f"cores (load avg {e['load_avg']:.1f})", CORES),
         ]
     rows += [
         row("4 nodes: peak finalized tx/s of the sweep", peak, "tx/s", "signature bound, 4 nodes", sig_bound),
@@ -476,11 +489,12 @@ def sync_rate(tmp: Path) -> list[dict]:
 
 def print_sweep(table: list[dict]) -> None:
     print(f"{'offered':>8} {'accepted':>9} {'refused':>8} {'final/s':>8} {'p50 s':>6} {'p99 s':>6} "
-          f"{'reorg':>5} {'fork':>5} {'rpc p99':>8} {'max blk':>7} {'cpu ms/tx':>9}  status")
+          f"{'reorg':>5} {'fork':>5} {'rpc p99':>8} {'max blk':>7} {'cpu ms/tx':>9} {'cores':>5} {'load':>5}  status")
     for e in table:
         print(f"{e['offered']:8d} {e['accepted_per_s']:9.0f} {e['refused']:8d} {e['finalized_per_s']:8.0f} "
               f"{e['p50_s']:6.2f} {e['p99_s']:6.2f} {e['reorgs']:5d} {e['fork_blocks']:5d} {e['rpc_p99_ms']:7.0f}ms "
-              f"{e['max_block']:7d} {e['cpu_ms_per_tx']:9.2f}  {'; '.join(e['failures']) or 'ok'}")
+              f"{e['max_block']:7d} {e['cpu_ms_per_tx']:9.2f} {e['node_cores']:5.2f} {e['load_avg']:5.1f}  "
+              f"{'; '.join(e['failures']) or 'ok'}")
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
