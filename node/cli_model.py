@@ -34,15 +34,59 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(models, indent=2))
         return 0
     table = Table(title="Top models on the marketplace")
-    for col in ("task", "kind", "model CID", "trainer", "hosts (price per query)"):
+    columns = ["task", "kind", "model CID", "trainer", "hosts (price per query)"]
+    if args.wide:
+        columns += ["input", "classes"]
+    for col in columns:
         table.add_column(col, overflow="fold")
     for m in models:
         hosts = "\n".join(f"{h['endpoint']} {_short(h['address'], args.wide)} {_fmt(h['pricePerQuery'])}"
                           for h in m["hosts"]) or "—"
-        table.add_row(str(m["taskId"]), m["kind"], m["modelCid"], _short(m["trainer"], args.wide), hosts)
+        row = [str(m["taskId"]), m["kind"], m["modelCid"], _short(m["trainer"], args.wide), hosts]
+        if args.wide:
+            row += list(spec_summary(_fetch_spec(args.rpc, m["specCid"])))
+        table.add_row(*row)
     # full CIDs and addresses are never cut: wide output or folded cells
     (Console(width=240) if args.wide else Console()).print(table)
     return 0
+
+
+def _fetch_spec(rpc_url: str, spec_cid: str) -> dict | None:
+    """A task spec from the node's IPFS API (None when it is not there or not a spec)."""
+    import httpx
+
+    try:
+        reply = httpx.post(f"{rpc_url.rstrip('/')}/api/v0/cat", params={"arg": spec_cid}, timeout=5.0)
+        spec = reply.json() if reply.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+def spec_summary(spec: dict | None) -> tuple[str, str]:
+    """(what a query's input is, the class names or count) from a task spec; dashes when unknown."""
+    if spec is None:
+        return "— (spec not on this node)", "—"
+    task, model = spec.get("task") or {}, spec.get("model") or {}
+    if "feature_columns" in task:
+        inputs = f"{len(task['feature_columns'])} numbers: {', '.join(map(str, task['feature_columns']))}"
+    elif "vocab" in task or model.get("arch") == "char_mlp":
+        inputs = "text"
+    elif "input_dim" in model:
+        scale = f" ({task['input_scale']})" if task.get("input_scale") else ""
+        inputs = f"{model['input_dim']} numbers{scale}"
+    else:
+        inputs = "text" if "lora" in str(spec.get("kind", "")) else "—"
+    classes = task.get("classes")
+    if isinstance(classes, list):
+        names = ", ".join(map(str, classes))
+    elif isinstance(classes, int):
+        names = f"{classes} classes (0..{classes - 1})"
+    elif task.get("problem") == "regression":
+        names = f"regression ({task.get('label_column', 'target')})"
+    else:
+        names = "—"
+    return inputs, names
 
 
 def _short(address: str, wide: bool) -> str:

@@ -199,3 +199,15 @@ def test_any_call_and_storage_item_from_metadata(node, capsys):
     assert code == 1 and "amount" in err.lower() and "Traceback" not in err
     code, _, err = run(capsys, "tx", "call", "staking", "bond", '["trainer", "0.000000001"]', "--from", "dave", *rpc)
     assert code == 1 and "BelowMinimum" in err
+
+
+def test_model_list_summarises_the_spec_input_and_classes():
+    from node.cli_model import spec_summary
+    digits = {"kind": "digits_classifier", "model": {"arch": "mlp", "input_dim": 64},
+              "task": {"classes": 10, "input_scale": "pixel/16"}}
+    assert spec_summary(digits) == ("64 numbers (pixel/16)", "10 classes (0..9)")
+    table = {"kind": "custom_csv", "model": {"arch": "mlp", "input_dim": 3},
+             "task": {"feature_columns": ["a", "b", "c"], "classes": ["cat", "dog"]}}
+    assert spec_summary(table) == ("3 numbers: a, b, c", "cat, dog")
+    assert spec_summary({"kind": "char_lm", "model": {"arch": "char_mlp"}, "task": {"vocab": ["<unk>", "a"]}})[0] == "text"
+    assert spec_summary(None)[1] == "—"
