@@ -96,6 +96,7 @@ class TxPool:
         self._by_sender: dict[bytes, dict[int, CheckedExtrinsic]] = {}
         self._by_hash: dict[bytes, CheckedExtrinsic] = {}
         self._calls = 0
+        self._sweep = 0  # where the next slice of the rotating full revalidation starts
         self.lag: LoopLag | None = None  # set when the node runs its lag monitor
         self.finality_lag: Callable[[], int] | None = None  # best - finalized, set by the node
         self.refused_full = 0
@@ -225,16 +226,26 @@ class TxPool:
 
         With `senders`, only those accounts are revisited (the ones a block can have made stale),
         and of each only the extrinsics up to the first that still passes are rechecked: the rest
-        keep their check and get their nonce gap from it. Every `FULL_REVALIDATION_EVERY`-th call
-        rechecks everything (eras, balances).
+        keep their check and get their nonce gap from it. Each call also rechecks a rotating
+        slice of the rest (eras, balances): the whole pool every `FULL_REVALIDATION_EVERY` calls,
+        without a stall of the node's event loop to recheck a full pool at once.
         """
         self._calls += 1
-        if senders is not None and self._calls % FULL_REVALIDATION_EVERY:
+        if senders is not None:
             for sender in senders:
                 self._revalidate_sender(sender)
-            return
-        candidates = list(self._by_hash.values())
+            everything = list(self._by_hash.values())
+            if not everything:
+                return
+            share = max(1, -(-len(everything) // FULL_REVALIDATION_EVERY))
+            start = self._sweep % len(everything)
+            candidates = everything[start:start + share]
+            self._sweep = start + share
+        else:
+            candidates = list(self._by_hash.values())
         for checked in candidates:
+            if checked.hash not in self._by_hash:
+                continue  # removed while this pass ran
             try:
                 fresh = self._check(checked.encoded)
             except InvalidTransaction as exc:

@@ -129,3 +129,16 @@ def test_finality_lag_with_a_backlog_refuses(chain):
     behind[0] = 2  # finality caught up
     pool.submit(xfer(chain, CHARLIE, 0))
     assert len(pool) == 3
+
+
+def test_rotating_revalidation_drops_an_invalid_extrinsic_of_an_untouched_sender(chain):
+    from node.txpool import FULL_REVALIDATION_EVERY
+
+    pool = TxPool(chain.check_for_pool)
+    a0 = xfer(chain, ALICE, 0)
+    pool.submit(a0)
+    # ALICE's nonce 0 is spent in a block the pool is not told about (as after a reorg)
+    chain.build_block(BOB, 1, chain.spec.config["timestamp_ms"] + 1000, [a0])
+    for _ in range(FULL_REVALIDATION_EVERY):
+        pool.revalidate(set())  # blocks that touched nobody in the pool
+    assert len(pool) == 0
