@@ -12,6 +12,7 @@ from node.storage import ChainStore
 from runtime.codec import CodecError
 from runtime.crypto import Keypair
 from runtime.executive import CheckedExtrinsic, InvalidTransaction
+from runtime.modules import session
 from runtime.state import Overlay
 from runtime.types import MAX_BLOCK_SIZE, Block, Event, Header, extrinsics_root
 
@@ -168,11 +169,21 @@ class Chain:
             raise StaleBlock(f"block #{header.number} conflicts with finalized block #{finalized.number}")
         if header.parent_hash == self.store.best_hash():
             return self._execute_and_commit(block)
+        if self.check_slot_authors and header.author not in self._authority_accounts():
+            # A fork block is stored before it is executed (and its slot checked): only authorities
+            # may make us store one, so a key with no stake cannot fill our disk with forks.
+            raise BlockError(f"author {header.author.hex()[:16]} of fork block #{header.number} is not an authority")
         self.store.store_block(block)
         if header.number > self.best.number:
             return self._reorg_to(block)
         log.info("kept fork block #%d 0x%s", header.number, block.hash.hex()[:16])
         return None
+
+    def _authority_accounts(self) -> set[bytes]:
+        """Accounts of the current and previous authority sets, by the best state."""
+        state = self.state()
+        return {bytes(a) for a, _ in session.Authorities.get(state)} | {
+            bytes(a) for a, _ in session.PreviousAuthorities.get(state)}
 
     @property
     def finalized(self) -> Header:
