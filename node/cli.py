@@ -41,6 +41,21 @@ def parse_amount(text: str) -> int:
     return units
 
 
+def with_arena(message: str) -> str:
+    """A chain message with every amount-sized integer (≥ 10^6 base units) also shown in ARENA: '5000000000 (5 ARENA)'.
+
+    The runtime reports amounts in base units; block numbers, nonces and counts stay below 10^6 in
+    any message a user meets, so they are left alone.
+    """
+    import re
+
+    def annotate(match: re.Match) -> str:
+        units = int(match.group(0))
+        return f"{units} ({fmt_amount(units)})" if units >= 10**6 else match.group(0)
+
+    return re.sub(r"(?<![\w.:/])\d{7,20}(?![\w.])", annotate, message)
+
+
 def finite_float(text: str) -> float:
     """A finite number for float flags (NaN and infinities are refused with a message)."""
     import math
@@ -267,7 +282,7 @@ def print_inclusion(result: dict) -> int:
     for event in result["events"]:
         print(f"  event {event['module']}.{event['name']} {json.dumps(event['data'])}")
     if failed:
-        print(f"call failed: {failed['data'][1]}: {failed['data'][2]}", file=sys.stderr)
+        print(f"call failed: {failed['data'][1]}: {with_arena(str(failed['data'][2]))}", file=sys.stderr)
         return 1
     return 0
 
@@ -383,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rpc", default=DEFAULT_RPC)
     query.set_defaults(func=cmd_query)
     from node import cli_client  # tx call, query storage|metadata: anything, from the node's metadata
-    cli_client.add_commands(tx_sub, query_sub, parse_amount)
+    cli_client.add_commands(tx_sub, query_sub, parse_amount, with_arena)
 
     # subcommand groups defined next to the features they drive
     from node import cli_arena, cli_chainspec, cli_ipfs, cli_model, cli_network, cli_worker
@@ -398,7 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", None) or args.handler
     try:
         return func(args)
-    except (RpcClientError, KeyError_, CryptoError, ValueError) as exc:
+    except RpcClientError as exc:
+        print(f"error: {with_arena(str(exc))}", file=sys.stderr)
+        return 1
+    except (KeyError_, CryptoError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -52,7 +52,7 @@ def _not_json(name: str, what: str) -> Any:
     raise ValueError(f"{what}: {name} is not a number a call can carry")
 
 
-def cmd_call(args: argparse.Namespace, parse_amount: AmountParser) -> int:
+def cmd_call(args: argparse.Namespace, parse_amount: AmountParser, with_arena: Callable[[str], str]) -> int:
     client = ArenaClient(args.rpc, resolve=_resolver(parse_amount))
     try:
         call_args = _json_arg(args.args, "ARGS")
@@ -68,7 +68,8 @@ def cmd_call(args: argparse.Namespace, parse_amount: AmountParser) -> int:
     for event in receipt.events:
         print(f"  event {event['module']}.{event['name']} {json.dumps(event.get('fields', event['data']))}")
     if receipt.error:
-        print(f"call failed: {receipt.error.get('error')}: {receipt.error.get('message')}", file=sys.stderr)
+        print(f"call failed: {receipt.error.get('error')}: {with_arena(str(receipt.error.get('message')))}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -97,8 +98,8 @@ def cmd_metadata(args: argparse.Namespace) -> int:
 
 
 def add_commands(tx_sub: argparse._SubParsersAction, query_sub: argparse._SubParsersAction,
-                 parse_amount: AmountParser) -> None:
-    """Add `tx call` and `query storage|metadata` (cli.py passes its amount parser, the one unit convention)."""
+                 parse_amount: AmountParser, with_arena: Callable[[str], str]) -> None:
+    """Add `tx call` and `query storage|metadata` (cli.py passes its amount parser and formatter: one unit convention)."""
     call = tx_sub.add_parser("call", help="any call, built from the node's metadata: MODULE FUNCTION [ARGS as JSON]")
     call.add_argument("module")
     call.add_argument("function")
@@ -107,7 +108,7 @@ def add_commands(tx_sub: argparse._SubParsersAction, query_sub: argparse._SubPar
     call.add_argument("--tip", type=parse_amount, default=0, help="ARENA (or base units with 'u')")
     call.add_argument("--wait", choices=("inBlock", "finalized"), default="inBlock")
     call.add_argument("--rpc", default=DEFAULT_RPC)
-    call.set_defaults(func=lambda a: cmd_call(a, parse_amount))
+    call.set_defaults(func=lambda a: cmd_call(a, parse_amount, with_arena))
     storage = query_sub.add_parser("storage", help="a storage item decoded by its declared type: MODULE ITEM [KEY as JSON]")
     storage.add_argument("module")
     storage.add_argument("item")

@@ -199,6 +199,18 @@ def test_any_call_and_storage_item_from_metadata(node, capsys):
     assert code == 1 and "amount" in err.lower() and "Traceback" not in err
     code, _, err = run(capsys, "tx", "call", "staking", "bond", '["trainer", "0.000000001"]', "--from", "dave", *rpc)
     assert code == 1 and "BelowMinimum" in err
+    # chain messages show amounts in ARENA too: "at least 10000000000 (10 ARENA)"
+    minimum = client.call("arena_roles")["trainer"]["minStake"]
+    assert f"{minimum} ({minimum // 10**9} ARENA)" in err
+    code, _, err = run(capsys, "stake", "bond", "trainer", "0.5", "--from", "dave", *rpc)
+    assert code == 1 and f"{minimum} ({minimum // 10**9} ARENA)" in err
+
+
+def test_with_arena_annotates_amounts_only():
+    assert cli.with_arena("fee 3204000 + tip 0 exceeds free balance 1500000000") == \
+        "fee 3204000 (0.003204 ARENA) + tip 0 exceeds free balance 1500000000 (1.5 ARENA)"
+    assert cli.with_arena("nonce 7 is stale, account is at 9; block 120") == "nonce 7 is stale, account is at 9; block 120"
+    assert cli.with_arena("Qm123456789abc 0x12345678901") == "Qm123456789abc 0x12345678901"
 
 
 def test_model_list_summarises_the_spec_input_and_classes():
