@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -195,10 +196,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from node.offchain.context import WorkerContext, rpc_to_ipfs_multiaddr
     from node.offchain.host_worker import run
 
+    key = parse_key(args.key)
+    pid_file = Path(args.data_dir) / f"host-{key.address}" / "serve.pid"
+    if args.stop:
+        return stop_serving(pid_file, key.address)
+    running = _running_pid(pid_file)
+    if running is not None:
+        print(f"error: a host worker for {key.address} already runs from {args.data_dir} (pid {running}); "
+              f"stop it with: arena model serve --stop --key {args.key} --data-dir {args.data_dir}", file=sys.stderr)
+        return 1
     setup_logging(args.log_level)
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    key = parse_key(args.key)
     options: dict = {"port": args.port, "price": args.price, "report_blocks": args.report_blocks,
                      "device": "cpu", "max_batch": args.max_batch}
     if args.tasks:
@@ -211,7 +220,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ctx.stop = stop
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    run(ctx)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        run(ctx)
+    finally:
+        pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    """The pid in a host worker's pid file if that process is alive and is an `arena model serve`."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if b"serve" in cmdline and b"model" in cmdline else None
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def stop_serving(pid_file: Path, address: str, timeout: float = 30.0) -> int:
+    """`arena model serve --stop`: SIGTERM the host worker of this key and wait for it to finish its report."""
+    import time
+
+    pid = _running_pid(pid_file)
+    if pid is None:
+        print(f"error: no host worker for {address} is running from {pid_file.parent.parent}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        print(f"error: host worker pid {pid} did not stop within {timeout:.0f} s", file=sys.stderr)
+        return 1
+    print(f"stopped host worker pid {pid} for {address}; it is still listed as a host until "
+          f"`arena model deregister TASK|CID --key …`")
     return 0
 
 
@@ -262,6 +315,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.set_defaults(func=cmd_query)
     serve = model_sub.add_parser("serve", help="run the host worker: serve top models, report usage")
     serve.add_argument("--key", required=True)
+    serve.add_argument("--stop", action="store_true",
+                       help="stop the host worker of --key running from --data-dir (SIGTERM, waits for it)")
     serve.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (0: any free port)")
     serve.add_argument("--price", type=parse_amount, default=1_000_000, help="per query: ARENA or base units with 'u'")
     serve.add_argument("--tasks", help="comma-separated task ids to serve (default: every top model)")

@@ -223,3 +223,34 @@ def test_model_list_summarises_the_spec_input_and_classes():
     assert spec_summary(table) == ("3 numbers: a, b, c", "cat, dog")
     assert spec_summary({"kind": "char_lm", "model": {"arch": "char_mlp"}, "task": {"vocab": ["<unk>", "a"]}})[0] == "text"
     assert spec_summary(None)[1] == "—"
+
+
+def test_model_serve_stop(node, capsys, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import ROOT
+    data = tmp_path / "serve"
+    argv = ["model", "serve", "--key", "alice", "--rpc", node.url, "--data-dir", str(data), "--port", "0"]
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli", *argv], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pid_file = data / f"host-{keystore.resolve_key('alice').address}" / "serve.pid"
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.exists(), "the host worker never wrote its pid file"
+        # a second one for the same key and directory is refused
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and "already runs" in err
+        code, out, err = run(capsys, "model", "serve", "--stop", "--key", "alice", "--data-dir", str(data))
+        assert code == 0, err
+        assert f"stopped host worker pid {proc.pid}" in out
+        assert proc.wait(timeout=10) is not None and not pid_file.exists()
+        code, _, err = run(capsys, "model", "serve", "--stop", "--key", "alice", "--data-dir", str(data))
+        assert code == 1 and "no host worker" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
