@@ -319,6 +319,8 @@ class Gossip:
         self._receive = {topic: pair[1] for topic, pair in channels.items()}
         self.dropped_deliveries = 0
         self.replays_ignored = 0
+        # When each forwarding peer last sent us a gossip message (monotonic seconds).
+        self.last_message_from: dict[str, float] = {}
         self.seen = SeenCache(limits.seen_cache_size)
         # Delivery accounting: bytes waiting in the buffers, and slots held per forwarding peer.
         self.pending_bytes = 0
@@ -388,6 +390,9 @@ class Gossip:
             if forwarder == self._my_id:
                 return True  # our own publish: size checked in publish(), content by the caller
             peer = forwarder.to_base58()
+            self.last_message_from[peer] = time.monotonic()  # alive (see NetworkService._ping_once)
+            if len(self.last_message_from) > self._limits.max_tracked_peers:
+                self.last_message_from.pop(next(iter(self.last_message_from)))
             if self._peers.is_banned(peer):
                 return False
             data = msg.data
@@ -431,6 +436,11 @@ class Gossip:
             return True
 
         return validate
+
+    def heard_within(self, peer: str, seconds: float) -> bool:
+        """Whether `peer` sent us a gossip message in the last `seconds`."""
+        last = self.last_message_from.get(peer)
+        return last is not None and time.monotonic() - last <= seconds
 
     def _has_delivery_room(self, peer: str, size: int) -> bool:
         """Whether one more message of `size` bytes from `peer` fits the delivery bounds."""

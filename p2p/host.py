@@ -404,6 +404,11 @@ class NetworkService:
                 logger.debug("ping_failed peer=%s error=%s", peer, exc)
         if stream is not None:
             await close_quietly(stream)
+        if not answered and self.gossip.heard_within(peer.to_base58(), limits.ping_interval_s + limits.ping_timeout_s):
+            # Its gossip keeps arriving: the connection is alive, the pong is only queued behind
+            # that traffic (a loaded peer). Dropping it would lose every queued block and vote.
+            logger.debug("ping_late_but_peer_active peer=%s", peer)
+            answered = True
         if answered:
             self._ping_misses.pop(peer, None)
             return

@@ -135,3 +135,33 @@ def test_concurrent_writers_on_one_pubsub_stream_do_not_interleave(tmp_path: Pat
             nursery.cancel_scope.cancel()
 
     run_trio(scenario)
+
+
+def test_a_busy_peer_whose_pings_are_late_is_not_dropped(tmp_path: Path) -> None:
+    """Pongs queued behind a loaded peer's traffic are late, but its gossip keeps arriving: the
+    connection is alive and keeps its queued blocks and votes (keepalive dropped such
+    connections under load, and finality stalled)."""
+    from libp2p.host.ping import ID as PING_PROTOCOL
+
+    from tests.p2p_helpers import make_service, wait_subscribed
+
+    async def swallow(stream: object) -> None:
+        await trio.sleep(60)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            boot = make_service(tmp_path, "boot")
+            await nursery.start(boot.run)
+            node = make_service(tmp_path, "node", (boot.listen_multiaddr,), ping_interval_s=0.3, ping_timeout_s=0.3)
+            await nursery.start(node.run)
+            await wait_subscribed(node, boot, Topic.VOTES)
+            await wait_subscribed(boot, node, Topic.VOTES)
+            node.set_validator(Topic.VOTES, lambda peer, payload: Verdict.ACCEPT)
+            boot.host.set_stream_handler(PING_PROTOCOL, swallow)  # pings go unanswered
+            for index in range(40):  # ~4 s: more than enough missed pings to drop the connection
+                await boot.publish(Topic.VOTES, b"busy-%d" % index)
+                await trio.sleep(0.1)
+            assert node.keepalive_drops == 0 and boot.peer_id in node.peers()
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario, timeout=60)
