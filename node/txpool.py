@@ -57,7 +57,7 @@ class PoolLimits:
     # delays votes and blocks behind extrinsic gossip. Without a backlog (a network that cannot
     # finalize for other reasons, e.g. authorities offline) transactions are still taken.
     max_finality_lag: int = 6
-    backlog: int = 2_000
+    backlog: int = 500
 
 
 class LoopLag:
