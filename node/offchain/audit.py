@@ -97,8 +97,25 @@ def audit_task(rpc_url: str, task_id: int) -> AuditReport:
     kind = get_kind(spec["kind"])
     models = {e["address"]: e["modelCid"] for e in task["trainers"]}
     report = AuditReport(task_id, {}, {})
-    limit = int(spec["limits"]["max_model_bytes"])
+    limit = int(spec["limits"].get("max_model_bytes", 0))
+    base = None
+    if kind.artifact == "folder":  # LoRA adapters on a base model folder
+        from node.offchain.folders import FolderRejected, adapter_limits, base_limits, read_folder
+        base = read_folder(ipfs, spec["model"]["base_cid"], *base_limits(spec), "base model")
     for trainer in task["submissions"]:
+        if base is not None:
+            try:
+                adapter = read_folder(ipfs, models[trainer], *adapter_limits(spec), "adapter")
+            except FolderRejected as exc:
+                report.recomputed[trainer], report.losses[trainer] = 0, None
+                report.rejected[trainer] = str(exc)
+                continue
+            result = kind.evaluate(spec, adapter, heldout, base_files=base)  # type: ignore[arg-type, call-arg]
+            report.recomputed[trainer] = result.score
+            report.losses[trainer] = None if result.rejected else result.loss_ppb
+            if result.rejected:
+                report.rejected[trainer] = result.rejected
+            continue
         try:
             model = _fetch(ipfs, models[trainer], limit, "model")
         except AuditError as exc:

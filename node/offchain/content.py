@@ -62,6 +62,37 @@ class Content:
         self.log.info("event=ipfs_added what=%s cid=%s bytes=%d", what, cid, len(data))
         return str(cid)
 
+    def add_folder(self, files: dict[str, bytes], what: str = "folder") -> str:
+        """Add a flat folder (file name → bytes) as a UnixFS directory; returns the directory's CID."""
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(dir=self.ctx.data_dir) as tmp:
+            root = Path(tmp) / "folder"
+            root.mkdir()
+            for name, data in files.items():
+                if "/" in name or name in ("", ".", ".."):
+                    raise ContentError(f"{what}: bad file name {name!r}")
+                (root / name).write_bytes(data)
+            added = self._retry(f"add {what}", lambda c: c.add(str(root), recursive=True))
+        entries = added if isinstance(added, list) else [added]
+        cid = str(next(e["Hash"] for e in entries if e["Name"] == "folder"))
+        self.log.info("event=ipfs_added what=%s cid=%s files=%d bytes=%d", what, cid, len(files),
+                      sum(len(v) for v in files.values()))
+        return cid
+
+    def fetch_folder(self, cid: str, limits: dict[str, int], max_total: int, what: str = "folder") -> dict[str, bytes]:
+        """The files of a flat folder (`node.offchain.folders.read_folder`: names and caps checked first).
+
+        Raises `ContentTooLarge` for an unexpected entry or a file over its cap (never downloaded).
+        """
+        from node.offchain.folders import FolderRejected, read_folder
+
+        try:
+            return self._retry(f"get {what} {cid}", lambda c: read_folder(c, cid, limits, max_total, what))
+        except FolderRejected as exc:
+            raise ContentTooLarge(str(exc)) from None
+
     def size(self, cid: str) -> int:
         stat = self._retry(f"stat {cid}", lambda c: c.files.stat(f"/ipfs/{cid}"))
         return int(stat["Size"])

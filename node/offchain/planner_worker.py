@@ -48,6 +48,7 @@ class TaskPlan:
     reward: int = 100 * UNIT
     epochs: int | None = None           # suggested epochs written into the spec (None: kind default)
     wait_eligible: bool = True          # wait for enough live trainers/validators before creating
+    base_cid: str | None = None         # causal_lm_lora: a published base model folder (default: build one)
 
     def params(self) -> list:
         return [self.kind, self.n_trainers, self.n_validators, self.min_stake, self.training_blocks,
@@ -87,8 +88,18 @@ class Planner(RoleLoop):
         plan = TaskPlan(**entry["plan"])
         kind = get_kind(plan.kind)
         seed = secrets.randbits(63)  # secret: the built-in kinds split public data by this seed
-        prepared = kind.prepare(plan.source, seed)
+        options: dict = {}
+        if plan.base_cid:  # a Hugging Face model folder someone published (`arena model publish DIR`)
+            from node.offchain.folders import BASE_FILES
+            from node.offchain.ml.llm import HARD_MAX_BASE_BYTES
+            limits = {name: cap or HARD_MAX_BASE_BYTES for name, cap in BASE_FILES.items()}
+            options["base"] = self.content.fetch_folder(plan.base_cid, limits, HARD_MAX_BASE_BYTES, "base model")
+        prepared = kind.prepare(plan.source, seed, options=options)
         spec = prepared.spec
+        for name, files in prepared.folders.items():  # e.g. the base model the kind built or was given
+            cid = self.content.add_folder(files, f"{name} model plan={index}")
+            if name == "base":
+                spec["model"]["base_cid"] = cid
         if plan.epochs:
             spec["training"]["epochs"] = min(plan.epochs, spec["limits"]["max_epochs"])
         heldout_path = self.ctx.data_dir / f"heldout-plan{index}.bin"

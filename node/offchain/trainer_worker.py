@@ -23,6 +23,7 @@ from typing import Any
 
 from node.offchain.chain_client import account_bytes
 from node.offchain.context import WorkerContext
+from node.offchain.llm_worker import warm_up
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.spec import HARD_MAX_DATA_BYTES
 from node.offchain.worker import RoleLoop
@@ -64,6 +65,18 @@ def break_model(model: bytes, mode: str, spec: dict) -> bytes:
     raise ValueError(f"broken_mode must be one of {', '.join(BROKEN_MODES)}, got {mode!r}")
 
 
+def break_adapter(adapter: dict[str, bytes], mode: str, spec: dict) -> dict[str, bytes]:
+    """An adapter folder that must not load (same modes as `break_model`, on its weights file)."""
+    from node.offchain.ml.llm import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    if mode == "wrong_arch":  # a LoRA on a module the spec does not allow, with made-up shapes
+        config = json.loads(adapter[ADAPTER_CONFIG])
+        config["target_modules"] = ["lm_head"]
+        return {ADAPTER_CONFIG: json.dumps(config).encode(), ADAPTER_WEIGHTS: adapter[ADAPTER_WEIGHTS]}
+    huge_spec = {"limits": {"max_model_bytes": spec["limits"]["max_adapter_bytes"]}}
+    return {**adapter, ADAPTER_WEIGHTS: break_model(adapter[ADAPTER_WEIGHTS], mode, huge_spec)}
+
+
 class Trainer(RoleLoop):
     """The trainer role (module docstring)."""
 
@@ -77,6 +90,7 @@ class Trainer(RoleLoop):
 
     def step(self) -> None:
         for summary in self.chain.active_tasks():
+            warm_up(str(summary.get("kind")))
             record = self.tasks.get(str(summary["id"]), {})
             if summary["status"] != "training" or record.get("done"):
                 continue
@@ -110,10 +124,18 @@ class Trainer(RoleLoop):
                 self.state.save()
                 self.log.error("event=training_abandoned task=%d reason=%r", task_id, record["abandoned"])
                 return
-            path = self.ctx.data_dir / f"model-task{task_id}.safetensors"
-            path.write_bytes(model)
-            record["model_path"] = str(path)
-            record["model_cid"] = self.content.add(model, f"model task={task_id}")
+            if isinstance(model, dict):  # a folder (LoRA adapter): written and published as a directory
+                path = self.ctx.data_dir / f"adapter-task{task_id}"
+                path.mkdir(exist_ok=True)
+                for name, data in model.items():
+                    (path / name).write_bytes(data)
+                record["model_path"] = str(path)
+                record["model_cid"] = self.content.add_folder(model, f"adapter task={task_id}")
+            else:
+                path = self.ctx.data_dir / f"model-task{task_id}.safetensors"
+                path.write_bytes(model)
+                record["model_path"] = str(path)
+                record["model_cid"] = self.content.add(model, f"model task={task_id}")
             self.state.save()
         inclusion = self.chain.submit_once(f"task/{task_id}/submit_model", "tasks", "submit_model",
                                            [task_id, record["model_cid"]])
@@ -122,8 +144,8 @@ class Trainer(RoleLoop):
         self.log.info("event=model_submitted task=%d cid=%s block=%d quality=%s", task_id, record["model_cid"],
                       inclusion.block_number, self.ctx.options.get("quality", "good"))
 
-    def train(self, task: dict) -> bytes:
-        """Fetch the spec and training data, train, and return the model file's bytes."""
+    def train(self, task: dict) -> bytes | dict[str, bytes]:
+        """Fetch the spec and training data, train, and return the model file (or folder for LoRA kinds)."""
         task_id = task["id"]
         spec = fetch_spec(self, task["specCid"])
         kind = get_kind(str(spec.get("kind")))
@@ -136,9 +158,18 @@ class Trainer(RoleLoop):
         self.log.info("event=train_begin task=%d kind=%s quality=%s epochs=%d device=%s", task_id, kind.name,
                       quality, epochs, self.ctx.options.get("device", "auto"))
         progress: Any = "tqdm" if self.ctx.options.get("progress_bar") and sys.stderr.isatty() else self._progress(task_id)
-        model = kind.train(spec, train_bytes, epochs=epochs, lr=float(spec["training"]["lr"]), seed=seed,
-                           quality="good" if quality == "good" else "poor", progress=progress,
-                           device=self.ctx.options.get("device", "auto"))
+        common: dict[str, Any] = {"epochs": epochs, "lr": float(spec["training"]["lr"]), "seed": seed,
+                                      "quality": "good" if quality == "good" else "poor", "progress": progress,
+                                      "device": self.ctx.options.get("device", "auto")}
+        if kind.artifact == "folder":
+            from node.offchain.llm_worker import train_adapter
+            adapter = train_adapter(self, kind, spec, train_bytes, task_id, common)
+            if quality == "broken":
+                adapter = break_adapter(adapter, self.ctx.options.get("broken_mode", "truncated"), spec)
+            self.log.info("event=train_done task=%d bytes=%d seconds=%.2f quality=%s", task_id,
+                          sum(len(v) for v in adapter.values()), time.monotonic() - started, quality)
+            return adapter
+        model = kind.train(spec, train_bytes, **common)
         if quality == "broken":
             model = break_model(model, self.ctx.options.get("broken_mode", "truncated"), spec)
         self.log.info("event=train_done task=%d bytes=%d seconds=%.2f quality=%s", task_id, len(model),

@@ -26,6 +26,7 @@ from typing import cast
 from node.offchain.chain_client import account_bytes
 from node.offchain.content import ContentError, ContentTooLarge
 from node.offchain.context import WorkerContext
+from node.offchain.llm_worker import warm_up
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.scores import canonical_scores, new_salt, score_commitment
 from node.offchain.ml.sealing import MAX_SHARE_BYTES, SealingError, decode_share, open_share
@@ -42,12 +43,20 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
     """Evaluate every submitted model of `task`; [{trainer, cid, score, loss_ppb, rejected}] by trainer."""
     kind = get_kind(str(spec.get("kind")))
     by_address = {e["address"]: e for e in task["trainers"]}
-    limit = int(spec["limits"]["max_model_bytes"])
+    limit = int(spec["limits"].get("max_model_bytes", 0))
     results = []
     fetch_s = eval_s = 0.0
     for address in task["submissions"]:
         cid = by_address[address]["modelCid"]
         began = time.monotonic()
+        if kind.artifact == "folder":  # a LoRA adapter folder on the spec's base model
+            from node.offchain.llm_worker import score_adapter
+            result = score_adapter(loop, kind, spec, cid, heldout)
+            eval_s += time.monotonic() - began
+            results.append({"trainer": address, "cid": cid, "score": result.score, "loss_ppb": result.loss_ppb,
+                            "accuracy_ppb": None, "tokens": result.examples, "rejected": result.rejected})
+            _log_result(loop, task, address, cid, result)
+            continue
         try:
             model = loop.content.fetch(cid, limit, "model")
         except ContentTooLarge as exc:
@@ -60,15 +69,19 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
         fetch_s, eval_s = fetch_s + fetched - began, eval_s + time.monotonic() - fetched
         results.append({"trainer": address, "cid": cid, "score": result.score, "loss_ppb": result.loss_ppb,
                         "accuracy_ppb": result.accuracy_ppb, "rejected": result.rejected})
-        if result.rejected:
-            loop.log.warning("event=model_rejected task=%d trainer=%s cid=%s reason=%r", task["id"], address, cid,
-                             result.rejected)
-        else:
-            loop.log.info("event=model_scored task=%d trainer=%s cid=%s loss_ppb=%d score=%d", task["id"], address,
-                          cid, result.loss_ppb, result.score)
+        _log_result(loop, task, address, cid, result)
     loop.log.info("event=task_scored task=%d models=%d fetch_seconds=%.3f eval_seconds=%.3f", task["id"],
                   len(results), fetch_s, eval_s)
     return sorted(results, key=lambda r: account_bytes(r["trainer"]))
+
+
+def _log_result(loop: RoleLoop, task: dict, address: str, cid: str, result) -> None:
+    if result.rejected:
+        loop.log.warning("event=model_rejected task=%d trainer=%s cid=%s reason=%r", task["id"], address, cid,
+                         result.rejected)
+    else:
+        loop.log.info("event=model_scored task=%d trainer=%s cid=%s loss_ppb=%d loss_nats=%.6f score=%d", task["id"],
+                      address, cid, result.loss_ppb, result.loss_ppb / 10**9, result.score)
 
 
 class Validator(RoleLoop):
@@ -81,6 +94,7 @@ class Validator(RoleLoop):
 
     def step(self) -> None:
         for summary in self.chain.active_tasks():
+            warm_up(str(summary.get("kind")))
             record = self.tasks.get(str(summary["id"]), {})
             if summary["status"] not in ("validation", "reveal") or record.get("done"):
                 continue
