@@ -35,7 +35,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from node.offchain.chain_client import CallFailed
@@ -54,7 +54,7 @@ MAX_SPEC_BYTES = 1 << 20
 DEFAULT_PRICE = 1_000_000
 ESCROW_TTL_S = 2.0
 ENDPOINTS = {"digits_classifier": "predict", "custom_csv": "predict", "char_lm": "completions",
-             "custom_text": "completions"}
+             "custom_text": "completions", "causal_lm_lora": "chat/completions"}
 
 
 class BadRequest(Exception):
@@ -92,6 +92,12 @@ class ServedModel:
 
     def parse(self, body: dict) -> Any:
         """The validated input of one request (BadRequest on bad input)."""
+        if self.endpoint == "chat/completions":  # an LLM: `module` is a llm_serving.ChatModel
+            from node.offchain.llm_serving import ChatRequestError
+            try:
+                return self.module.parse(body)
+            except ChatRequestError as exc:
+                raise BadRequest(exc.status, exc.code, exc.message) from None
         if self.endpoint == "completions":
             prompt = body.get("prompt", "")
             max_tokens = body.get("max_tokens", 32)
@@ -121,6 +127,8 @@ class ServedModel:
         """Answer a batch of parsed inputs with one forward pass (or one generation loop)."""
         import torch
 
+        if self.endpoint == "chat/completions":
+            return self.module.run(inputs)
         with torch.inference_mode():
             return self._complete(inputs) if self.endpoint == "completions" else self._predict(inputs)
 
@@ -279,6 +287,7 @@ class Batcher:
         self.service = service
         self.max_batch = max_batch
         self.send, self.receive = anyio.create_memory_object_stream[Job](1024)
+        self.running = False
 
     async def submit(self, job: Job) -> Job:
         await self.send.send(job)
@@ -286,6 +295,15 @@ class Batcher:
         return job
 
     async def loop(self) -> None:
+        if self.running:  # started by the ASGI lifespan and by serve_in_thread: one loop is enough
+            return
+        self.running = True
+        try:
+            await self._loop()
+        finally:
+            self.running = False
+
+    async def _loop(self) -> None:
         while True:
             batch = [await self.receive.receive()]
             while len(batch) < self.max_batch:
@@ -311,7 +329,7 @@ def build_app(service: HostService, max_batch: int = 32) -> Starlette:
             yield
             group.cancel_scope.cancel()
 
-    async def paid(request: Request, endpoint: str) -> JSONResponse:
+    async def paid(request: Request, endpoint: str) -> Response:
         raw = await _read_limited(request)
         if raw is None:
             return error_response(413, "input_too_large", f"request body over {MAX_BODY_BYTES} bytes")
@@ -344,6 +362,13 @@ def build_app(service: HostService, max_batch: int = 32) -> Starlette:
                  "cumulativeQueries": voucher.cumulative_queries, "nonce": voucher.nonce}
         if endpoint == "predict":
             return JSONResponse({"model": cid, "predictions": job.result, "arena": arena})
+        if endpoint == "chat/completions":
+            from node.offchain.llm_serving import completion_body, sse_chunks
+            request_id = f"chatcmpl-{voucher.user.hex()[:8]}-{voucher.nonce}"
+            if payload.stream:  # server-sent events, one per generated token (docs/task-kinds.md)
+                return StreamingResponse(sse_chunks(job.result, cid, request_id, arena), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})
+            return JSONResponse(completion_body(job.result, cid, request_id, arena))
         prompt, _, _ = payload
         return JSONResponse({
             "id": f"cmpl-{voucher.user.hex()[:8]}-{voucher.nonce}", "object": "text_completion",
@@ -353,10 +378,13 @@ def build_app(service: HostService, max_batch: int = 32) -> Starlette:
                       "total_tokens": len(prompt) + len(job.result)},
             "arena": arena})
 
-    async def completions(request: Request) -> JSONResponse:
+    async def completions(request: Request) -> Response:
         return await paid(request, "completions")
 
-    async def predict(request: Request) -> JSONResponse:
+    async def chat_completions(request: Request) -> Response:
+        return await paid(request, "chat/completions")
+
+    async def predict(request: Request) -> Response:
         return await paid(request, "predict")
 
     async def models(_request: Request) -> JSONResponse:
@@ -367,10 +395,13 @@ def build_app(service: HostService, max_batch: int = 32) -> Starlette:
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "models": len(service.models), **service.stats})
 
-    return Starlette(routes=[Route("/v1/completions", completions, methods=["POST"]),
+    app = Starlette(routes=[Route("/v1/completions", completions, methods=["POST"]),
+                             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
                              Route("/v1/predict", predict, methods=["POST"]),
                              Route("/v1/models", models, methods=["GET"]),
                              Route("/health", health, methods=["GET"])], lifespan=lifespan)
+    app.state.batcher = batcher  # serve_in_thread runs its loop: the guarded server runs no ASGI lifespan
+    return app
 
 
 async def _read_limited(request: Request) -> bytes | None:
@@ -396,6 +427,9 @@ def serve_in_thread(app: Starlette, port: int, stop: threading.Event) -> threadi
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve, app, "127.0.0.1", port)
+            batcher = getattr(app.state, "batcher", None)
+            if batcher is not None:
+                nursery.start_soon(batcher.loop)
             while not stop.is_set():
                 await trio.sleep(0.2)
             nursery.cancel_scope.cancel()
@@ -474,6 +508,16 @@ class HostWorker(RoleLoop):
 
         spec = json.loads(self.content.fetch(spec_cid, MAX_SPEC_BYTES, "spec"))
         kind = get_kind(spec["kind"])
+        if kind.artifact == "folder":  # a LoRA adapter: merged into its base model and served as chat
+            from node.offchain.folders import adapter_limits
+            from node.offchain.llm_serving import ChatModel
+            from node.offchain.llm_worker import fetch_base
+            adapter = self.content.fetch_folder(cid, *adapter_limits(spec), "adapter")
+            merged, base = kind.merged_model(spec, fetch_base(self, spec), adapter)  # type: ignore[attr-defined]
+            self.log.info("event=model_loaded model=%s task=%d kind=%s base=%s", cid, task_id, spec["kind"],
+                          spec["model"]["base_cid"])
+            return ServedModel(cid, task_id, spec["kind"], spec, ChatModel(merged, base,
+                               int(spec["limits"]["context_length"])), self.price)
         data = self.content.fetch(cid, int(spec["limits"]["max_model_bytes"]), "model")
         module = kind.load_model(spec, data)
         self.log.info("event=model_loaded model=%s task=%d kind=%s bytes=%d", cid, task_id, spec["kind"], len(data))
