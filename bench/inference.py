@@ -6,16 +6,19 @@ the host's own cost: HTTP, JSON, voucher verification, batching, the forward pas
 ledger commit. Users are threads, each sending its paid queries one after another (as the
 client does); the digits classifier (64 → 64 → 10 MLP) is the model.
 
+The users run in a process of their own (issue 17: in the host's process they shared its GIL).
 Limits measured in the same run: the bare forward rate of that model (one row per call, as an
 unbatched host would run it) and the bare voucher-verification rate (`check_voucher`, i.e. one
 ed25519 verification plus the channel checks).
 """
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bench.common import print_rows, rate, row
@@ -31,6 +34,35 @@ class _Chain:
         if method == "arena_escrow":
             return {"available": 10**15}
         return {"cumulativeQueries": 0, "cumulativeAmount": 0, "nonce": 0}
+
+
+def _clients(url: str, row_in: list[float], signed: list[list[str]], out: Connection) -> None:
+    """One thread per user, each sending its paid queries one after another (as the client does)."""
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def user_loop(vouchers: list[str]) -> None:
+        with httpx.Client(timeout=30) as http:
+            for voucher in vouchers:
+                start = time.perf_counter()
+                try:
+                    reply = http.post(url, json={"input": row_in}, headers={"X-Arena-Voucher": voucher})
+                except httpx.HTTPError as exc:  # a host that stops answering is a reported failure
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                latencies.append(time.perf_counter() - start)
+                if reply.status_code != 200:
+                    errors.append(reply.text[:200])
+
+    threads = [threading.Thread(target=user_loop, args=(v,)) for v in signed]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.send((time.perf_counter() - start, latencies, errors))
 
 
 def run() -> list[dict]:
@@ -84,27 +116,15 @@ def run() -> list[dict]:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        latencies: list[float] = []
-        errors: list[str] = []
-        signed = {u.public_key: [sign_voucher(u, GENESIS, host.public_key, "QmBench", n, n * PRICE, n).to_hex()
-                                 for n in range(1, QUERIES_PER_USER + 1)] for u in users}
-
-        def user_loop(user: Keypair) -> None:
-            with httpx.Client(timeout=30) as http:
-                for voucher in signed[user.public_key]:
-                    start = time.perf_counter()
-                    reply = http.post(url, json={"input": row_in}, headers={"X-Arena-Voucher": voucher})
-                    latencies.append(time.perf_counter() - start)
-                    if reply.status_code != 200:
-                        errors.append(reply.text[:200])
-
-        threads = [threading.Thread(target=user_loop, args=(u,)) for u in users]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
+        signed = [[sign_voucher(u, GENESIS, host.public_key, "QmBench", n, n * PRICE, n).to_hex()
+                   for n in range(1, QUERIES_PER_USER + 1)] for u in users]
+        # The users run in their own process, so the host's figure is not shared with its clients' GIL.
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
+        clients = context.Process(target=_clients, args=(url, row_in, signed, send))
+        clients.start()
+        elapsed, latencies, errors = receive.recv()
+        clients.join(30)
         stop.set()
         thread.join(10)
         batches = service.stats["batches"]
