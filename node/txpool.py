@@ -108,11 +108,16 @@ class TxPool:
     def contains(self, xt_hash: bytes) -> bool:
         return xt_hash in self._by_hash
 
-    def submit(self, encoded: bytes) -> CheckedExtrinsic:
-        """Check and add an extrinsic; raises PoolError with a readable reason."""
+    def submit(self, encoded: bytes, overload_exempt: bool = False) -> CheckedExtrinsic:
+        """Check and add an extrinsic; raises PoolError with a readable reason.
+
+        `overload_exempt`: skip the overload refusals (event-loop and finality lag), for what the
+        node itself must keep (extrinsics of retracted blocks, its own equivocation reports);
+        the size limit still applies."""
         if blake2b_256(encoded) in self._by_hash:
             raise PoolError(1011, "AlreadyInPool", "this exact extrinsic is already in the pool")
-        self._admit()
+        if not overload_exempt:
+            self._admit()
         try:
             checked = self._check(encoded)
         except InvalidTransaction as exc:

@@ -142,3 +142,15 @@ def test_rotating_revalidation_drops_an_invalid_extrinsic_of_an_untouched_sender
     for _ in range(FULL_REVALIDATION_EVERY):
         pool.revalidate(set())  # blocks that touched nobody in the pool
     assert len(pool) == 0
+
+
+def test_overload_exempt_submissions_pass_the_lag_refusal(chain):
+    from node.txpool import LoopLag
+
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_loop_lag_s=0.1))
+    pool.lag = LoopLag()
+    pool.lag.record(1.0)
+    with pytest.raises(PoolError):
+        pool.submit(xfer(chain, ALICE, 0))
+    pool.submit(xfer(chain, ALICE, 0), overload_exempt=True)  # e.g. re-added from a retracted block
+    assert len(pool) == 1
