@@ -337,3 +337,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_escrow)
     for p in (listing, query, serve, escrow, deposit, withdraw, usage, deregister):
         p.add_argument("--rpc", default=DEFAULT_RPC)
+    from node.cli_llm import register as register_llm  # `chat` and `publish` (language models)
+    register_llm(model_sub)

@@ -184,3 +184,21 @@ def test_plain_text_tasks(task, tmp_path):
     adapter = KIND.train(spec, prepared.train_bytes, epochs=1, lr=0.01, seed=1, base_files=task["base"], max_steps=3)
     result = KIND.evaluate(spec, adapter, prepared.heldout_bytes, base_files=task["base"])
     assert result.rejected is None and result.score > 0
+
+
+def test_scores_read_back_as_losses_in_nats():
+    from node.offchain.ml.spec import loss_from_score, score_from_loss_ppb
+    from node.offchain.narrate import leaderboard_table
+
+    for loss_ppb in (0, 1, 362_000_000, 2_122_173_815, 10**12):
+        assert loss_from_score(score_from_loss_ppb(loss_ppb)) == pytest.approx(loss_ppb / 1e9, rel=1e-6, abs=1e-7)
+    assert loss_from_score(0) is None
+    board = {"taskId": 2, "kind": "causal_lm_lora", "status": "finalized", "entries": [
+        {"rank": 1, "address": "5Good", "consensusScore": score_from_loss_ppb(2_122_173_815), "reward": 1,
+         "modelCid": "QmA"},
+        {"rank": 2, "address": "5Bad", "consensusScore": 0, "reward": 0, "modelCid": "QmB"}]}
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    console.print(leaderboard_table(board))
+    text = console.export_text()
+    assert "nats/token" in text and "2.1222 (8.35)" in text and "rejected" in text

@@ -160,19 +160,26 @@ def rank_main(workdir: Path) -> int:
     return 0
 
 
-def score_adapter(loop: Any, kind: Any, spec: dict, cid: str, heldout: bytes) -> Any:
-    """Fetch an adapter folder (caps first) and evaluate it; an oversized or odd folder scores 0."""
+def score_adapter(loop: Any, kind: Any, spec: dict, cid: str, heldout: bytes) -> tuple[Any, float]:
+    """Fetch an adapter folder (caps first) and evaluate it; an oversized or odd folder scores 0.
+
+    Returns the `EvalResult` and the seconds spent fetching (base and adapter)."""
+    import time
+
     from node.offchain.content import ContentTooLarge
     from node.offchain.folders import adapter_limits
     from node.offchain.ml.base import EvalResult
     from node.offchain.ml.spec import REJECTED_LOSS_PPB
 
     limits, total = adapter_limits(spec)
+    began = time.monotonic()
     try:
         files = loop.content.fetch_folder(cid, limits, total, "adapter")
     except ContentTooLarge as exc:
-        return EvalResult(REJECTED_LOSS_PPB, 0, None, 0, rejected=str(exc))
-    return kind.evaluate(spec, files, heldout, base_files=fetch_base(loop, spec))
+        return EvalResult(REJECTED_LOSS_PPB, 0, None, 0, rejected=str(exc)), time.monotonic() - began
+    base = fetch_base(loop, spec)
+    fetched = time.monotonic() - began
+    return kind.evaluate(spec, files, heldout, base_files=base), fetched
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ Used by `arena task show ID` (when no other CLI plugin defines `arena task`) and
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -39,11 +40,17 @@ def score_text(score: int) -> str:
 def leaderboard_table(board: dict, names: dict[str, str] | None = None) -> Table:
     table = Table(title=f"Task {board['taskId']} ({board['kind']}) leaderboard — {board['status']}",
                   title_justify="left")
-    for column in ("rank", "trainer", "consensus score", "reward", "model CID"):
-        table.add_column(column, justify="right" if column in ("rank", "consensus score", "reward") else "left")
+    from node.offchain.ml.spec import loss_from_score
+
+    per_token = board["kind"] in ("causal_lm_lora", "char_lm", "custom_text")
+    loss_column = "held-out loss (nats/token, ppl)" if per_token else "held-out loss"
+    for column in ("rank", "trainer", "consensus score", loss_column, "reward", "model CID"):
+        table.add_column(column, justify="left" if column in ("trainer", "model CID") else "right")
     for entry in board["entries"]:
+        loss = loss_from_score(entry["consensusScore"])
+        shown = "rejected" if loss is None else f"{loss:.4f}" + (f" ({math.exp(min(loss, 700)):.2f})" if per_token else "")
         table.add_row(str(entry["rank"]), short(entry["address"], names), score_text(entry["consensusScore"]),
-                      amount(entry["reward"]), entry["modelCid"])
+                      shown, amount(entry["reward"]), entry["modelCid"])
     return table
 
 

@@ -141,7 +141,49 @@ class ArenaModelClient:
         return Answer(entry["modelCid"], entry["taskId"], entry["kind"], chosen["address"], chosen["endpoint"],
                       output, chosen["pricePerQuery"], response["arena"]["cumulativeAmount"], response)
 
-    def _paid_request(self, cid: str, host: dict, path: str, body: dict) -> dict:
+    def chat(self, model_or_task: int | str, messages: list[dict], *, max_tokens: int = 64,
+             temperature: float = 0.0, stream: bool = False, on_delta: Any = None, host: str | None = None) -> Answer:
+        """Pay for one OpenAI-style chat completion of a `causal_lm_lora` top model.
+
+        With `stream`, the host answers with server-sent events; `on_delta(text)` is called for
+        every piece as it arrives, and the Answer's `output` is the whole reply.
+        """
+        entry = self.resolve(model_or_task)
+        hosts = sorted(entry["hosts"], key=lambda h: (h["pricePerQuery"], h["address"]))
+        if host is not None:
+            hosts = [h for h in hosts if h["address"] == host or h["endpoint"] == host]
+        if not hosts:
+            raise ModelQueryError("no_host", f"nobody hosts model {entry['modelCid']} (task {entry['taskId']})")
+        chosen = hosts[0]
+        body = {"model": entry["modelCid"], "messages": messages, "max_tokens": max_tokens,
+                "temperature": temperature, "stream": stream}
+        with self._lock:
+            response = self._paid_request(entry["modelCid"], chosen, "/v1/chat/completions", body,
+                                          on_delta=on_delta if stream else None, stream=stream)
+        output = response["choices"][0]["message"]["content"]
+        return Answer(entry["modelCid"], entry["taskId"], entry["kind"], chosen["address"], chosen["endpoint"],
+                      output, chosen["pricePerQuery"], response["arena"]["cumulativeAmount"], response)
+
+    def _read_stream(self, reply: httpx.Response, on_delta: Any) -> dict:
+        """Collect a streamed chat completion into the shape of a plain one."""
+        from node.offchain.llm_serving import parse_sse
+
+        text, last, events = "", {}, 0
+        for chunk in parse_sse(reply.iter_lines()):
+            events += 1
+            delta = chunk["choices"][0]["delta"].get("content") or ""
+            if delta:
+                text += delta
+                if on_delta is not None:
+                    on_delta(delta)
+            last = chunk
+        finish = last.get("choices", [{}])[0].get("finish_reason")
+        return {"id": last.get("id"), "object": "chat.completion", "model": last.get("model"), "events": events,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "usage": last.get("usage"), "arena": last.get("arena", {})}
+
+    def _paid_request(self, cid: str, host: dict, path: str, body: dict, *, stream: bool = False,
+                      on_delta: Any = None) -> dict:
         host_key = ss58_decode(host["address"])
         price = int(host["pricePerQuery"])
         base = self.channel(host_key, cid)
@@ -151,8 +193,16 @@ class ArenaModelClient:
             voucher = sign_voucher(self.key, self.genesis_hash, host_key, cid, base[0] + 1, base[1] + price, base[2] + 1)
             self._save_channel(host_key, cid, [voucher.cumulative_queries, voucher.cumulative_amount, voucher.nonce])
             try:
-                reply = self.http.post(host["endpoint"].rstrip("/") + path, json=body,
-                                       headers={"X-Arena-Voucher": voucher.to_hex()})
+                if stream:
+                    with self.http.stream("POST", host["endpoint"].rstrip("/") + path, json=body,
+                                          headers={"X-Arena-Voucher": voucher.to_hex()}) as streamed:
+                        if streamed.status_code == 200:
+                            return self._read_stream(streamed, on_delta)
+                        streamed.read()
+                        reply = streamed
+                else:
+                    reply = self.http.post(host["endpoint"].rstrip("/") + path, json=body,
+                                           headers={"X-Arena-Voucher": voucher.to_hex()})
             except httpx.HTTPError as exc:
                 raise ModelQueryError("host_unreachable", f"{host['endpoint']}: {exc}") from exc
             if reply.status_code == 200:

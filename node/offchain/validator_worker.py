@@ -51,8 +51,8 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
         began = time.monotonic()
         if kind.artifact == "folder":  # a LoRA adapter folder on the spec's base model
             from node.offchain.llm_worker import score_adapter
-            result = score_adapter(loop, kind, spec, cid, heldout)
-            eval_s += time.monotonic() - began
+            result, fetched = score_adapter(loop, kind, spec, cid, heldout)
+            fetch_s, eval_s = fetch_s + fetched, eval_s + time.monotonic() - began - fetched
             results.append({"trainer": address, "cid": cid, "score": result.score, "loss_ppb": result.loss_ppb,
                             "accuracy_ppb": None, "tokens": result.examples, "rejected": result.rejected})
             _log_result(loop, task, address, cid, result)

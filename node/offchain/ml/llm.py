@@ -208,7 +208,7 @@ class CausalLMLoRA(TaskKind):
                        "max_base_bytes": sum(len(v) for v in base.values()), "max_epochs": 20,
                        "max_steps": 2000, "max_lr": 0.05, "max_data_bytes": 64 * 2**20,
                        "context_length": context},
-            "training": {"batch_size": 16, "epochs": 3, "lr": 0.01, "max_steps": 300},
+            "training": {"batch_size": 16, "epochs": 2, "lr": 0.01, "max_steps": 60},
             "metric": {"loss": LOSSES[fmt], "unit": "nats/token", "dtype": "float64", "loss_scale": LOSS_SCALE,
                        "quantization": "round_half_even", "score": "inv_loss_v1", "eval_batch_size": 16,
                        "accuracy": False},

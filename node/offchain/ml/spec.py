@@ -82,6 +82,19 @@ def score_from_loss_ppb(loss_ppb: int) -> int:
     return SCORE_NUMERATOR // (LOSS_SCALE + loss_ppb)
 
 
+def loss_from_score(score: int) -> float | None:
+    """The held-out loss (nats, or MSE units) an `inv_loss_v1` score stands for; None for 0 (rejected).
+
+    `score = 10**18 // (10**9 + loss_ppb)` pins loss_ppb to an interval of width ~10**18 / score**2
+    ppb (about 10 ppb for a loss of 2 nats): this is its midpoint, good to ~10**-8 nats.
+    """
+    if score <= 0:
+        return None
+    low = Fraction(SCORE_NUMERATOR, score + 1) - LOSS_SCALE
+    high = Fraction(SCORE_NUMERATOR, score) - LOSS_SCALE
+    return max(0.0, float((low + high) / 2 / LOSS_SCALE))
+
+
 def common_sections(
     kind: str,
     model: dict[str, Any],
