@@ -126,7 +126,7 @@ class TxPool:
             raise PoolError(1011, "AlreadyInPool", "this exact extrinsic is already in the pool")
         if checked.nonce_gap > self.limits.max_future_gap:
             raise PoolError(1004, "Future", f"nonce is {checked.nonce_gap} ahead of the account; at most {self.limits.max_future_gap} allowed")
-        queue = self._by_sender.setdefault(checked.sender, {})
+        queue = self._by_sender.get(checked.sender, {})  # no empty queue is left behind on a refusal
         nonce = checked.extrinsic.nonce
         existing = queue.get(nonce)
         if existing is not None:
@@ -143,7 +143,8 @@ class TxPool:
             raise PoolError(POOL_FULL, "PoolFull",
                             f"pool full, retry: it holds {len(self._by_hash)} extrinsics, the limit "
                             "(a higher tip may evict a lower one)")
-        queue[nonce] = checked
+        # (re)fetched: an eviction may have emptied and dropped this very sender's queue
+        self._by_sender.setdefault(checked.sender, {})[nonce] = checked
         self._by_hash[checked.hash] = checked
         return checked
 
@@ -195,6 +196,8 @@ class TxPool:
         """Ready extrinsics in block order: highest tip first, each account in nonce order."""
         heads: list[tuple[int, int, bytes, list[CheckedExtrinsic]]] = []
         for sender, queue in self._by_sender.items():
+            if not queue:
+                continue
             chain = []
             base = min(queue)
             first = queue[base]

@@ -154,3 +154,21 @@ def test_overload_exempt_submissions_pass_the_lag_refusal(chain):
         pool.submit(xfer(chain, ALICE, 0))
     pool.submit(xfer(chain, ALICE, 0), overload_exempt=True)  # e.g. re-added from a retracted block
     assert len(pool) == 1
+
+
+def test_a_refused_new_sender_leaves_no_empty_queue(chain):
+    """A PoolFull refusal of a sender with nothing pending left an empty queue behind, and the
+    next block's `ready()` crashed the node (min() of an empty sequence)."""
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_total=1))
+    pool.submit(xfer(chain, ALICE, 0, tip=5))
+    with pytest.raises(PoolError):
+        pool.submit(xfer(chain, BOB, 0))
+    assert pool.ready() == [xfer(chain, ALICE, 0, tip=5)]
+
+
+def test_eviction_of_the_same_senders_only_extrinsic_keeps_the_pool_consistent(chain):
+    pool = TxPool(chain.check_for_pool, PoolLimits(max_total=1))
+    pool.submit(xfer(chain, ALICE, 1, tip=1))  # a future one, the only one in the pool
+    replacement = xfer(chain, ALICE, 0, tip=9)
+    pool.submit(replacement)  # evicts ALICE's nonce-1 extrinsic, emptying ALICE's queue
+    assert len(pool) == 1 and pool.ready() == [replacement]
