@@ -187,3 +187,33 @@ def test_arena_model_chat_cli_streams(scenario):
                             check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() and "paid" in result.stderr
+
+
+def test_arena_model_publish_gives_the_same_folder_cid(scenario, tmp_path):
+    import ipfshttpclient
+
+    from node.offchain.context import rpc_to_ipfs_multiaddr
+    from node.offchain.folders import base_limits, read_folder
+    spec_cid = scenario["task"]["specCid"]
+    ipfs = ipfshttpclient.client.Client(rpc_to_ipfs_multiaddr(scenario["rpc"][3]), timeout=60)
+    spec = json.loads(ipfs.cat(spec_cid))
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    for name, data in read_folder(ipfs, spec["model"]["base_cid"], *base_limits(spec), "base").items():
+        (folder / name).write_bytes(data)
+    (folder / "README.md").write_text("not part of a model folder")
+
+    def publish(path):
+        return subprocess.run([sys.executable, "-m", "node.cli", "model", "publish", str(path), "--rpc",
+                               scenario["rpc"][2], "--json"], check=False, cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+
+    result = publish(folder)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["cid"] == spec["model"]["base_cid"] and info["model_type"] == "qwen2"
+    assert info["skipped"] == ["README.md"]
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    result = publish(folder)
+    assert result.returncode == 1 and "model_type" in result.stderr

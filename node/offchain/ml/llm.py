@@ -305,6 +305,8 @@ class CausalLMLoRA(TaskKind):
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         autocast = _autocast(target)
+        # fp16 (GPUs without bf16) needs loss scaling so small adapter gradients do not underflow
+        scaler = torch.amp.GradScaler("cuda") if target.type == "cuda" and not torch.cuda.is_bf16_supported() else None
         rank, world = (distributed.rank(), distributed.size()) if distributed is not None else (0, 1)
         rng = random.Random(seed)
         order: list[int] = []
@@ -326,13 +328,17 @@ class CausalLMLoRA(TaskKind):
                 losses = llm_base.token_losses(model, input_ids, mask, labels)
             loss = losses.float().mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if distributed is not None:
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            if distributed is not None:  # data parallel: average the adapter gradients of every rank
                 for p in params:
                     if p.grad is not None:
                         torch.distributed.all_reduce(p.grad, group=distributed)
                         p.grad /= world
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             value = float(loss.detach())
             if bar is not None:
                 bar.update(1)
