@@ -45,6 +45,9 @@ def _raw_rate(task: dict, rpc_url: str) -> float:
     ipfs = _ipfs(rpc_url)
     spec = json.loads(_fetch(ipfs, task["specCid"], 1 << 20, "spec"))
     kind = get_kind(spec["kind"])
+    if kind.artifact == "folder":  # LoRA adapters: bench/llm.py measures their raw forward rate
+        from bench.llm import raw_adapter_rate
+        return raw_adapter_rate(task, spec, ipfs)
     share = decode_share(_fetch(ipfs, task["validationShare"], 80 << 20, "share"))
     heldout = open_with_key(share.ciphertext, bytes.fromhex(task["auditKey"][2:]))
     inputs, _ = kind.decode_split(spec, heldout, "heldout")

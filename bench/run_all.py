@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_rows
 
-BENCHES = ["import", "aggregation", "content", "p2p_raw", "ml_eval", "network", "lifecycle", "inference"]
+BENCHES = ["import", "aggregation", "content", "p2p_raw", "ml_eval", "network", "lifecycle", "inference", "llm"]
 
 
 def main() -> int:
