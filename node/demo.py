@@ -8,9 +8,9 @@ What it does (docs/workers.md, "The demo"):
    with a fast genesis (500 ms slots, 20-block epochs);
 2. alice funds the worker accounts: planner eve, trainers //trainer-good, //trainer-poor,
    //trainer-broken, validators //validator-1..3 (deterministic dev-style keys);
-3. starts three worker processes against node-0..2: the planner (eve, tasks digits_classifier
-   and char_lm), the trainers (three accounts of quality good, poor, broken in one process),
-   the validators (three accounts in one process); trainers and validators bond and send
+3. starts three worker processes against node-0..2: the planner (eve, tasks digits_classifier,
+   char_lm and causal_lm_lora), the trainers (three accounts of quality good, poor, broken in one
+   process), the validators (three accounts in one process); trainers and validators bond and send
    heartbeats; ferdie delegates to trainer-good;
 4. narrates each task: creation, selection (stake, weight, chance), training progress, model
    CIDs, commits and reveals, the leaderboard, rewards to every account and delegator, the top
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOT_MS = 500
 TRAINERS = {"trainer-good": "good", "trainer-poor": "poor", "trainer-broken": "broken"}
 VALIDATORS = ("validator-1", "validator-2", "validator-3")
-KINDS = ("digits_classifier", "char_lm")
+KINDS = ("digits_classifier", "char_lm", "causal_lm_lora")  # the last: LoRA fine-tuning of a tiny Qwen2 LM
 WINDOWS = (240, 120, 60)  # training, commit, reveal blocks: upper bounds; phases end early when all acted
 BOND = 20 * UNIT         # each trainer's and validator's own bond (the role minimum is 10 ARENA)
 DELEGATION = 10 * UNIT   # ferdie → trainer-good

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 PRICE = 2_000_000  # 0.002 ARENA per query
 QUERIES = 4
 PROMPTS = ("def main(", "The class ", "Return the ", "import ")
+CHATS = ("What is the opposite of hot?", "What is 12 plus 7?", "Is yield a Python keyword?", "Spell the word cold.")
 
 
 def _fmt(units: int) -> str:
@@ -106,7 +107,12 @@ def _serve_and_pay(net: Any, console: Any, client: RpcClient, models: list[dict]
         digits = load_digits()
         for m in models:
             for i in range(QUERIES):
-                if m["kind"] in ("char_lm", "custom_text"):
+                if m["kind"] == "causal_lm_lora":  # chat completions, the first one streamed (SSE)
+                    question = CHATS[i % len(CHATS)]
+                    answer = user.chat(m["taskId"], [{"role": "user", "content": question}], max_tokens=24,
+                                       stream=i == 0)
+                    shown = f"{question!r} → {answer.output!r}" + (" (streamed)" if i == 0 else "")
+                elif m["kind"] in ("char_lm", "custom_text"):
                     data: Any = PROMPTS[i % len(PROMPTS)]
                     answer = user.query(m["taskId"], data, max_tokens=40, temperature=0.7)
                     shown = f"{data!r} → {answer.output!r}"
