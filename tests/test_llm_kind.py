@@ -202,3 +202,33 @@ def test_scores_read_back_as_losses_in_nats():
     console.print(leaderboard_table(board))
     text = console.export_text()
     assert "nats/token" in text and "2.1222 (8.35)" in text and "rejected" in text
+
+
+class Listing:
+    """What a Kubo-compatible `ls` answers for a folder; counts `cat` calls (nothing may be read early)."""
+
+    def __init__(self, links):
+        self.links, self.cats = links, 0
+
+    def ls(self, cid):
+        return {"Objects": [{"Hash": cid, "Links": self.links}]}
+
+    def cat(self, path, length=None):
+        self.cats += 1
+        return b"{}"
+
+
+def test_folders_are_checked_from_the_listing_before_any_file_is_read(task):
+    from node.offchain.folders import FolderRejected, adapter_limits, read_folder
+
+    limits = adapter_limits(task["spec"])
+    ok = [{"Name": ADAPTER_CONFIG, "Size": 2, "Type": 2}, {"Name": ADAPTER_WEIGHTS, "Size": 2, "Type": 2}]
+    assert set(read_folder(Listing(ok), "Qm", *limits, "adapter")) == {ADAPTER_CONFIG, ADAPTER_WEIGHTS}
+    for links, match in (([*ok, {"Name": "model.py", "Size": 1, "Type": 2}], "unexpected entry"),
+                         ([ok[0], {"Name": ADAPTER_WEIGHTS, "Size": 10**9, "Type": 2}], "over the limit"),
+                         ([ok[0], {"Name": ADAPTER_WEIGHTS, "Size": 0, "Type": 1}], "unexpected entry"),
+                         ([], "not a folder")):
+        listing = Listing(links)
+        with pytest.raises(FolderRejected, match=match):
+            read_folder(listing, "Qm", *limits, "adapter")
+        assert listing.cats == 0

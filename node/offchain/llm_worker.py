@@ -51,8 +51,14 @@ def fetch_base(loop: Any, spec: dict) -> dict[str, bytes]:
     with _BASES_LOCK:
         if cid in _BASES:
             return _BASES[cid]
+    from node.offchain.content import ContentTooLarge
+    from node.offchain.ml.errors import ModelRejected
+
     limits, total = base_limits(spec)
-    files = loop.content.fetch_folder(cid, limits, total, "base model")
+    try:
+        files = loop.content.fetch_folder(cid, limits, total, "base model")
+    except ContentTooLarge as exc:  # the planner's base folder breaks the spec's own caps: not retried
+        raise ModelRejected(f"base model folder {cid}: {exc}") from None
     with _BASES_LOCK:
         while len(_BASES) >= MAX_CACHED_BASES:
             _BASES.pop(next(iter(_BASES)))
