@@ -189,7 +189,7 @@ def test_arena_model_chat_cli_streams(scenario):
     assert result.stdout.strip() and "paid" in result.stderr
 
 
-def test_arena_model_publish_gives_the_same_folder_cid(scenario, tmp_path):
+def test_arena_model_publish_gives_the_same_folder_cid(scenario, tmp_path, capsys):
     import ipfshttpclient
 
     from node.offchain.context import rpc_to_ipfs_multiaddr
@@ -203,17 +203,15 @@ def test_arena_model_publish_gives_the_same_folder_cid(scenario, tmp_path):
         (folder / name).write_bytes(data)
     (folder / "README.md").write_text("not part of a model folder")
 
-    def publish(path):
-        return subprocess.run([sys.executable, "-m", "node.cli", "model", "publish", str(path), "--rpc",
-                               scenario["rpc"][2], "--json"], check=False, cwd=ROOT, capture_output=True, text=True,
-                              timeout=120)
+    from node.cli import main  # in process: the CLI code path without another transformers import
 
-    result = publish(folder)
-    assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
+    code = main(["model", "publish", str(folder), "--rpc", scenario["rpc"][2], "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    info = json.loads(out)
     assert info["cid"] == spec["model"]["base_cid"] and info["model_type"] == "qwen2"
     assert info["skipped"] == ["README.md"]
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
-    result = publish(folder)
-    assert result.returncode == 1 and "model_type" in result.stderr
+    assert main(["model", "publish", str(folder), "--rpc", scenario["rpc"][2]]) == 1
+    assert "model_type" in capsys.readouterr().err
