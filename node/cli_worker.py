@@ -138,7 +138,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from node.offchain.audit import audit_task
 
     report = audit_task(args.rpc, args.task)
+    nats = {t: (None if loss is None else loss / 10**9) for t, loss in report.losses.items()}
     print(json.dumps({"taskId": report.task_id, "recomputed": report.recomputed, "lossPpb": report.losses,
+                      "lossNats": nats,
                       "rejected": report.rejected, "revealed": report.revealed, "matches": report.matches,
                       "reproduced": report.reproduced}, indent=2))
     return 0 if report.reproduced else 1
