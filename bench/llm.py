@@ -185,6 +185,8 @@ def raw_adapter_rate(task: dict, spec: dict, ipfs: Any, seconds: float = 5.0) ->
     base_files = read_folder(ipfs, spec["model"]["base_cid"], *base_limits(spec), "base")
     models = []
     for entry in task["trainers"]:
+        if not entry.get("modelCid"):
+            continue
         try:
             adapter = read_folder(ipfs, entry["modelCid"], *adapter_limits(spec), "adapter")
             models.append(kind.merged_model(spec, base_files, adapter))
