@@ -215,3 +215,13 @@ def test_arena_model_publish_gives_the_same_folder_cid(scenario, tmp_path, capsy
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
     assert main(["model", "publish", str(folder), "--rpc", scenario["rpc"][2]]) == 1
     assert "model_type" in capsys.readouterr().err
+
+
+def test_lifecycle_bench_raw_rate_of_the_tasks_adapters(scenario):
+    import ipfshttpclient
+
+    from bench.llm import raw_adapter_rate
+    from node.offchain.context import rpc_to_ipfs_multiaddr
+    ipfs = ipfshttpclient.client.Client(rpc_to_ipfs_multiaddr(scenario["rpc"][3]), timeout=60)
+    spec = json.loads(ipfs.cat(scenario["task"]["specCid"]))
+    assert raw_adapter_rate(scenario["task"], spec, ipfs, seconds=1.0) > 0
