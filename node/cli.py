@@ -15,11 +15,10 @@ from node.chainspec import AUTHORITY_KEY_FILE
 from node.keystore import DEFAULT_KEYSTORE, KeyError_, resolve_account, resolve_key, write_key
 from node.rpc_client import DEFAULT_RPC, RpcClient, RpcClientError, call_failed
 from runtime.crypto import CryptoError, Keypair, ss58_encode
+from runtime.modules.balances import UNIT  # 9 decimals: balances are u64 on the wire
 
 if TYPE_CHECKING:
     from node.service import NodeConfig
-
-UNIT = 10**9  # 9 decimals: balances are u64 on the wire
 
 
 def parse_amount(text: str) -> int:
