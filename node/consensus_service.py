@@ -209,7 +209,7 @@ class ConsensusService:
         try:
             nonce = self.node.pool.next_nonce(self.key.public_key, self.node.account_nonce(self.key.public_key))
             encoded = self.node.sign_local(self.key, "session", "report_equivocation", [kind, first, second], nonce)
-            self.node.submit_extrinsic(encoded)
+            self.node.submit_extrinsic(encoded, overload_exempt=True)
         except PoolError as exc:
             log.info("equivocation report not submitted: %s", exc)
 
@@ -308,7 +308,7 @@ class ConsensusService:
         for block in retracted:
             for encoded in block.extrinsics:
                 try:
-                    self.node.pool.submit(encoded)
+                    self.node.pool.submit(encoded, overload_exempt=True)   # retracted: must not be lost
                 except PoolError:
                     pass
 

@@ -127,9 +127,10 @@ class ArenaNode:
 
     # ------------------------------------------------------------ hooks used by RPC
 
-    def submit_extrinsic(self, encoded: bytes) -> CheckedExtrinsic:
-        """Add to the pool and gossip it (batched) to the network."""
-        checked = self.pool.submit(encoded)
+    def submit_extrinsic(self, encoded: bytes, overload_exempt: bool = False) -> CheckedExtrinsic:
+        """Add to the pool and gossip it (batched) to the network; `overload_exempt` for the
+        node's own extrinsics that must not be lost to admission control (equivocation reports)."""
+        checked = self.pool.submit(encoded, overload_exempt=overload_exempt)
         if self.consensus is not None:
             try:
                 self._gossip_send.send_nowait(encoded)
