@@ -33,7 +33,7 @@ chromium:
 test: $(STAMP) $(HELIA_STAMP) chromium
 	$(VENV)/bin/ruff check node runtime p2p consensus tests bench
 	$(VENV)/bin/mypy runtime consensus node p2p
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 bench: $(STAMP)
 	$(PY) -m bench.run_all

@@ -33,14 +33,16 @@ _WARM = threading.Event()
 
 
 def warm_up(kind_name: str) -> None:
-    """Import transformers/peft in the background once a LoRA task is seen (imports take tens of
-    seconds on a busy CPU; doing it while the task is still in an earlier phase saves that time)."""
+    """Import transformers/peft once a LoRA task is seen, while the task is still in an earlier
+    phase (the imports take tens of seconds on a busy CPU). In this thread, not a background one:
+    transformers pulls in torch._dynamo/_inductor, and a second thread importing torch modules at
+    the same time (evaluation does) sees them half-initialised (ImportError, seen in make demo)."""
     if kind_name != "causal_lm_lora" or _WARM.is_set():
         return
     _WARM.set()
     from node.offchain.ml.llm_base import stack
 
-    threading.Thread(target=stack, name="llm-warm-up", daemon=True).start()
+    stack()
 
 
 def fetch_base(loop: Any, spec: dict) -> dict[str, bytes]:

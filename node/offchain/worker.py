@@ -167,8 +167,20 @@ class RoleLoop:
         self.log.info("event=worker_stop role=%s account=%s", self.ctx.role, self.ctx.key.address)
 
 
+def _load_torch_lazy_modules() -> None:
+    """torch loads its compiler modules (torch._dynamo, torch._inductor) on first use. Two role
+    threads doing that at once (one importing transformers, one evaluating) see half-initialised
+    modules and fail with ImportError (seen in make demo); so load them once, here, before any
+    role thread starts."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:  # a node installed without the workers extra: no ML roles run
+        pass
+
+
 def run_workers(contexts: Iterable[WorkerContext], stop: threading.Event) -> None:
     """Run each context's role in its own thread until `stop` is set (or every role returns)."""
+    _load_torch_lazy_modules()
     threads = []
     for ctx in contexts:
         ctx.stop = stop
