@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from node import keystore
 from node.chainspec import AUTHORITY_KEY_FILE
+from node.jsonfmt import fmt_amount
 from node.keystore import DEFAULT_KEYSTORE, KeyError_, resolve_account, resolve_key, write_key
 from node.rpc_client import DEFAULT_RPC, RpcClient, RpcClientError, call_failed
 from runtime.crypto import CryptoError, Keypair, ss58_encode
@@ -66,10 +67,6 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
-
-
-def fmt_amount(units: int) -> str:
-    return f"{units // UNIT}.{units % UNIT:09d}".rstrip("0").rstrip(".") + " ARENA"
 
 
 def setup_logging(level: str) -> None:

@@ -22,11 +22,11 @@ from node.rpc_client import DEFAULT_RPC
 def cmd_publish(args: argparse.Namespace) -> int:
     import ipfshttpclient
 
-    from node.cli_worker import ipfs_api_multiaddr
     from node.offchain.folders import FolderRejected
     from node.offchain.ml.errors import ModelRejected
     from node.offchain.ml.llm import HARD_MAX_BASE_BYTES, HARD_MAX_BASE_PARAMS
     from node.offchain.ml.llm_base import BASE_FILES, load_base
+    from node.urls import ipfs_api_multiaddr
 
     folder: Path = args.folder
     if not folder.is_dir():
@@ -62,8 +62,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from node.cli import fmt_amount
-    from node.cli_worker import parse_key
+    from node.jsonfmt import fmt_amount
+    from node.keystore import resolve_key as parse_key
     from node.offchain.user_client import ArenaModelClient, ModelQueryError
 
     client = ArenaModelClient(args.rpc, parse_key(args.key), Path(args.state_dir) if args.state_dir else None)

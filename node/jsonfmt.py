@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.crypto import ss58_encode
+from runtime.modules.balances import UNIT
 from runtime.types import Block, Event, Header
 
 
@@ -71,3 +72,8 @@ def event_json(event: Event, field_names: list[str] | None = None) -> dict:
     if field_names and len(field_names) == len(event.data):
         out["fields"] = dict(zip(field_names, data))
     return out
+
+
+def fmt_amount(units: int) -> str:
+    """Base units as ARENA with every decimal that is not zero ('1.5 ARENA')."""
+    return f"{units // UNIT}.{units % UNIT:09d}".rstrip("0").rstrip(".") + " ARENA"
