@@ -5,7 +5,8 @@ py-libp2p 0.8.1 drops messages silently in three places by default; each is conf
   * GossipSub spam protection (10 msgs/s per topic, even our own) -> disabled; abuse is handled
     by validators + `PeerManager` scores instead.
   * the per-peer outbound RPC queue (32 entries) -> resized to `outbound_queue_size`, and local
-    publishes wait while any peer queue is more than half full (back-pressure).
+    publishes wait while any peer queue is more than half full (back-pressure), for at most
+    50 ms (blocks, votes) or 1 s (extrinsic batches): one stalled peer must not stall us.
   * the per-subscription channel (32 entries, drop when the reader lags) -> bypassed: delivery
     goes into our own per-topic buffer of `subscription_buffer` entries, and drops are counted.
 
@@ -367,7 +368,14 @@ class Gossip:
             # (the batcher meanwhile makes the next batch bigger), so a block never sits behind
             # seconds of extrinsic gossip.
             high_water = min(high_water, self._limits.extrinsics_queue_high_water)
-        while any(len(queue) > high_water for queue in list(self.pubsub.peer_queues.values())):
+        # Back-pressure is bounded: a peer that stopped reading (partitioned, frozen) keeps its
+        # queue full, and waiting on it without bound stalled every block and vote of this node
+        # (seen in make chaos: a 3|1 split after a 2|2 partition finalized nothing). Blocks and
+        # votes wait at most 50 ms, extrinsic batches 1 s; then the slow peer's queue overflows
+        # (the library drops for that peer alone) and sync repairs what it missed.
+        deadline = trio.current_time() + (1.0 if topic is Topic.EXTRINSICS else 0.05)
+        while (any(len(queue) > high_water for queue in list(self.pubsub.peer_queues.values()))
+               and trio.current_time() < deadline):
             await trio.sleep(0.002)
         # What we publish is "seen": a peer that replays it to us in a new envelope is not relayed.
         if topic is Topic.EXTRINSICS:
