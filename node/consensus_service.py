@@ -99,10 +99,9 @@ class ConsensusService:
             return Verdict.REJECT
         if header.slot > current_slot(self.slot_ms) + FUTURE_SLOT_TOLERANCE:
             return Verdict.IGNORE      # our clock may be behind theirs: not provably invalid
-        if self.store.has_block(block.hash):
-            self._watch_equivocation(header)
-            return Verdict.IGNORE
         self._watch_equivocation(header)
+        if self.store.has_block(block.hash):
+            return Verdict.IGNORE
         try:
             self.chain.import_block(block)
         except UnknownParent:
@@ -221,10 +220,6 @@ class ConsensusService:
         out, made = self.finality.tick(now_ms())
         self._pending_votes.extend(out.votes)
         self._pending_justifications.extend(made)
-        for evidence in out.equivocations:
-            vote = evidence.first
-            self._report(session.KIND_VOTE, vote.voter, (vote.set_id, vote.round),
-                         evidence.first.encode(), evidence.second.encode())
         if self.chain.finalized.number > before:
             self._after_finality()
         return out.votes
