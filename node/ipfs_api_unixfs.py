@@ -10,34 +10,33 @@ Paths may be `CID`, `CID/dir/file` or `/ipfs/CID/dir/file`.
 from __future__ import annotations
 
 import base64
-import json
 import tarfile
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 import anyio
 import anyio.to_thread
-from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from node import ipfs_api
-from node.ipfs_api import (
+from node.ipfs_http import (
     ApiError,
-    MultipartEvents,
     UploadTruncated,
-    _Import,
-    _kubo_errors,
+    add_reply,
+    compression_level,
     fetch_timeout,
+    guarded_stream,
     gzip_stream,
+    kubo_errors,
     query_arg,
     query_bool,
     query_int,
 )
+from node.ipfs_upload import AddFile, MultipartEvents, receive_parts
 from p2p.content.cid import RAW, Cid, parse_cid, parse_path
 from p2p.content.dagpb import decode_pbnode
 from p2p.content.directory import TYPE_DIRECTORY, walk
@@ -79,60 +78,22 @@ def part_path(headers: dict[str, str]) -> tuple[str, bool]:
     return path, ctype == b"application/x-directory"
 
 
-class _TreeFile:
-    """Looks like a ContentStore to `_Import`: its one file goes into the tree at `path`."""
-
-    def __init__(self, tree: TreeImport, path: str) -> None:
-        self.tree = tree
-        self.path = path
-
-    def add_file(self, fileobj: BinaryIO, pin: bool = True, only_hash: bool = False) -> tuple[str, int]:
-        result = self.tree.add_file(self.path, fileobj)
-        return str(result.cid), result.size
-
-
 async def receive_tree(request: Request, tree: TreeImport) -> list[tuple[str, str, int]]:
-    """Stream every part of the multipart body into `tree`; (name, cid, size) per file."""
-    ctype, params = parse_options_header(request.headers.get("content-type", ""))
-    if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise ApiError("add expects a multipart/form-data body with a 'file' field")
-    events = MultipartEvents(params[b"boundary"])
-    added: list[tuple[str, str, int]] = []
-    current: _Import | None = None
-    failure: Exception | None = None
-    async with anyio.create_task_group() as tasks:
-        try:
-            async for chunk in request.stream():
-                for kind, value in events.feed(chunk):
-                    if kind == "part":
-                        path, is_dir = part_path(value)
-                        if is_dir:
-                            tree.add_directory(path)
-                            continue
-                        current = _Import(path)
-                        tasks.start_soon(current.run, cast(Any, _TreeFile(tree, path)),
-                                         {"pin": False, "only_hash": tree.only_hash})
-                    elif kind == "data" and current is not None:
-                        await current.send(bytes(value))
-                    elif kind == "end" and current is not None:
-                        cid, size = await current.finish()
-                        added.append((current.name.rsplit("/", 1)[-1] if "/" not in current.name
-                                      else current.name, cid, size))
-                        current = None
-            if not events.finished:
-                raise UploadTruncated("the upload ended before its closing multipart boundary; "
-                                      "nothing was recorded as stored")
-        except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
-            failure = exc
-            if current is not None:
-                await current.abort(f"upload interrupted: {exc or type(exc).__name__}")
-    if isinstance(failure, ClientDisconnect):
-        raise UploadTruncated("the client disconnected during the upload; nothing was stored")
-    if isinstance(failure, MultipartParseError):
-        raise ApiError(f"malformed multipart body: {failure}")
-    if failure is not None:
-        raise failure
-    return added
+    """Stream every part of the multipart body into `tree`; (path, cid, size) per file."""
+
+    def begin(headers: dict[str, str]) -> tuple[str, AddFile] | None:
+        path, is_dir = part_path(headers)
+        if is_dir:
+            tree.add_directory(path)
+            return None
+
+        def add_file(fileobj: BinaryIO) -> tuple[str, int]:
+            result = tree.add_file(path, fileobj)
+            return str(result.cid), result.size
+        return path, add_file
+
+    return await receive_parts(request, begin, "the upload ended before its closing multipart boundary; "
+                                               "nothing was recorded as stored")
 
 
 def tar_tree(store: EmbeddedContentStore, root: Cid, name: str) -> Iterator[bytes]:
@@ -152,13 +113,35 @@ def tar_tree(store: EmbeddedContentStore, root: Cid, name: str) -> Iterator[byte
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
-def unixfs_routes(store: EmbeddedContentStore) -> list[Route]:
-    """The routes above, for the embedded store."""
-    blocks = store.blocks
+def stat_reply(blocks: Any, target: Cid) -> dict[str, Any]:
+    """`files/stat` of a resolved block: Size, CumulativeSize, Blocks (its links) and Type."""
+    block = blocks.get(target)
+    if target.codec == RAW:
+        return {"Hash": str(target), "Size": len(block), "CumulativeSize": len(block), "Blocks": 0, "Type": "file"}
+    node = decode_pbnode(block)
+    cumulative = len(block) + sum(link.tsize for link in node.links)
+    try:
+        size, kind = read_file_node(target, block).filesize, "file"
+    except InvalidBlock:
+        size, kind = 0, "directory"
+    return {"Hash": str(target), "Size": size, "CumulativeSize": cumulative, "Blocks": len(node.links), "Type": kind}
 
-    async def add(request: Request) -> Response:
+
+class UnixfsApi:
+    """The handlers over the embedded store's trees, pins and blocks; each an `/api/v0/<command>` endpoint."""
+
+    def __init__(self, store: EmbeddedContentStore) -> None:
+        self.store = store
+        self.blocks = store.blocks
+
+    def handlers(self) -> dict[str, Any]:
+        return {"add": self.add, "get": self.get, "ls": self.ls_, "files/stat": self.files_stat,
+                "pin/ls": self.pin_ls, "pin/rm": self.pin_rm, "block/stat": self.block_stat,
+                "block/put": self.block_put, "id": self.node_id}
+
+    async def add(self, request: Request) -> Response:
         options = tree_options(request)
-        tree = TreeImport(blocks, options["cid_version"], options["raw_leaves"], options["only_hash"])
+        tree = TreeImport(self.blocks, options["cid_version"], options["raw_leaves"], options["only_hash"])
         try:
             added = await receive_tree(request, tree)
             if not added and not tree.builder.finish(None)[:-1]:
@@ -166,70 +149,53 @@ def unixfs_routes(store: EmbeddedContentStore) -> list[Route]:
             dirs = await anyio.to_thread.run_sync(tree.finish, options["wrap"], options["pin"])
         finally:
             tree.close()
-        rows = [*added, *[(path, str(result.cid), result.size) for path, result in dirs]]
-        lines = [json.dumps({"Name": name, "Hash": cid, "Size": str(size)}) for name, cid, size in rows]
-        return Response("\n".join(lines) + "\n", media_type="application/json",
-                        headers={"X-Chunked-Output": "1"})
+        return add_reply([*added, *[(path, str(result.cid), result.size) for path, result in dirs]])
 
-    async def get(request: Request) -> Response:
+    async def get(self, request: Request) -> Response:
         path = query_arg(request)
-        await store.fetch(path, fetch_timeout(request))
-        target = await anyio.to_thread.run_sync(resolve, blocks, path)
+        await self.store.fetch(path, fetch_timeout(request))
+        target = await anyio.to_thread.run_sync(resolve, self.blocks, path)
         name = path.rstrip("/").rsplit("/", 1)[-1]
-        parts: Iterator[bytes] = tar_tree(store, target, name)
-        if query_bool(request, "compress", False):
-            level = query_int(request, "compression-level", -1)
-            parts = gzip_stream(parts, -1 if level is None or not -1 <= level <= 9 else level)
-        return StreamingResponse(ipfs_api.guarded_stream(parts, "get"), media_type="application/x-tar",
+        parts: Iterator[bytes] = tar_tree(self.store, target, name)
+        level = compression_level(request)
+        if level is not None:
+            parts = gzip_stream(parts, level)
+        return StreamingResponse(guarded_stream(parts, "get"), media_type="application/x-tar",
                                  headers={"X-Stream-Output": "1"})
 
-    async def ls_(request: Request) -> Response:
+    async def ls_(self, request: Request) -> Response:
         objects = []
         for path in request.query_params.getlist("arg") or [query_arg(request)]:
-            await store.fetch(path, fetch_timeout(request))
-            entries = await anyio.to_thread.run_sync(ls, blocks, path)
+            await self.store.fetch(path, fetch_timeout(request))
+            entries = await anyio.to_thread.run_sync(ls, self.blocks, path)
             links = []
             for entry in entries:
                 size = 0
                 if entry.kind != TYPE_DIRECTORY:
-                    size = read_file_node(entry.cid, blocks.get(entry.cid)).filesize
+                    size = read_file_node(entry.cid, self.blocks.get(entry.cid)).filesize
                 links.append({"Name": entry.name, "Hash": str(entry.cid), "Size": size,
                               "Type": entry.kind, "Target": ""})
             objects.append({"Hash": path, "Links": links})
         return JSONResponse({"Objects": objects})
 
-    async def files_stat(request: Request) -> Response:
+    async def files_stat(self, request: Request) -> Response:
         path = query_arg(request)
         if not path.startswith("/ipfs/"):
             raise ApiError(f"only /ipfs/ paths can be stat'ed here (there is no MFS), got {path!r}")
-        local = store.has(path)
+        local = self.store.has(path)
         if not local:
-            await store.fetch(path, fetch_timeout(request))
-        target = await anyio.to_thread.run_sync(resolve, blocks, path)
-        block = blocks.get(target)
-        reply: dict[str, Any]
-        if target.codec == RAW:
-            reply = {"Hash": str(target), "Size": len(block), "CumulativeSize": len(block), "Blocks": 0,
-                     "Type": "file"}
-        else:
-            node = decode_pbnode(block)
-            cumulative = len(block) + sum(link.tsize for link in node.links)
-            links = len(node.links)
-            try:
-                size, kind = read_file_node(target, block).filesize, "file"
-            except InvalidBlock:
-                size, kind = 0, "directory"
-            reply = {"Hash": str(target), "Size": size, "CumulativeSize": cumulative, "Blocks": links,
-                     "Type": kind}
+            await self.store.fetch(path, fetch_timeout(request))
+        target = await anyio.to_thread.run_sync(resolve, self.blocks, path)
+        reply = stat_reply(self.blocks, target)
         if query_bool(request, "with-local", False):
             reply.update({"WithLocality": True, "Local": local})
         return JSONResponse(reply)
 
-    async def pin_ls(request: Request) -> Response:
+    async def pin_ls(self, request: Request) -> Response:
         kind = request.query_params.get("type") or "all"
         if kind not in ("all", "recursive", "direct", "indirect"):
             raise ApiError(f"invalid type {kind!r}, must be one of {{direct, indirect, recursive, all}}")
-        pins = {str(cid): {"Type": "recursive"} for cid in blocks.pins()} if kind in ("all", "recursive") else {}
+        pins = {str(cid): {"Type": "recursive"} for cid in self.blocks.pins()} if kind in ("all", "recursive") else {}
         wanted = request.query_params.getlist("arg")
         if wanted:
             selected = {}
@@ -241,29 +207,29 @@ def unixfs_routes(store: EmbeddedContentStore) -> list[Route]:
             pins = selected
         return JSONResponse({"Keys": pins})
 
-    async def pin_rm(request: Request) -> Response:
+    async def pin_rm(self, request: Request) -> Response:
         if not query_bool(request, "recursive", True):
             raise ApiError("only recursive pins exist here; omit recursive=false")
         removed = []
         for path in request.query_params.getlist("arg") or [query_arg(request)]:
             cid = parse_path(path)[0]
-            if not blocks.is_pinned(cid):
+            if not self.blocks.is_pinned(cid):
                 raise ApiError("not pinned or pinned indirectly")
-            blocks.unpin(cid)
+            self.blocks.unpin(cid)
             removed.append(str(cid))
         return JSONResponse({"Pins": removed})
 
-    async def block_stat(request: Request) -> Response:
+    async def block_stat(self, request: Request) -> Response:
         path = query_arg(request)
-        cid = await anyio.to_thread.run_sync(resolve, blocks, path) if "/" in path.strip("/").removeprefix(
+        cid = await anyio.to_thread.run_sync(resolve, self.blocks, path) if "/" in path.strip("/").removeprefix(
             "ipfs/") else parse_cid(path)
-        block = blocks.get_or_none(cid)
+        block = self.blocks.get_or_none(cid)
         if block is None:
-            await store.fetch(str(cid), fetch_timeout(request))
-            block = blocks.get(cid)
+            await self.store.fetch(str(cid), fetch_timeout(request))
+            block = self.blocks.get(cid)
         return JSONResponse({"Key": str(cid), "Size": len(block)})
 
-    async def block_put(request: Request) -> Response:
+    async def block_put(self, request: Request) -> Response:
         codec = request.query_params.get("cid-codec") or request.query_params.get("format") or "raw"
         codecs = {"raw": RAW, "dag-pb": 0x70, "v0": 0x70, "protobuf": 0x70}
         if codec not in codecs:
@@ -271,6 +237,19 @@ def unixfs_routes(store: EmbeddedContentStore) -> list[Route]:
         mhtype = request.query_params.get("mhtype") or "sha2-256"
         if mhtype != "sha2-256":
             raise UnsupportedOption(f"mhtype {mhtype!r} is not supported: only sha2-256")
+        block = await self.receive_block(request)
+        cid = Cid.for_dag_pb_block(block)
+        if codecs[codec] == RAW or request.query_params.get("cid-version") == "1":
+            cid = Cid(1, codecs[codec], cid.multihash)
+        if codecs[codec] != RAW:
+            decode_pbnode(block)  # raises InvalidBlock for bytes that are not dag-pb
+        self.blocks.put(cid, block)
+        if query_bool(request, "pin", False):
+            self.blocks.pin(cid)
+        return JSONResponse({"Key": str(cid), "Size": len(block)})
+
+    async def receive_block(self, request: Request) -> bytes:
+        """The data of `block/put`'s multipart body, refused once it passes the block size limit."""
         events = MultipartEvents(parse_options_header(request.headers.get("content-type", ""))[1].get(
             b"boundary", b"-"))
         data = bytearray()
@@ -278,30 +257,22 @@ def unixfs_routes(store: EmbeddedContentStore) -> list[Route]:
             for kind, value in events.feed(chunk):
                 if kind == "data":
                     data += value
-                if len(data) > blocks.max_block_size:
-                    raise ApiError(f"block is over the {blocks.max_block_size}-byte limit")
+                if len(data) > self.blocks.max_block_size:
+                    raise ApiError(f"block is over the {self.blocks.max_block_size}-byte limit")
         if not events.finished:
             raise UploadTruncated("the upload ended before its closing multipart boundary")
-        block = bytes(data)
-        cid = Cid.for_dag_pb_block(block)
-        if codecs[codec] == RAW or request.query_params.get("cid-version") == "1":
-            cid = Cid(1, codecs[codec], cid.multihash)
-        if codecs[codec] != RAW:
-            decode_pbnode(block)  # raises InvalidBlock for bytes that are not dag-pb
-        blocks.put(cid, block)
-        if query_bool(request, "pin", False):
-            blocks.pin(cid)
-        return JSONResponse({"Key": str(cid), "Size": len(block)})
+        return bytes(data)
 
-    async def node_id(request: Request) -> Response:
-        info = await anyio.to_thread.run_sync(store.node_info)
-        if store.exchange is not None and not info.get("PublicKey"):
-            key = store.exchange.host.get_public_key()
+    async def node_id(self, request: Request) -> Response:
+        info = await anyio.to_thread.run_sync(self.store.node_info)
+        if self.store.exchange is not None and not info.get("PublicKey"):
+            key = self.store.exchange.host.get_public_key()
             info["PublicKey"] = base64.b64encode(key.serialize()).decode("ascii")
-            info["Protocols"] = list(store.exchange.protocols)
+            info["Protocols"] = list(self.store.exchange.protocols)
         return JSONResponse(info)
 
-    handlers = {"add": add, "get": get, "ls": ls_, "files/stat": files_stat, "pin/ls": pin_ls,
-                "pin/rm": pin_rm, "block/stat": block_stat, "block/put": block_put, "id": node_id}
-    return [Route(f"/api/v0/{path}", _kubo_errors(handler), methods=["POST"])
-            for path, handler in handlers.items()]
+
+def unixfs_routes(store: EmbeddedContentStore) -> list[Route]:
+    """The routes of `UnixfsApi` over the embedded store (POST, Kubo-shaped errors)."""
+    return [Route(f"/api/v0/{path}", kubo_errors(handler), methods=["POST"])
+            for path, handler in UnixfsApi(store).handlers().items()]
