@@ -58,6 +58,8 @@ class Chain:
         self.store = store
         self.runtime = spec.runtime()
         self.verified_signatures: set[bytes] = set()
+        # hashes of headers whose seal and randao reveal were verified ahead (sync, off the loop)
+        self.verified_seals: set[bytes] = set()
         self.listeners: list[Callable[[Imported], None]] = []
         self.reorg_listeners: list[Callable[[list[Block], list[Block]], None]] = []
         # Slot authorship is checked against the parent state (consensus.validity); off in dev
@@ -87,6 +89,8 @@ class Chain:
     def _bound_cache(self) -> None:
         if len(self.verified_signatures) > SIGNATURE_CACHE_LIMIT:
             self.verified_signatures.clear()
+        if len(self.verified_seals) > SIGNATURE_CACHE_LIMIT:
+            self.verified_seals.clear()
 
     # ------------------------------------------------------------ building
 
@@ -161,7 +165,7 @@ class Chain:
         if parent is None:
             raise UnknownParent(f"unknown parent 0x{header.parent_hash.hex()} of block #{header.number}")
         try:
-            check_header(header, parent, extrinsics_root(block.extrinsics))
+            check_header(header, parent, extrinsics_root(block.extrinsics), block.hash in self.verified_seals)
         except InvalidHeader as exc:
             raise BlockError(str(exc)) from exc
         finalized = self.finalized
