@@ -210,8 +210,9 @@ def raw_adapter_rate(task: dict, spec: dict, ipfs: Any, seconds: float = 5.0) ->
 def _paid_chats(chat: Any, spec: dict, questions: list[dict]) -> float:
     import httpx
 
+    from node.offchain.host_ledger import VoucherLedger
     from node.offchain.host_worker import HostService, ServedModel, build_app, free_port, serve_in_thread
-    from node.offchain.vouchers import VoucherLedger, sign_voucher
+    from node.offchain.vouchers import sign_voucher
     from runtime.crypto import Keypair
 
     genesis, price = b"\x07" * 32, 1000

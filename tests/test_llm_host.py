@@ -6,10 +6,11 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
+from node.offchain.host_ledger import VoucherLedger
 from node.offchain.host_worker import HostService, ServedModel, build_app
 from node.offchain.llm_serving import ChatModel, parse_sse
 from node.offchain.ml import get_kind
-from node.offchain.vouchers import VoucherLedger, sign_voucher
+from node.offchain.vouchers import sign_voucher
 from runtime.crypto import Keypair
 
 GENESIS = b"\x07" * 32

@@ -4,10 +4,13 @@ import threading
 import pytest
 from starlette.testclient import TestClient
 
+from node.offchain.host_ledger import VoucherLedger
 from node.offchain.host_worker import MAX_BODY_BYTES, HostService, ServedModel, build_app
 from node.offchain.ml import get_kind
-from node.offchain.vouchers import Voucher, VoucherLedger, sign_voucher
+from node.offchain.vouchers import Voucher, sign_voucher
+from runtime.codec import encode
 from runtime.crypto import Keypair
+from runtime.modules import marketplace
 
 GENESIS = b"\x07" * 32
 HOST = Keypair.from_dev_name("host-1")
@@ -17,10 +20,11 @@ PRICE = 1000
 
 
 class FakeChain:
-    """What the host reads from its node: escrows and redeemed channel states."""
+    """What the host reads from its node: escrows, channels (raw storage) and redeemed channel states."""
 
     def __init__(self):
         self.escrow = {USER.public_key: 10**9, POOR.public_key: 2 * PRICE}
+        self.channels = {}  # (user, host) -> [balance, withdraw_requested, release_block]
         self.calls = 0
 
     def __call__(self, method, *params):
@@ -29,6 +33,11 @@ class FakeChain:
             return {"available": self.escrow.get(bytes.fromhex(params[0][2:]), 0)}
         if method == "arena_voucherState":
             return {"cumulativeQueries": 0, "cumulativeAmount": 0, "nonce": 0}
+        if method == "state_getStorage":
+            for (user, host), value in self.channels.items():
+                if params[0] == "0x" + marketplace.Channel.key([user, host]).hex():
+                    return "0x" + encode(value).hex()
+            return None
         raise AssertionError(method)
 
 
@@ -155,7 +164,7 @@ def test_ledger_survives_a_crash(host):
     try:
         newest = other.unreported("QmDigits")
         assert [(x.user, x.nonce, x.cumulative_amount) for x in newest] == [(USER.public_key, 3, 3 * PRICE)]
-        other.mark_reported("QmDigits", USER.public_key, 3)
+        other.mark_reported("QmDigits", [(USER.public_key, 3)])
         assert other.unreported("QmDigits") == []
         assert other.totals()["QmDigits"] == [1, 3, 3 * PRICE]
     finally:

@@ -12,6 +12,8 @@ where `signature` is the user's ed25519 signature of `runtime.modules.marketplac
 
 On the wire (HTTP header `X-Arena-Voucher`) it is hex of `encode(voucher)`; in
 `marketplace.report_usage` it is the list itself. docs/marketplace.md gives the bytes.
+`check_voucher` is every check a host makes before answering; the host's ledger of accepted
+vouchers is node.offchain.host_ledger.
 """
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ def sign_voucher(key: Keypair, genesis_hash: bytes, host: bytes, model_cid: str,
     return Voucher(key.public_key, host, model_cid, cumulative_queries, cumulative_amount, nonce, key.sign(message))
 
 
-# ---------------------------------------------------------------- the host's ledger
+# ---------------------------------------------------------------- the host's checks
 
 
 class VoucherRejected(Exception):
@@ -109,94 +111,22 @@ class VoucherRejected(Exception):
         self.last = last
 
 
-class VoucherLedger:
-    """The host's durable record of the newest accepted voucher per channel (user, model).
-
-    SQLite in WAL mode with `synchronous=FULL`: `commit()` returns only once the accepted
-    vouchers are on disk, so a host that crashes loses no voucher it answered a query for.
-    Rows keep the voucher bytes, so a restarted host reports exactly what users signed.
-    """
-
-    def __init__(self, path: str) -> None:
-        import sqlite3
-
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS channel (user BLOB NOT NULL, model TEXT NOT NULL, nonce INTEGER NOT NULL, "
-            "amount INTEGER NOT NULL, queries INTEGER NOT NULL, voucher BLOB NOT NULL, reported_nonce INTEGER "
-            "NOT NULL DEFAULT 0, PRIMARY KEY (user, model))")
-        self._pending: dict[tuple[bytes, str], Voucher] = {}
-
-    def close(self) -> None:
-        self._db.close()
-
-    def newest(self, user: bytes, model_cid: str) -> Voucher | None:
-        """The newest accepted voucher of a channel (including ones not yet committed)."""
-        pending = self._pending.get((user, model_cid))
-        if pending is not None:
-            return pending
-        row = self._db.execute("SELECT voucher FROM channel WHERE user=? AND model=?", (user, model_cid)).fetchone()
-        return Voucher.decode(row[0]) if row else None
-
-    def accept(self, voucher: Voucher) -> None:
-        """Stage a verified voucher as its channel's newest; `commit()` makes it durable."""
-        self._pending[(voucher.user, voucher.model_cid)] = voucher
-
-    def discard(self) -> None:
-        """Forget staged vouchers (their queries were not answered)."""
-        self._pending.clear()
-
-    def commit(self) -> None:
-        """Write the staged vouchers in one transaction and fsync."""
-        if not self._pending:
-            return
-        rows = [(v.user, v.model_cid, v.nonce, v.cumulative_amount, v.cumulative_queries, v.encode())
-                for v in self._pending.values()]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(
-                "INSERT INTO channel (user, model, nonce, amount, queries, voucher) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (user, model) DO UPDATE SET nonce=excluded.nonce, amount=excluded.amount, "
-                "queries=excluded.queries, voucher=excluded.voucher WHERE excluded.nonce > channel.nonce", rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._pending.clear()
-
-    def unreported(self, model_cid: str) -> list[Voucher]:
-        """Newest vouchers of `model_cid` not yet known to be redeemed on chain."""
-        rows = self._db.execute("SELECT voucher FROM channel WHERE model=? AND nonce > reported_nonce ORDER BY user",
-                                (model_cid,)).fetchall()
-        return [Voucher.decode(r[0]) for r in rows]
-
-    def mark_reported(self, model_cid: str, user: bytes, nonce: int) -> None:
-        """Record that the channel's voucher `nonce` is redeemed on chain."""
-        self._db.execute("UPDATE channel SET reported_nonce=MAX(reported_nonce, ?) WHERE user=? AND model=?",
-                         (nonce, user, model_cid))
-
-    def totals(self) -> dict[str, list[int]]:
-        """model → [channels, queries, amount] accepted so far."""
-        rows = self._db.execute("SELECT model, COUNT(*), SUM(queries), SUM(amount) FROM channel GROUP BY model")
-        return {m: [c, q, a] for m, c, q, a in rows.fetchall()}
-
-
 def check_voucher(voucher: Voucher, *, genesis_hash: bytes, host: bytes, model_cid: str, price: int,
-                  last: Voucher | None, redeemed: tuple[int, int, int], escrow_available: int) -> None:
+                  last: Voucher | None, redeemed: tuple[int, int, int], escrow_available: int,
+                  verified: bool = False) -> None:
     """Every check a host makes before answering a paid query; raises `VoucherRejected`.
 
     `last` is the channel's newest accepted voucher, `redeemed` the chain's last redeemed
     (queries, amount, nonce) of the channel, `escrow_available` the user's escrow less pending
-    withdrawals.
+    withdrawals (and its channel to this host); `verified` skips the signature check when the caller
+    has just verified this very voucher.
     """
     redeemed_queries, redeemed_amount, redeemed_nonce = redeemed
     if voucher.host != host:
         raise VoucherRejected(403, "wrong_host", "the voucher names another host")
     if voucher.model_cid != model_cid:
         raise VoucherRejected(403, "wrong_model", f"the voucher is for model {voucher.model_cid}, not {model_cid}")
-    if not voucher.verifies(genesis_hash):
+    if not verified and not voucher.verifies(genesis_hash):
         raise VoucherRejected(401, "bad_signature", "the voucher signature does not verify for its user on this chain")
     last_nonce = max(last.nonce if last else 0, redeemed_nonce)
     last_amount = max(last.cumulative_amount if last else 0, redeemed_amount)
