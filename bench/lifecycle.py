@@ -83,32 +83,34 @@ def _validator_rates(log_text: str) -> dict[int, tuple[float, float]]:
 
 
 def run() -> list[dict]:
-    from node.demo import KINDS, UNIT, WINDOWS, Demo
+    from node.demo.run import KINDS, WINDOWS, Demo
+    from runtime.modules.balances import UNIT
 
     base = Path(tempfile.mkdtemp(prefix="arena-bench-lifecycle-"))
     demo = Demo(base, Console(quiet=True))
+    network = demo.network
     rows: list[dict] = []
     try:
-        demo.start_network()
+        network.start_nodes()
         demo.fund()
         urls = demo.net.rpc_urls
-        demo.start_worker("trainers", "trainer", ["//trainer-good", "//trainer-poor", "//trainer-broken"], urls[1],
+        network.start_worker("trainers", "trainer", ["//trainer-good", "//trainer-poor", "//trainer-broken"], urls[1],
                           "--quality", "good,poor,broken")
-        demo.start_worker("validators", "validator", ["//validator-1", "//validator-2", "//validator-3"], urls[2])
+        network.start_worker("validators", "validator", ["//validator-1", "//validator-2", "//validator-3"], urls[2])
         planner = ["--windows", ",".join(map(str, WINDOWS)), "--reward", str(200 * UNIT)]
         for kind in KINDS:
             planner += ["--task", kind]
         wall_start = time.monotonic()
-        demo.start_worker("planner", "planner", ["eve"], urls[0], *planner)
+        network.start_worker("planner", "planner", ["eve"], urls[0], *planner)
 
         def finished() -> list[dict] | None:
-            tasks = [demo.rpc.call("arena_task", i) for i in range(len(KINDS))]
+            tasks = [network.rpc.call("arena_task", i) for i in range(len(KINDS))]
             done = all(t and t["status"] == "finalized" and t["auditKey"] for t in tasks)
             return tasks if done else None
 
-        tasks = demo.wait_until(finished, 240, "both tasks to finalize")
+        tasks = network.wait_until(finished, 240, "both tasks to finalize")
         wall = time.monotonic() - wall_start
-        rates = _validator_rates((demo.log_dir / "validators.log").read_text())
+        rates = _validator_rates((network.log_dir / "validators.log").read_text())
         windows = dict(zip(("training", "validation", "reveal"), WINDOWS))
         for task in tasks:
             kind = task["kind"]
@@ -129,7 +131,7 @@ def run() -> list[dict]:
         rows.append(row("lifecycle: both tasks, planner start → audit key", wall, "s",
                         "demo target (3 min)", 180.0))
     finally:
-        demo.stop_all()
+        network.stop_all()
     return rows
 
 

@@ -29,7 +29,6 @@ KNOWN_CYCLES = [
     {"node.api", "node.api_arena", "node.api_dashboard", "node.api_market", "node.api_substrate",
      "node.consensus_service", "node.service"},
     {"node.cli", "node.cli_arena", "node.cli_chainspec", "node.cli_model", "node.cli_worker"},
-    {"node.demo", "node.offchain.demo_story"},
 ]
 
 
