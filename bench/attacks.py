@@ -21,10 +21,11 @@ from runtime.incentives import (
     order_agreement_ppb,
     rank_trainers,
     slash_amount,
+    trainer_rewards,
     validator_rewards,
 )
 from runtime.modules.balances import UNIT
-from runtime.selection import selection_weight, weighted_sample
+from runtime.selection import credit_select, selection_weight, weighted_sample
 
 SHARE_CAP = PPB // 3
 TASKS = 1000
@@ -141,22 +142,96 @@ def lazy(seed: int = 3) -> tuple[float, float, float, float]:
             totals["old"][2] / totals["old"][0], totals["now"][2] / totals["now"][0])
 
 
-# ---------------------------------------------------------------- 8. sybil splitting (not defended: measured)
+# ---------------------------------------------------------------- 7. selection grinding
 
 
-def sybil(seed: int = 4) -> tuple[float, float]:
-    """Expected validator seats per 5-seat task for 200 ARENA in one account vs over 10 accounts."""
+class CreditBook:
+    """The chain's stored seat credits for one role, fed through `credit_select` task after task."""
+
+    def __init__(self, weights: list[tuple[bytes, int]]) -> None:
+        self.weights = weights
+        self.credit = {a: -PPB for a, _ in weights}
+
+    def trial(self, count: int, seed: bytes):
+        return credit_select([(a, w, self.credit[a]) for a, w in self.weights], count, seed)
+
+    def commit(self, seating) -> None:
+        self.credit.update(dict(seating.credits))
+
+
+def grinding(author_share: float, grind: int, tasks: int = 4000, seed: int = 7) -> dict[str, float]:
+    """Seat rate of the attacker's trainer (one of 5 equal trainers, one seat per task): honest vs cheating.
+
+    Each task's selection block has a random author; with probability `author_share` it is the
+    attacker, which sees the draw before publishing. `grind` = 0: when its trainer is not seated
+    it withholds the block, and the next slot's author (again the attacker with that
+    probability) draws anew, as often as it comes round. `grind` = N: it also tries N variants of
+    its own reveal (ed25519 lets a signer pick its nonce) and publishes the best one.
+    """
+    rng = random.Random(seed)
+    trainers = [(acct(1 + i), 40 * UNIT * PPB) for i in range(5)]
+    me = trainers[0][0]
+    out = {}
+    for rule in ("old", "now"):
+        for attacking in (False, True):
+            book = CreditBook(trainers)
+            seated = 0
+            for _ in range(tasks):
+                while True:
+                    mine = attacking and rng.random() < author_share
+                    for _ in range(1 + (grind if mine else 0)):
+                        beacon = rng.randbytes(32)
+                        if rule == "old":
+                            chosen, outcome = weighted_sample(trainers, 1, beacon), None
+                        else:
+                            outcome = book.trial(1, beacon)
+                            chosen = outcome.chosen
+                        if me in chosen:
+                            break
+                    if not mine or me in chosen:
+                        break  # published (a withheld block is simply never seen)
+                if outcome is not None:
+                    book.commit(outcome)
+                seated += me in chosen
+            out[f"{rule}-{'attack' if attacking else 'honest'}"] = seated / tasks
+    return out
+
+
+# ---------------------------------------------------------------- 8. sybil splitting
+
+
+def sybil(seed: int = 4) -> dict[str, tuple[float, float]]:
+    """Seats per 5-seat task and share of the trainers' pool for 200 ARENA in 1 account vs over 10.
+
+    Twenty honest accounts hold 40 ARENA each (the attacker holds 20 % of the stake). Models are
+    of equal quality (ranks fall at random); pay is `trainer_rewards` (rank weight × stake).
+    Old rule: `weighted_sample` with weight stake^½; now: `credit_select` with weight ∝ stake.
+    """
     rng = random.Random(seed)
     honest = [(acct(100 + i), 40 * UNIT) for i in range(20)]
-    out = []
-    for split in (1, 10):
-        mine = [(acct(1 + i), 200 * UNIT // split) for i in range(split)]
-        weights = [(a, selection_weight(s, PPB, PPB // 2)) for a, s in mine + honest]
-        seats = 0
-        for _ in range(TASKS):
-            seats += sum(1 for a in weighted_sample(weights, 5, rng.randbytes(32)) if a in dict(mine))
-        out.append(seats / TASKS)
-    return out[0], out[1]
+    out: dict[str, tuple[float, float]] = {}
+    for rule in ("old", "now"):
+        for split in (1, 10):
+            mine = {acct(1 + i): 200 * UNIT // split for i in range(split)}
+            stake = dict(honest) | mine
+            alpha = PPB // 2 if rule == "old" else PPB
+            weights = [(a, selection_weight(s, PPB, alpha)) for a, s in stake.items()]
+            book = CreditBook(weights)
+            seats = share = 0.0
+            for _ in range(TASKS):
+                beacon = rng.randbytes(32)
+                if rule == "old":
+                    chosen = weighted_sample(weights, 5, beacon)
+                else:
+                    seating = book.trial(5, beacon)
+                    book.commit(seating)
+                    chosen = seating.chosen
+                rng.shuffle(chosen)
+                paid = dict(trainer_rewards(10**12, [(a, stake[a]) for a in chosen], PPB // 2).payouts)
+                seats += sum(1 for a in chosen if a in mine)
+                share += sum(v for a, v in paid.items() if a in mine) / 10**12
+            out[f"{rule}-{split}"] = (seats / TASKS, share / TASKS)
+    return out
 
 
 def main() -> int:
@@ -180,9 +255,15 @@ def main() -> int:
     c_old, c_new, g_old, g_new = lazy()
     rows.append(("6 constant-score validator reward / honest", f"{c_old:.2f}", f"{c_new:.2f}", "1.00", "≤ 0.5"))
     rows.append(("6 random-order validator reward / honest", f"{g_old:.2f}", f"{g_new:.2f}", "1.00", "≤ 0.5"))
-    one, ten = sybil()
-    rows.append(("8 seats per task, 200 ARENA: 1 account → 10 (open)", f"{one:.2f} → {ten:.2f}", "unchanged",
-                 f"{one:.2f}", "no gain"))
+    for label, g in (("withholding", grinding(0.25, 0)), ("+ 64 reveal variants", grinding(0.25, 64))):
+        rows.append((f"7 seat rate, ¼ of slots, {label}", f"{g['old-attack']:.3f}", f"{g['now-attack']:.3f}",
+                     f"{g['old-honest']:.3f} / {g['now-honest']:.3f}", "≤ +0.02"))
+    sy = sybil()
+    rows.append(("8 seats per task, 200 ARENA: 1 account → 10", f"{sy['old-1'][0]:.2f} → {sy['old-10'][0]:.2f}",
+                 f"{sy['now-1'][0]:.2f} → {sy['now-10'][0]:.2f}", f"{sy['now-1'][0]:.2f}", "no gain"))
+    rows.append(("8 trainer-pool share: 1 account → 10", f"{sy['old-1'][1]:.2f} → {sy['old-10'][1]:.2f}",
+                 f"{sy['now-1'][1]:.2f} → {sy['now-10'][1]:.2f}", f"{sy['now-1'][1]:.2f}", "no gain"))
+    rows.append(("8 reputation of a fresh key / of the worst record", "1.0 / 0.1", "0.1 / 0.1", "n/a", "fresh ≤ worst"))
     rows.append(("9 usage report by an unbonded non-host: gain", "+68 % of emission", "0 (refused)", "0", "0"))
     rows.append(("10 second host on one 0.99 escrow: paid", "0 of 0.99", "channel: 0.99 each", "0.99", "all"))
     widths = [max(len(r[i]) for r in rows + [("attack", "old rules", "now", "honest", "target")]) for i in range(5)]

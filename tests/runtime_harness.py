@@ -60,7 +60,7 @@ def dev_genesis() -> dict:
                 "epsilon_ppb": 500_000_000,
                 "sigma_ppb": 100_000_000,
                 "kappa_ppb": 500_000_000,
-                "alpha_ppb": 500_000_000,
+                "alpha_ppb": 1_000_000_000,
                 "slash_no_commit_ppb": 10_000_000,
                 "slash_no_reveal_ppb": 20_000_000,
                 "max_validator_share_ppb": 333_333_333,
@@ -165,8 +165,20 @@ class RuntimeHarness:
 
     # ------------------------------------------------------------ blocks
 
-    def block(self, *calls: tuple[Keypair, str, str, list]) -> list[Event]:
-        """Apply one block with the given (key, module, function, args) calls, in order; all must be included."""
+    def snapshot(self) -> tuple[dict[bytes, bytes], Header]:
+        """The current storage and best header, for `restore` (to play a block that is then withheld)."""
+        return dict(self.storage), self.best
+
+    def restore(self, snapshot: tuple[dict[bytes, bytes], Header]) -> None:
+        self.storage, self.best = dict(snapshot[0]), snapshot[1]
+
+    def block(self, *calls: tuple[Keypair, str, str, list], author: Keypair | None = None,
+              skip_slots: int = 0) -> list[Event]:
+        """Apply one block with the given (key, module, function, args) calls, in order; all must be included.
+
+        `author` signs the block's randomness reveal (default: the harness author); `skip_slots`
+        leaves that many slots empty before it, as when the slots' authors withheld their blocks.
+        """
         state = self.state()
         used: dict[bytes, int] = {}
         encoded = []
@@ -174,16 +186,17 @@ class RuntimeHarness:
             nonce = system.AccountNonce.get(state, key.public_key) + used.get(key.public_key, 0)
             used[key.public_key] = used.get(key.public_key, 0) + 1
             encoded.append(self.sign(key, module, function, args, nonce))
-        return self.apply(encoded)
+        return self.apply(encoded, author, skip_slots)
 
-    def apply(self, encoded: list[bytes]) -> list[Event]:
+    def apply(self, encoded: list[bytes], author: Keypair | None = None, skip_slots: int = 0) -> list[Event]:
         """Apply one block of already signed extrinsics; every one must be includable."""
         parent = self.best
-        slot = parent.slot + 1
+        slot = parent.slot + 1 + skip_slots
+        author = author or self.author
         header = Header(
             parent_hash=parent.hash, number=parent.number + 1, slot=slot,
-            timestamp_ms=self.config["timestamp_ms"] + slot * 1000, author=self.author.public_key,
-            randao_reveal=self.author.sign(randao_message(slot)), state_root=bytes(32),
+            timestamp_ms=self.config["timestamp_ms"] + slot * 1000, author=author.public_key,
+            randao_reveal=author.sign(randao_message(slot)), state_root=bytes(32),
             extrinsics_root=extrinsics_root(encoded),
         )
         state = self.state()

@@ -260,6 +260,84 @@ def test_a_lazy_validator_earns_at_most_half_an_honest_one(h):
     assert 2 * results[MAL_V.public_key][1] <= honest
 
 
+# ---------------------------------------------------------------- 7. selection grinding
+
+
+def test_withholding_selection_blocks_does_not_raise_the_authors_seat_rate():
+    """The author of every selection block withholds it (up to 4 times) unless its trainer is seated.
+
+    Five trainers of equal stake share one seat per task: honest odds 1 in 5. Each withheld
+    block hands the draw to a later slot with a new reveal; under a one-shot beacon draw that
+    lifts the attacker's rate to 1 − 0.8^5 ≈ 0.67. Seat credits make the beacon decide only
+    when an account sits, not how often: over 20 tasks the attacker sits 20 / 5 times, ± one.
+    """
+    trainers = [MAL_T] + [Keypair.from_dev_name(f"trainer-{i}") for i in range(4)]
+    config = attack_genesis(epoch_length=10_000, max_tasks_per_creator=100)
+    config["modules"]["balances"]["accounts"] += [[k.address, 10**15] for k in trainers[1:]]
+    h = RuntimeHarness(config)
+    bond(h, trainers=[(k, 20 * UNIT) for k in trainers], validators=[(DAVE, 30 * UNIT)])
+    honest_authors = [KEYS[n] for n in ("alice", "bob", "charlie", "dave")]
+    seated = 0
+    tasks_run = 20
+    for round_ in range(tasks_run):
+        ok(h.block((ALICE, "tasks", "create", [SPEC, UNIT, params(windows=(200, 5, 5))])))
+        before = h.snapshot()
+        for attempt in range(5):
+            if attempt:
+                h.restore(before)  # the block is withheld: a later slot's author draws again
+            author = MALLORY if attempt == 0 else honest_authors[(round_ + attempt) % 4]
+            selected = named(h.block(author=author, skip_slots=attempt), "tasks", "Selected")
+            assert len(selected) == 1
+            if MAL_T.public_key in selected[0].data[1]:
+                seated += 1
+                break
+    assert seated <= tasks_run // 5 + 1, f"the attacker sat in {seated} of {tasks_run} tasks"
+
+
+# ---------------------------------------------------------------- 8. sybil splitting
+
+
+def _seats_over_tasks(attacker_bonds, tasks_run=25):
+    """Seats the attacker's trainer accounts win in `tasks_run` one-seat tasks beside 4 honest 100 ARENA trainers."""
+    mine = [Keypair.from_dev_name(f"sybil-{i}") for i in range(len(attacker_bonds))]
+    honest = [Keypair.from_dev_name(f"honest-{i}") for i in range(4)]
+    config = attack_genesis(epoch_length=10_000, max_tasks_per_creator=100)
+    config["modules"]["balances"]["accounts"] += [[k.address, 10**15] for k in mine + honest]
+    h = RuntimeHarness(config)
+    bond(h, trainers=list(zip(mine, attacker_bonds)) + [(k, 100 * UNIT) for k in honest], validators=[(DAVE, 30 * UNIT)])
+    seats = 0
+    for _ in range(tasks_run):
+        ok(h.block((ALICE, "tasks", "create", [SPEC, UNIT, params(windows=(200, 5, 5))])))
+        (selected,) = named(h.block(), "tasks", "Selected")
+        seats += sum(1 for k in mine if k.public_key in selected.data[1])
+    return seats
+
+
+def test_splitting_a_stake_over_accounts_wins_no_more_seats():
+    """100 ARENA in one account or in five of 20, beside 400 honest: a fifth of the seats either way."""
+    single = _seats_over_tasks([100 * UNIT])
+    split = _seats_over_tasks([20 * UNIT] * 5)
+    fair = 25 // 5  # the attacker holds a fifth of the trainer stake
+    assert split <= fair + 1, f"five accounts sat {split} times in 25 tasks (one account: {single})"
+    assert abs(single - fair) <= 1
+
+
+def test_a_fresh_key_does_not_wipe_a_bad_record(h):
+    """Reputation is earned: a new account starts no better than one that missed every deadline."""
+    bond(h, trainers=[(MAL_T, 20 * UNIT)], validators=[(DAVE, 30 * UNIT)])
+    for _ in range(2):
+        ok(h.block((ALICE, "tasks", "create", [SPEC, UNIT, params(windows=(2, 2, 2))])))
+        h.empty_blocks(4)  # selected, never submits: the task fails, the deadline is recorded
+    ctx = h.ctx()
+    assert history.record(ctx, MAL_T.public_key, "trainer")["missed_deadlines"] == 2
+    bad = history.reputation_ppb(ctx, MAL_T.public_key, "trainer")
+    fresh = history.reputation_ppb(ctx, MALLORY.public_key, "trainer")
+    assert fresh <= bad
+    # nor does a fresh key jump the seat queue: it starts at the lowest credit among its rivals
+    credit = tasks.SeatCredit.get(ctx.state, ["trainer", MAL_T.public_key])
+    assert tasks.seat_credits(ctx, "trainer", [MAL_T.public_key, MALLORY.public_key])[1] <= credit
+
+
 # ---------------------------------------------------------------- the pure pieces of 5 and 6
 
 

@@ -1,11 +1,11 @@
-"""Selection: weighted sampling without replacement matches its documented law (chi-square, fixed seeds)."""
+"""Selection: the weighted draw matches its law (chi-square, fixed seeds); credit seating keeps seats ∝ weight."""
 from fractions import Fraction
 
 import pytest
 
 from runtime.crypto import blake2b_256
 from runtime.incentives import concave_weight
-from runtime.selection import selection_weight, weighted_sample
+from runtime.selection import PPB, credit_select, inclusion_targets, selection_weight, weighted_sample
 from tests.runtime_harness import KEYS, UNIT, RuntimeHarness
 
 ACCOUNTS = [bytes([i]) * 32 for i in range(1, 6)]
@@ -96,3 +96,35 @@ def test_tasks_use_the_documented_weights():
     for name, amount in (("bob", 20), ("charlie", 80)):
         who = KEYS[name].public_key
         assert found[who] == concave_weight(amount * UNIT, alpha) * history.reputation_ppb(ctx, who, "trainer")
+
+
+def test_inclusion_targets_share_the_seats_and_cap_one_seat():
+    assert inclusion_targets([1, 1, 2], 2) == [PPB // 2, PPB // 2, PPB]
+    assert inclusion_targets([10, 1, 1], 2) == [PPB, PPB // 2, PPB // 2]   # a whale gets one seat, no more
+    assert inclusion_targets([3, 0, 5], 5) == [PPB, 0, PPB]
+    assert inclusion_targets([2, 2, 2, 2, 2], 1) == [PPB // 5] * 5
+    # splitting a weight over accounts leaves the sum of their targets unchanged (below the cap)
+    assert sum(inclusion_targets([2, 2, 2, 2, 2, 40], 1)[:5]) == inclusion_targets([10, 40], 1)[0]
+
+
+def test_credit_seating_gives_seats_in_proportion_to_weight_whatever_the_seeds():
+    weights = [1, 2, 3, 4, 10]
+    credits = {a: -PPB for a in ACCOUNTS}
+    seats = dict.fromkeys(ACCOUNTS, 0)
+    runs = 1000
+    for i, seed in enumerate(seeds(runs, b"credit")):
+        outcome = credit_select([(a, w, credits[a]) for a, w in zip(ACCOUNTS, weights)], 2, seed)
+        if i % 2:  # the same result whatever the candidates' order
+            again = credit_select([(a, w, credits[a]) for a, w in reversed(list(zip(ACCOUNTS, weights)))], 2, seed)
+            assert again == outcome
+        assert len(set(outcome.chosen)) == 2
+        credits.update(dict(outcome.credits))
+        for a in outcome.chosen:
+            seats[a] += 1
+    targets = inclusion_targets(weights, 2)
+    for a, target in zip(ACCOUNTS, targets):
+        assert abs(seats[a] - runs * target / PPB) <= 3
+    assert abs(sum(credits.values()) + 5 * PPB) <= runs * 5  # credits are conserved up to rounding dust
+    assert credit_select([(ACCOUNTS[0], 0, 7)], 1, seeds(1, b"z")[0]).chosen == []  # zero weight never sits
+    with pytest.raises(ValueError):
+        credit_select([(ACCOUNTS[0], 1, 0), (ACCOUNTS[0], 2, 0)], 1, seeds(1, b"z")[0])

@@ -6,15 +6,17 @@ selection, submission, deadlines and finalization); it has no calls of its own.
 
 Reputation (used by selection as a multiplier of the stake weight) is, in parts per billion:
 
-    reliability = PPB · (completed + 1) / (joined + 1)          completed = models submitted
+    reliability = PPB · completed / (joined + 1)                 completed = models submitted
                                                                  (trainer) or scores revealed
                                                                  (validator); other roles: joined
     quality     = PPB                                  trainers and other roles
                 = (agreement_sum + PPB) / (completed + 1)       validators (prior: one perfect)
     reputation  = max(REPUTATION_FLOOR, reliability · quality / PPB / (1 + slash_count))
 
-so a newcomer starts at PPB (full weight), each missed deadline or slash lowers it, and nobody
-falls below the floor (a tenth) and so can always be drawn again to rebuild a record.
+so reputation is earned: a newcomer starts at the floor (a tenth), the value of the worst record,
+so a new key never wipes a bad record for a better one; each task completed raises it (one of one
+gives ½, nine of nine 0.9), each missed deadline or slash lowers it, and nobody falls below the
+floor, so anyone can still be seated to build or rebuild a record.
 """
 from __future__ import annotations
 
@@ -80,10 +82,10 @@ def recent(ctx: Context, who: bytes, role: str) -> list[list[int]]:
 
 
 def reputation_ppb(ctx: Context, who: bytes, role: str) -> int:
-    """The reputation multiplier in PPB (module docstring); newcomers get PPB."""
+    """The reputation multiplier in PPB (module docstring); newcomers get the floor."""
     r = record(ctx, who, role)
     completed = r["completed"] if role in ("trainer", "validator") else r["tasks_joined"]
-    reliability = PPB * (completed + 1) // (r["tasks_joined"] + 1)
+    reliability = PPB * completed // (r["tasks_joined"] + 1)
     quality = PPB
     if role == "validator":
         quality = (r["agreement_sum_ppb"] + PPB) // (completed + 1)

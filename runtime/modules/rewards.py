@@ -34,7 +34,7 @@ PARAM_NAMES = (
 DEFAULTS = {
     "emission_per_epoch": 0, "beta_ppb": PPB, "gamma_ppb": 100_000_000,
     "rho_ppb": 500_000_000, "epsilon_ppb": 500_000_000, "sigma_ppb": 100_000_000,
-    "kappa_ppb": 500_000_000, "alpha_ppb": 500_000_000, "slash_no_commit_ppb": 10_000_000,
+    "kappa_ppb": 500_000_000, "alpha_ppb": PPB, "slash_no_commit_ppb": 10_000_000,
     "slash_no_reveal_ppb": 20_000_000, "max_validator_share_ppb": PPB // 3,
 }
 

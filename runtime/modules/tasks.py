@@ -9,12 +9,15 @@
    `[kind, n_trainers, n_validators, min_stake, training_blocks, commit_blocks, reveal_blocks]`.
    A creator may hold at most `max_tasks_per_creator` open tasks and demand at most
    `max_min_stake` (so it cannot fill the chain's slots or fence honest participants out).
-2. At the next block's `on_initialize` trainers, then validators, are drawn (runtime.selection)
-   from the eligible accounts: bonded for the role with at least max(role minimum, min_stake),
-   a live heartbeat (current or previous epoch), not the creator and not already chosen for the
-   task. Weight = concave_weight(effective stake, α) × reputation. The seed is the beacon:
-   system.randomness(ctx, encode(["arena/task", task_id, role])). No eligible trainer or no
-   eligible validator: the task is cancelled and the pool refunded. Each selected account's bond
+2. At the next block's `on_initialize` trainers, then validators, are seated
+   (runtime.selection.credit_select) from the eligible accounts: bonded for the role with at
+   least max(role minimum, min_stake), a live heartbeat (current or previous epoch), not the
+   creator and not already chosen for the task. Weight = effective stake × reputation (α = 1).
+   Each account's stored seat credit (`SeatCredit`) grows by its share of the seats and pays one
+   seat when it sits, so seats follow weight over time and the beacon
+   (system.randomness(ctx, encode(["arena/task", task_id, role]))) only jitters the order: a
+   block author that withholds a selection block gains no seats. No eligible trainer or no
+   eligible validator: the task is cancelled, the pool refunded and no credit spent. Each selected account's bond
    for its role is locked (staking.lock) until the task closes, so the stake recorded at selection
    can be neither unbonded nor dodged when a slash is due.
 3. Training window [selected, selected + training_blocks): a selected trainer calls
@@ -64,7 +67,7 @@ from runtime.module import (
     ensure,
 )
 from runtime.modules import balances, history, rewards, staking, system, treasury
-from runtime.selection import selection_weight, weighted_sample
+from runtime.selection import NEW_ACCOUNT_CREDIT, Seating, credit_select, selection_weight
 
 POOL_ACCOUNT = blake2b_256(b"arena/module/tasks")  # holds every open task's pool and emission
 MAX_SCORES = 256
@@ -187,6 +190,7 @@ Reveals = StorageMap("tasks", "Reveals", [])            # id -> [[validator, sco
 Leaderboard = StorageMap("tasks", "Leaderboard", [])
 ValidatorResults = StorageMap("tasks", "ValidatorResults", [])  # id -> [[validator, agreement_ppb, reward]]
 ModelOwner = StorageMap("tasks", "ModelOwner", None)   # model_cid -> [first trainer, task_id, block]
+SeatCredit = StorageMap("tasks", "SeatCredit", None)   # [role, account] -> selection credit (PPB = one seat)
 
 # ---------------------------------------------------------------- errors
 
@@ -324,17 +328,38 @@ def eligible(ctx: Context, role: str, task: Task, excluded: set[bytes]) -> list[
     return found
 
 
+def seat_credits(ctx: Context, role: str, accounts: list[bytes]) -> list[int]:
+    """The stored selection credit of each account; a fresh key gets the lowest among them (≤ NEW_ACCOUNT_CREDIT)."""
+    stored = [SeatCredit.get(ctx.state, [role, who]) for who in accounts]
+    start = min([NEW_ACCOUNT_CREDIT] + [c for c in stored if c is not None])
+    return [start if c is None else c for c in stored]
+
+
+def seat(ctx: Context, role: str, task: Task, excluded: set[bytes], count: int) -> Seating:
+    """Seat `count` of the eligible accounts for `role` by credit (runtime.selection.credit_select)."""
+    weights = eligible(ctx, role, task, excluded)
+    credits = seat_credits(ctx, role, [who for who, _ in weights])
+    seed = system.randomness(ctx, encode(["arena/task", task.id, role]))
+    return credit_select([(who, w, c) for (who, w), c in zip(weights, credits)], count, seed)
+
+
 def select_participants(ctx: Context, task: Task) -> None:
-    """Draw trainers, then validators, and open the training window (or cancel the task)."""
+    """Seat trainers, then validators, and open the training window (or cancel the task).
+
+    The seat credits are written only when the task goes ahead: a cancelled task costs nobody a seat.
+    """
     excluded = {task.creator}
-    chosen: dict[str, list[bytes]] = {}
+    seatings: dict[str, Seating] = {}
     for role, count in (("trainer", task.n_trainers), ("validator", task.n_validators)):
-        seed = system.randomness(ctx, encode(["arena/task", task.id, role]))
-        chosen[role] = weighted_sample(eligible(ctx, role, task, excluded), count, seed)
-        excluded.update(chosen[role])
+        seatings[role] = seat(ctx, role, task, excluded, count)
+        excluded.update(seatings[role].chosen)
+    chosen = {role: seating.chosen for role, seating in seatings.items()}
     if not chosen["trainer"] or not chosen["validator"]:
         _close(ctx, task, "cancelled", refund=True)
         return
+    for role, seating in seatings.items():
+        for who, credit in seating.credits:
+            SeatCredit.put(ctx.state, [role, who], credit)
     task.trainers = [[t, rewards.effective_stake(ctx, t, "trainer")] for t in chosen["trainer"]]
     task.validators = [[v, rewards.effective_stake(ctx, v, "validator")] for v in chosen["validator"]]
     for role, accounts in chosen.items():
@@ -488,7 +513,7 @@ class Tasks(Module):
 
     name = "tasks"
     storage = (Limits, Kinds, NextTaskId, TaskById, Active, Work, Submissions, Votes, Reveals,
-               Leaderboard, ValidatorResults, ModelOwner)
+               Leaderboard, ValidatorResults, ModelOwner, SeatCredit)
     errors = (UnknownTask, InvalidParams, UnknownKind, PoolTooSmall, TooManyActiveTasks, WrongPhase,
               NotSelected, NotCreator, AlreadyStarted, TrainingNotStarted, AlreadySubmitted,
               ValidationNotStarted, AlreadyCommitted, NotCommitted, AlreadyRevealed,
