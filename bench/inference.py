@@ -1,86 +1,125 @@
-"""Paid inference through a host: queries per second and latency, beside the bare model and voucher rates.
+"""Paid inference through a host: queries per second, latency and CPU per query, beside the raw limits.
 
-The host app (node.offchain.host_worker) runs on hypercorn on 127.0.0.1 with its real SQLite
-ledger; chain reads (escrow, redeemed state) come from an in-memory stand-in, so the figure is
-the host's own cost: HTTP, JSON, voucher verification, batching, the forward pass and the fsync'd
-ledger commit. Users are threads, each sending its paid queries one after another (as the
-client does); the digits classifier (64 → 64 → 10 MLP) is the model.
+The host app (node.offchain.host_http) runs on hypercorn on 127.0.0.1 with its real SQLite
+ledger (group commit, fsync before answering); chain reads (escrow, redeemed state) come from an
+in-memory stand-in, so the figure is the host's own cost: HTTP, JSON, voucher verification,
+batching, the forward pass and the ledger commit. The digits classifier (64 → 64 → 10 MLP) is
+the model. The users run in a process of their own (issue 17: in the host's process they shared
+its GIL), one thread per user, each sending its requests one after another (as the client does):
 
-The users run in a process of their own (issue 17: in the host's process they shared its GIL).
-Limits measured in the same run: the bare forward rate of that model (one row per call, as an
-unbatched host would run it) and the bare voucher-verification rate (`check_voucher`, i.e. one
-ed25519 verification plus the channel checks).
+- one paid query per request (`POST /v1/predict`),
+- `BATCH` paid queries per request (`POST /v1/batch`, each query with its own voucher).
+
+Raw limits measured in the same run: voucher verifications/s (`check_voucher`: one ed25519
+verification plus the channel checks), empty HTTP requests/s through the same server and
+clients (`GET /health`), and the bare forward rate of the model (one row per call). CPU per
+query is the host process's CPU time (all its threads) over the queries it answered, and the
+clients' beside it.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from bench.common import print_rows, rate, row
 
 USERS = 16
 QUERIES_PER_USER = 60
+BATCH = 32
+BATCHES_PER_USER = 12
 PRICE = 1000
 GENESIS = b"\x07" * 32
 
 
 class _Chain:
-    def __call__(self, method: str, *params: object) -> dict:
+    def __call__(self, method: str, *params: object) -> Any:
         if method == "arena_escrow":
             return {"available": 10**15}
+        if method == "state_getStorage":
+            return None
         return {"cumulativeQueries": 0, "cumulativeAmount": 0, "nonce": 0}
 
 
-def _clients(url: str, row_in: list[float], signed: list[list[str]], out: Connection) -> None:
-    """One thread per user, each sending its paid queries one after another (as the client does)."""
+def _clients(base: str, plans: list[list[tuple[str, dict | None, dict]]], out: Connection) -> None:
+    """One thread per user, each sending its requests (path, json, headers) one after another."""
     import httpx
 
     latencies: list[float] = []
     errors: list[str] = []
 
-    def user_loop(vouchers: list[str]) -> None:
-        with httpx.Client(timeout=30) as http:
-            for voucher in vouchers:
+    def user_loop(plan: list[tuple[str, dict | None, dict]]) -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            for path, body, headers in plan:
                 start = time.perf_counter()
                 try:
-                    reply = http.post(url, json={"input": row_in}, headers={"X-Arena-Voucher": voucher})
+                    reply = http.post(path, json=body, headers=headers) if body is not None else http.get(path)
                 except httpx.HTTPError as exc:  # a host that stops answering is a reported failure
                     errors.append(f"{type(exc).__name__}: {exc}")
                     return
                 latencies.append(time.perf_counter() - start)
                 if reply.status_code != 200:
                     errors.append(reply.text[:200])
+                elif path == "/v1/batch":
+                    errors.extend(str(r["body"])[:200] for r in reply.json()["results"] if r["status"] != 200)
 
-    threads = [threading.Thread(target=user_loop, args=(v,)) for v in signed]
-    start = time.perf_counter()
+    threads = [threading.Thread(target=user_loop, args=(plan,)) for plan in plans]
+    cpu, start = time.process_time(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.send((time.perf_counter() - start, latencies, errors))
+    out.send((time.perf_counter() - start, time.process_time() - cpu, latencies, errors))
 
 
-def run() -> list[dict]:
-    import httpx
-    import torch
+def _drive(base: str, plans: list[list[tuple[str, dict | None, dict]]]) -> dict:
+    """Run the plans from a process of its own; elapsed, CPU of host and clients, latencies."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    clients = context.Process(target=_clients, args=(base, plans, send))
+    host_cpu = time.process_time()
+    clients.start()
+    elapsed, client_cpu, latencies, errors = receive.recv()
+    host_cpu = time.process_time() - host_cpu
+    clients.join(30)
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    latencies.sort()
+    return {"elapsed": elapsed, "host_cpu": host_cpu, "client_cpu": client_cpu, "latencies": latencies}
 
-    from node.offchain.host_worker import HostService, ServedModel, build_app, free_port, serve_in_thread
-    from node.offchain.ml import get_kind
-    from node.offchain.vouchers import VoucherLedger, check_voucher, sign_voucher
+
+def _plans(host: Any, row_in: list[float]) -> tuple[list, list, list]:
+    """Requests per user: single paid queries, batches of paid queries, empty requests."""
+    from node.offchain.vouchers import sign_voucher
     from runtime.crypto import Keypair
 
-    torch.set_num_threads(1)
-    kind = get_kind("digits_classifier")
-    spec = kind.prepare(None, 3).spec
-    module = kind.build_model(spec).eval()
-    host = Keypair.from_dev_name("bench-host")
-    users = [Keypair.from_dev_name(f"bench-user-{i}") for i in range(USERS)]
-    row_in = [float(i % 17) for i in range(64)]
+    def vouchers(prefix: str, count: int) -> list[list[str]]:
+        users = [Keypair.from_dev_name(f"{prefix}-{i}") for i in range(USERS)]
+        return [[sign_voucher(u, GENESIS, host.public_key, "QmBench", n, n * PRICE, n).to_hex()
+                 for n in range(1, count + 1)] for u in users]
+
+    single = [[("/v1/predict", {"input": row_in}, {"X-Arena-Voucher": v}) for v in signed]
+              for signed in vouchers("bench-user", QUERIES_PER_USER)]
+    batched = []
+    for signed in vouchers("bench-batch-user", BATCH * BATCHES_PER_USER):
+        batched.append([("/v1/batch", {"queries": [{"voucher": v, "input": row_in} for v in signed[i:i + BATCH]]}, {})
+                        for i in range(0, len(signed), BATCH)])
+    empty = [[("/health", None, {})] * QUERIES_PER_USER for _ in range(USERS)]
+    return single, batched, empty
+
+
+def _limits(module: Any, host: Any, row_in: list[float]) -> tuple[float, float]:
+    """The bare forward rate (1 row per call) and voucher verifications/s."""
+    import torch
+
+    from node.offchain.vouchers import check_voucher, sign_voucher
+    from runtime.crypto import Keypair
 
     x = torch.tensor([row_in]) / 16.0
 
@@ -90,8 +129,8 @@ def run() -> list[dict]:
                 module(x)
         return 200
 
-    forward_rate = rate(forward, 1.0)
-    vouchers = [sign_voucher(users[0], GENESIS, host.public_key, "QmBench", n, n * PRICE, n) for n in range(1, 201)]
+    user = Keypair.from_dev_name("bench-user-limit")
+    vouchers = [sign_voucher(user, GENESIS, host.public_key, "QmBench", n, n * PRICE, n) for n in range(1, 201)]
 
     def verify() -> int:
         for v in vouchers:
@@ -99,8 +138,26 @@ def run() -> list[dict]:
                           redeemed=(0, 0, 0), escrow_available=10**15)
         return len(vouchers)
 
-    verify_rate = rate(verify, 1.0)
+    return rate(forward, 1.0), rate(verify, 1.0)
 
+
+def run() -> list[dict]:
+    import httpx
+    import torch
+
+    from node.offchain.host_ledger import VoucherLedger
+    from node.offchain.host_worker import HostService, ServedModel, build_app, free_port, serve_in_thread
+    from node.offchain.ml import get_kind
+    from runtime.crypto import Keypair
+
+    torch.set_num_threads(1)
+    kind = get_kind("digits_classifier")
+    spec = kind.prepare(None, 3).spec
+    module = kind.build_model(spec).eval()
+    host = Keypair.from_dev_name("bench-host")
+    row_in = [float(i % 17) for i in range(64)]
+    forward_rate, verify_rate = _limits(module, host, row_in)
+    single, batched, empty = _plans(host, row_in)
     with tempfile.TemporaryDirectory(prefix="arena-bench-inference-") as tmp:
         ledger = VoucherLedger(str(Path(tmp) / "vouchers.sqlite"))
         service = HostService(host.public_key, GENESIS, ledger, _Chain())
@@ -108,41 +165,50 @@ def run() -> list[dict]:
         stop = threading.Event()
         port = free_port()
         thread = serve_in_thread(build_app(service), port, stop)
-        url = f"http://127.0.0.1:{port}/v1/predict"
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"http://127.0.0.1:{port}/health")
+                httpx.get(f"{base}/health")
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        signed = [[sign_voucher(u, GENESIS, host.public_key, "QmBench", n, n * PRICE, n).to_hex()
-                   for n in range(1, QUERIES_PER_USER + 1)] for u in users]
-        # The users run in their own process, so the host's figure is not shared with its clients' GIL.
-        context = multiprocessing.get_context("spawn")
-        receive, send = context.Pipe(duplex=False)
-        clients = context.Process(target=_clients, args=(url, row_in, signed, send))
-        clients.start()
-        elapsed, latencies, errors = receive.recv()
-        clients.join(30)
+        empty_run = _drive(base, empty)
+        commits = ledger.commits
+        single_run = _drive(base, single)
+        single_commits, commits = ledger.commits - commits, ledger.commits
+        batch_run = _drive(base, batched)
+        batch_commits = ledger.commits - commits
         stop.set()
         thread.join(10)
-        batches = service.stats["batches"]
         ledger.close()
-    if errors:
-        raise RuntimeError(f"{len(errors)} paid queries failed, first: {errors[0]}")
-    total = USERS * QUERIES_PER_USER
-    latencies.sort()
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    return _rows(empty_run, single_run, batch_run, single_commits, batch_commits, forward_rate, verify_rate)
+
+
+def _rows(empty: dict, single: dict, batch: dict, single_commits: int, batch_commits: int, forward_rate: float,
+          verify_rate: float) -> list[dict]:
+    one, many = USERS * QUERIES_PER_USER, USERS * BATCH * BATCHES_PER_USER
+    empty_rate = USERS * QUERIES_PER_USER / empty["elapsed"]
+    single_rate, batch_rate = one / single["elapsed"], many / batch["elapsed"]
+    load = os.getloadavg()[0]
     return [
-        row(f"paid queries/s through the host ({USERS} users, batched)", total / elapsed, "queries/s",
-            "bare model forward, 1 row per call", forward_rate),
-        row("paid queries/s through the host", total / elapsed, "queries/s",
-            "bare voucher verification (ed25519 + checks)", verify_rate),
-        row("mean batch size", total / max(batches, 1), "queries", "users", USERS),
-        row("paid query latency p50", p50, "ms", "bare forward time per row (ms)", 1000 / forward_rate),
-        row("paid query latency p99", p99, "ms", "p50 (ms)", p50),
+        row(f"paid queries/s, {BATCH} per request (/v1/batch, {USERS} users)", batch_rate, "queries/s",
+            "voucher verifications/s (ed25519 + checks, 1 thread)", verify_rate),
+        row("paid queries/s, 1 per request (/v1/predict)", single_rate, "queries/s",
+            "empty HTTP requests/s (GET /health, same clients)", empty_rate),
+        row("host CPU per paid query, batched", 1e6 * batch["host_cpu"] / many, "µs",
+            "verification time per voucher (µs)", 1e6 / verify_rate),
+        row("client CPU per paid query, batched", 1e6 * batch["client_cpu"] / many, "µs",
+            "host CPU per paid query, batched (µs)", 1e6 * batch["host_cpu"] / many),
+        row("host CPU per paid query, 1 per request", 1e6 * single["host_cpu"] / one, "µs",
+            "host CPU per empty request (µs)", 1e6 * empty["host_cpu"] / (USERS * QUERIES_PER_USER)),
+        row("queries per ledger commit (fsync), batched", many / max(batch_commits, 1), "queries",
+            "queries per commit, 1 per request", one / max(single_commits, 1)),
+        row("paid query latency p50, 1 per request", 1000 * statistics.median(single["latencies"]), "ms",
+            "bare forward time per row (ms)", 1000 / forward_rate),
+        row(f"batch request latency p50 ({BATCH} queries)", 1000 * statistics.median(batch["latencies"]), "ms",
+            "p99 (ms)", 1000 * batch["latencies"][int(len(batch["latencies"]) * 0.99) - 1]),
+        row("machine load (1-min average) at the end", load, "", "CPUs", os.cpu_count() or 0),
     ]
 
 

@@ -169,3 +169,79 @@ def test_ledger_survives_a_crash(host):
         assert other.totals()["QmDigits"] == [1, 3, 3 * PRICE]
     finally:
         other.close()
+
+
+def batch(client, queries):
+    reply = client.post("/v1/batch", json={"queries": queries})
+    assert reply.status_code == 200, reply.text
+    return [(r["status"], r["body"]) for r in reply.json()["results"]]
+
+
+def test_batch_answers_each_query_with_its_own_voucher(host):
+    client, service, tmp_path = host
+    other = Keypair.from_dev_name("batch-other")
+    service.reader.escrow[other.public_key] = 10**9
+    results = batch(client, [
+        {"voucher": v(1), "input": ROW},
+        {"voucher": v(2), "input": ROW[:3]},                  # bad input: refused before payment
+        {"voucher": v(2), "input": ROW},
+        {"voucher": v(2), "input": ROW},                      # the same voucher again: a replay
+        {"voucher": v(1, user=other), "model": "QmCharLM", "prompt": "de", "max_tokens": 3},  # voucher for QmDigits
+        {"voucher": v(1, user=other, model="QmCharLM"), "prompt": "de", "max_tokens": 3},
+        {"input": ROW},                                       # no voucher
+    ])
+    statuses = [s for s, _ in results]
+    assert statuses == [200, 400, 200, 409, 403, 200, 402]
+    assert results[0][1]["arena"]["nonce"] == 1 and results[2][1]["arena"]["nonce"] == 2
+    assert results[3][1]["error"]["code"] == "replayed"
+    assert results[4][1]["error"]["code"] == "wrong_model"
+    assert len(results[5][1]["choices"][0]["text"]) == 3
+    # the accepted queries share one ledger commit, durable before the answer
+    newest = VoucherLedger(str(tmp_path / "vouchers.sqlite"))
+    try:
+        assert [(x.user, x.nonce) for x in newest.unreported("QmDigits")] == [(USER.public_key, 2)]
+        assert [(x.user, x.nonce) for x in newest.unreported("QmCharLM")] == [(other.public_key, 1)]
+    finally:
+        newest.close()
+    assert error_of(client.post("/v1/batch", json={"queries": []})) == (400, "bad_input")
+    assert error_of(client.post("/v1/batch", json={"queries": [{"input": ROW}] * 65})) == (400, "bad_input")
+    assert error_of(client.post("/v1/batch", content=b"[1]")) == (400, "bad_json")
+
+
+def test_a_batch_shares_one_commit(tmp_path, models):
+    ledger = VoucherLedger(str(tmp_path / "vouchers.sqlite"))
+    service = HostService(HOST.public_key, GENESIS, ledger, FakeChain())
+    service.models.update(models)
+    from node.offchain.host_http import parse_query
+    jobs = [parse_query(service, v(n), {"input": ROW}, None) for n in range(1, 21)]
+    service.process(jobs)
+    assert [j.error for j in jobs] == [None] * 20 and ledger.commits == 1
+    ledger.close()
+    reopened = VoucherLedger(str(tmp_path / "vouchers.sqlite"))  # state comes back from disk into memory
+    try:
+        assert reopened.newest(USER.public_key, "QmDigits").nonce == 20
+        service = HostService(HOST.public_key, GENESIS, reopened, FakeChain())
+        service.models.update(models)
+        replay = parse_query(service, v(20), {"input": ROW}, None)
+        service.process([replay])
+        assert replay.error[1] == "replayed"
+    finally:
+        reopened.close()
+
+
+def test_escrow_counts_the_channel_to_this_host_and_other_models(host):
+    client, service, _ = host
+    chain = service.reader
+    locked = Keypair.from_dev_name("channel-user")
+    chain.escrow[locked.public_key] = 0
+    chain.channels[(locked.public_key, HOST.public_key)] = [4 * PRICE, PRICE, 0]  # 3 units left after withdrawal
+    chain.channels[(locked.public_key, USER.public_key)] = [10**9, 0, 0]         # another host's channel
+    for n in (1, 2, 3):
+        assert predict(client, v(n, user=locked)).status_code == 200
+    assert error_of(predict(client, v(4, user=locked))) == (402, "escrow_exhausted")
+    # one escrow pays every model of this host: what QmCharLM owes counts against QmDigits
+    assert predict(client, v(1, user=POOR)).status_code == 200
+    reply = client.post("/v1/completions", json={"model": "QmCharLM", "prompt": "a", "max_tokens": 2},
+                        headers={"X-Arena-Voucher": v(1, user=POOR, model="QmCharLM")})
+    assert reply.status_code == 200, reply.text
+    assert error_of(predict(client, v(2, user=POOR))) == (402, "escrow_exhausted")
