@@ -29,8 +29,12 @@ def wait_status(client: RpcClient, task_id: int, status: str, timeout: float = 3
     raise AssertionError(f"task {task_id} never reached {status}: {client.call('arena_task', task_id)}")
 
 
-def run_finished_task(client: RpcClient) -> dict:
-    """Bond roles, run task 0 to `finalized` with known scores, register FERDIE as a host of the top model."""
+def run_finished_task(client: RpcClient, spec_cid: str | None = None, models: dict | None = None,
+                      endpoint: str = "http://127.0.0.1:9/v1") -> dict:
+    """Bond roles, run task 0 to `finalized` with known scores, register FERDIE as a host of the top model.
+
+    By default the spec and model CIDs are made up; pass real ones (content on the node) and a real
+    host `endpoint` where a test needs them (the dashboard's curves and "try the model")."""
     beat = [1, "cpu", 4096]
     submit_all(client, [
         (BOB, "staking", "bond", ["trainer", 20 * UNIT]), (BOB, "staking", "heartbeat", [beat]),
@@ -39,10 +43,10 @@ def run_finished_task(client: RpcClient) -> dict:
         (EVE, "staking", "bond", ["validator", 30 * UNIT]), (EVE, "staking", "heartbeat", [beat]),
         (FERDIE, "staking", "bond", ["host", 20 * UNIT]),
     ])
-    submit_all(client, [(ALICE, "tasks", "create", [fake_cid("spec"), 100 * UNIT,
+    submit_all(client, [(ALICE, "tasks", "create", [spec_cid or fake_cid("spec"), 100 * UNIT,
                                                      ["digits_classifier", 2, 2, 0, 20, 15, 15]])])
     wait_status(client, 0, "training")
-    models = {BOB: fake_cid("bob-model"), CHARLIE: fake_cid("charlie-model")}
+    models = models or {BOB: fake_cid("bob-model"), CHARLIE: fake_cid("charlie-model")}
     submit_all(client, [(k, "tasks", "start_training", [0]) for k in models])
     submit_all(client, [(k, "tasks", "submit_model", [0, cid]) for k, cid in models.items()])
     wait_status(client, 0, "validation")
@@ -55,5 +59,5 @@ def run_finished_task(client: RpcClient) -> dict:
     wait_status(client, 0, "reveal")
     submit_all(client, [(v, "tasks", "reveal_scores", [0, lists[v], b"salt" + v.public_key]) for v in scores])
     task = wait_status(client, 0, "finalized")
-    submit_all(client, [(FERDIE, "marketplace", "register_host", [task["topModel"], "http://127.0.0.1:9/v1", 2 * UNIT])])
+    submit_all(client, [(FERDIE, "marketplace", "register_host", [task["topModel"], endpoint, 2 * UNIT])])
     return {"task": task, "models": models, "scores": scores}

@@ -2,17 +2,26 @@
 dev node with a finished task: the pages show that task's leaderboard, score heatmap, rewards, blocks,
 accounts and hosts, and the live head indicator follows the WebSocket subscription.
 
+The task's spec and both models are real (digits data, trained here with the ML library, stored on
+the node), so the task page draws each trainer's recorded training curve; FERDIE's host is the real
+host HTTP service (node/offchain/host_worker.py) serving the top model, so "try the model" on the
+marketplace page gets a real paid answer (the dev node's key pays).
+
 Screenshots go to the test's tmp_path (printed). Skips only when no Chromium or Playwright is installed
 (`make test` installs both).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
 
+import httpx
 import pytest
 
-from tests.finished_task import BOB, CHARLIE, DAVE, FERDIE, run_finished_task
+from tests.arena_helpers import UNIT
+from tests.finished_task import ALICE, BOB, CHARLIE, DAVE, FERDIE, run_finished_task
 from tests.helpers import NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -27,11 +36,59 @@ def finished(tmp_path_factory):
     pytest.importorskip("playwright.sync_api", reason="pip package playwright is not installed (make venv installs it)")
     base = tmp_path_factory.mktemp("dashboard")
     node = NodeProcess(base / "dev", "--dev").start()
+    stop = threading.Event()
     try:
-        facts = run_finished_task(node.client())
+        facts = real_task_with_host(node, base, stop)
         yield node, facts, base
     finally:
+        stop.set()
         node.stop()
+
+
+def add_to_node(url: str, data: bytes) -> str:
+    reply = httpx.post(f"{url}/api/v0/add", files={"file": ("f", data)}, timeout=30)
+    reply.raise_for_status()
+    return json.loads(reply.text.splitlines()[-1])["Hash"]
+
+
+def real_task_with_host(node, base, stop: threading.Event) -> dict:
+    """Train two digits models (good: 6 epochs, poor: one step), store spec and models on the node, run
+    the task to finalized, and serve the top model with the host's real HTTP service."""
+    from node.offchain.host_worker import (
+        HostService,
+        ServedModel,
+        VoucherLedger,
+        build_app,
+        free_port,
+        serve_in_thread,
+    )
+    from node.offchain.ml import get_kind
+
+    kind = get_kind("digits_classifier")
+    prepared = kind.prepare(None, 7)
+    spec = prepared.spec
+    spec_cid = add_to_node(node.url, json.dumps(spec).encode())
+    files = {BOB: kind.train(spec, prepared.train_bytes, epochs=6, lr=0.01, seed=1),
+             CHARLIE: kind.train(spec, prepared.train_bytes, epochs=6, lr=0.01, seed=2, quality="poor")}
+    models = {who: add_to_node(node.url, data) for who, data in files.items()}
+    client = node.client()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    facts = run_finished_task(client, spec_cid=spec_cid, models=models, endpoint=endpoint)
+    top = facts["task"]["topModel"]
+    assert top == models[BOB]
+    genesis = bytes.fromhex(client.call("system_properties")["genesisHash"][2:])
+    service = HostService(FERDIE.public_key, genesis, VoucherLedger(str(base / "host-vouchers.sqlite")), client.call)
+    service.models[top] = ServedModel(top, 0, kind.name, spec, kind.load_model(spec, files[BOB]), 2 * UNIT)
+    serve_in_thread(build_app(service), port, stop)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            stop.wait(0.1)
+    facts.update(endpoint=endpoint, files=files, heldout=prepared.heldout_bytes, spec=spec, service=service)
+    return facts
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +204,77 @@ def test_account_and_market_pages(finished, page):
     text = open_view(tab, node.url, "#/market")
     assert facts["task"]["topModel"] in text
     hosts = tab.inner_text("[data-testid=hosts]")
-    assert "http://127.0.0.1:9/v1" in hosts and "2 ARENA" in hosts and FERDIE.address[:8] in hosts
+    assert facts["endpoint"] in hosts and "2 ARENA" in hosts and FERDIE.address[:8] in hosts
     shot(tab, base, "market")
     open_view(tab, node.url, "#/tasks")
     assert "digits_classifier" in tab.inner_text("[data-testid=tasks]")
+    assert not errors, errors
+
+
+def recorded_curve(model_file: bytes) -> dict:
+    """The curve the trainer wrote into the model file's safetensors header."""
+    size = int.from_bytes(model_file[:8], "little")
+    return json.loads(json.loads(model_file[8:8 + size])["__metadata__"]["arena_training"])
+
+
+def test_task_page_draws_each_trainers_training_curve(finished, page):
+    node, facts, base = finished
+    tab, errors = page
+    open_view(tab, node.url, "#/task/0")
+    for who, epochs in ((BOB, 6), (CHARLIE, 1)):
+        recorded = recorded_curve(facts["files"][who])
+        assert [p["epoch"] for p in recorded["points"]] == list(range(1, epochs + 1))
+        box = tab.locator(f"[data-testid=curve][data-trainer='{who.address}']")
+        assert box.locator("[data-testid=curve-first-loss]").inner_text() == f"{recorded['points'][0]['loss']:.4f}"
+        assert box.locator("[data-testid=curve-last-loss]").inner_text() == f"{recorded['points'][-1]['loss']:.4f}"
+        accuracy = box.locator("[data-testid=curve-accuracy]").inner_text()
+        assert accuracy == f"{100 * recorded['points'][-1]['accuracy']:.1f} %"
+        loss_line = box.locator("polyline[data-series=loss]").get_attribute("points")
+        assert len(loss_line.split()) == epochs
+        assert box.locator("polyline[data-series=accuracy]").count() == 1
+    good = recorded_curve(facts["files"][BOB])["points"]
+    assert good[-1]["loss"] < good[0]["loss"] and good[-1]["accuracy"] > 0.8  # it learned
+    tab.locator("[data-testid=curves]").screenshot(path=str(base / "dashboard-curves.png"))
+    shot(tab, base, "task-curves")
+    assert not errors, errors
+
+
+def test_try_the_model_gets_a_paid_answer_from_the_registered_host(finished, page):
+    import torch
+
+    from node.offchain.ml import get_kind
+
+    node, facts, base = finished
+    tab, errors = page
+    client = node.client()
+    kind = get_kind("digits_classifier")
+    x, _ = kind.decode_split(facts["spec"], facts["heldout"], "heldout")
+    row = [round(float(v), 4) for v in x[3]]
+    model = kind.load_model(facts["spec"], facts["files"][BOB])
+    expected = int(model(torch.tensor([row])).argmax(dim=-1)[0])
+    open_view(tab, node.url, "#/market")
+    assert "task 0" in tab.inner_text("[data-testid=try-model]")
+    text = ",".join(str(v) for v in row)
+    tab.fill("[data-testid=try-input]", text)
+    command = tab.inner_text("[data-testid=try-command]")
+    assert command == f"arena model query 0 --input {text} --key YOUR_KEY"
+    answered = facts["service"].stats["answered"]
+    tab.click("[data-testid=try-submit]")
+    tab.wait_for_selector("[data-testid=try-output], [data-testid=try-error]", timeout=60_000)
+    assert tab.locator("[data-testid=try-error]").count() == 0, tab.inner_text("[data-testid=try-answer]")
+    assert tab.inner_text("[data-testid=try-output]") == str(expected)
+    assert tab.inner_text("[data-testid=try-cost]") == "2 ARENA"
+    answer = tab.inner_text("[data-testid=try-answer]")
+    assert ALICE.address[:8] in answer and FERDIE.address[:8] in answer
+    # the host really answered it, against a voucher that ALICE (the dev key) signed and an escrow she funded
+    assert facts["service"].stats["answered"] == answered + 1
+    newest = facts["service"].ledger.newest(ALICE.public_key, facts["task"]["topModel"])
+    assert newest is not None and newest.cumulative_amount == 2 * UNIT
+    assert client.call("arena_escrow", ALICE.address)["balance"] > 0
+    shot(tab, base, "market-try")
+    # a bad input is the host's clear refusal, shown on the page
+    tab.fill("[data-testid=try-input]", "1,2,3")
+    tab.click("[data-testid=try-submit]")
+    tab.wait_for_selector("[data-testid=try-error]", timeout=60_000)
+    assert "bad_input" in tab.inner_text("[data-testid=try-error]")
     assert not errors, errors

@@ -100,6 +100,50 @@ function heatColour(score, max) {
   return `hsl(${Math.round(10 + 110 * t)}, 70%, ${Math.round(85 - 35 * t)}%)`;
 }
 
+// A training curve as an inline SVG: loss (left axis, blue) and accuracy (right axis 0–100 %, green).
+function curveSvg(curve) {
+  const pts = curve.points;
+  if (!pts.length) return "<p>no points recorded</p>";
+  const W = 360, H = 160, L = 44, R = 40, T = 10, B = 28;
+  const xs = pts.map((p) => p[curve.unit]);
+  const losses = pts.map((p) => p.loss);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), lMax = Math.max(...losses) || 1;
+  const sx = (x) => L + (x1 === x0 ? (W - L - R) / 2 : (x - x0) / (x1 - x0) * (W - L - R));
+  const sy = (v, max) => T + (1 - v / max) * (H - T - B);
+  const line = (vals, max) => pts.map((p, i) => `${sx(xs[i]).toFixed(1)},${sy(vals[i], max).toFixed(1)}`).join(" ");
+  const accs = pts.map((p) => p.accuracy);
+  const hasAcc = accs.every((a) => typeof a === "number");
+  const dots = (vals, max, colour, cls) => pts.length > 40 ? "" : pts.map((p, i) =>
+    `<circle class="${cls}" cx="${sx(xs[i]).toFixed(1)}" cy="${sy(vals[i], max).toFixed(1)}" r="2.5" fill="${colour}"><title>${esc(curve.unit)} ${esc(xs[i])}: ${esc(vals[i].toFixed(4))}</title></circle>`).join("");
+  return `<svg class="curve" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="training curve">
+    <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#889"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#889"/>
+    <text x="${L - 4}" y="${T + 8}" text-anchor="end" font-size="10">${esc(lMax.toFixed(2))}</text>
+    <text x="${L - 4}" y="${H - B}" text-anchor="end" font-size="10">0</text>
+    <text x="${L}" y="${H - 8}" font-size="10">${esc(curve.unit)} ${esc(x0)}</text>
+    <text x="${W - R}" y="${H - 8}" text-anchor="end" font-size="10">${esc(x1)}</text>
+    <polyline data-series="loss" points="${line(losses, lMax)}" fill="none" stroke="#2b6cd4" stroke-width="2"/>${dots(losses, lMax, "#2b6cd4", "pt-loss")}
+    ${hasAcc ? `<line x1="${W - R}" y1="${T}" x2="${W - R}" y2="${H - B}" stroke="#889"/>
+    <text x="${W - R + 4}" y="${T + 8}" font-size="10">100%</text><text x="${W - R + 4}" y="${H - B}" font-size="10">0%</text>
+    <polyline data-series="accuracy" points="${line(accs, 1)}" fill="none" stroke="#2a9d5a" stroke-width="2"/>${dots(accs, 1, "#2a9d5a", "pt-acc")}` : ""}
+  </svg>`;
+}
+
+async function curvesSection(trainers) {
+  const withModel = trainers.filter((t) => t.modelCid);
+  const curves = await Promise.all(withModel.map((t) => rpc("arena_trainingCurve", t.modelCid).catch(() => null)));
+  const blocks = withModel.map((t, i) => {
+    const c = curves[i];
+    if (!c) return `<div class="curvebox" data-testid="curve" data-trainer="${esc(t.address)}">${accountLink(t.address)}<p>no curve on this node (the model is not stored here, or its trainer recorded none)</p></div>`;
+    const last = c.points[c.points.length - 1];
+    const acc = last && typeof last.accuracy === "number" ? ` · accuracy <b data-testid="curve-accuracy">${esc((100 * last.accuracy).toFixed(1))} %</b>` : "";
+    return `<div class="curvebox" data-testid="curve" data-trainer="${esc(t.address)}">${accountLink(t.address)}
+      <p>${esc(c.points.length)} ${esc(c.unit)}s · training ${esc(c.loss)} loss <b data-testid="curve-first-loss">${esc(c.points[0].loss.toFixed(4))}</b> →
+      <b data-testid="curve-last-loss">${esc(last.loss.toFixed(4))}</b>${acc}</p>${curveSvg(c)}</div>`;
+  });
+  return blocks.length ? `<div class="curves">${blocks.join("")}</div><p>blue: training loss (nats); green: training accuracy. Recorded by each trainer in its model file.</p>`
+    : "<p>No model submitted yet.</p>";
+}
+
 async function taskPage(id) {
   const taskId = Number(id);
   const [task, board, scores] = await Promise.all([rpc("arena_task", taskId), rpc("arena_leaderboard", taskId), rpc("arena_scores", taskId)]);
@@ -114,6 +158,7 @@ async function taskPage(id) {
   const heat = `<table class="heat" data-testid="heatmap"><thead><tr><th>validator \\ trainer</th>${scores.trainers.map((t) => `<th>${accountLink(t)}</th>`).join("")}</tr></thead><tbody>
     ${scores.rows.map((r) => `<tr><th>${accountLink(r.validator)}</th>${r.scores.map((s) => `<td class="cell" data-heat="${esc(heatColour(s, max))}">${esc(s)}</td>`).join("")}</tr>`).join("")}
     <tr><th>consensus</th>${scores.consensus.map((c) => `<td class="cell"><b>${esc(c.consensusScore)}</b></td>`).join("")}</tr></tbody></table>`;
+  const curves = await curvesSection(task.trainers);
   const maxReward = Math.max(1, ...board.entries.map((e) => e.reward));
   const leaderboard = table(["rank", "trainer", "consensus score", "held-out loss (nats)", "reward", "", "model"], board.entries.map((e) => {
     const c = scores.consensus.find((x) => x.trainer === e.address);
@@ -131,6 +176,7 @@ async function taskPage(id) {
     accountLink(t.address), esc(amount(t.stake)), esc(t.startedBlock), esc(t.submittedBlock), `<span class="mono">${esc(t.modelCid)}</span>`]), "trainers")}
   <h3>Selected validators</h3>${table(["validator", "stake", "started #", "commit #", "reveal #"], task.validators.map((v) => [
     accountLink(v.address), esc(amount(v.stake)), esc(v.startedBlock), esc(v.commitBlock), esc(v.revealBlock)]), "validators")}
+  <h3>Training curves</h3><div data-testid="curves">${curves}</div>
   <h3>Score matrix (revealed)</h3>${heat}
   <p>${esc(scores.scoreRule)}</p>
   <h3>Leaderboard and rewards</h3>${leaderboard}
@@ -181,10 +227,62 @@ async function marketPage() {
         esc(amount(h.pricePerQuery)), esc(h.registeredBlock)]), "hosts")}
       ${table(["period", "queries", "revenue", "payouts"], usageRows, "usage")}`;
   }));
+  const tryable = models.filter((m) => m.hosts.length);
+  const options = tryable.map((m) => `<option value="${esc(m.taskId)}" data-kind="${esc(m.kind)}">task ${esc(m.taskId)} · ${esc(m.kind)} · ${esc(short(m.modelCid))}</option>`).join("");
+  const tryForm = tryable.length ? `<h3>Try the model</h3>
+  <form id="try" data-testid="try-form">
+    <label>model <select name="task" data-testid="try-model">${options}</select></label><br>
+    <label>input <textarea name="input" rows="3" cols="80" data-testid="try-input"></textarea></label>
+    <p class="hint" data-testid="try-hint"></p>
+    <button data-testid="try-submit">Ask (the node's dev key pays — dev chains only)</button>
+  </form>
+  <p>A paid query needs a voucher signed by the paying key, which a browser does not hold. With your own key:</p>
+  <pre data-testid="try-command"></pre>
+  <div data-testid="try-answer"></div>` : "";
   return `<h2>Marketplace</h2>
+  ${tryForm}
   <p>period ${esc(params.currentPeriod)} (${esc(params.periodBlocks)} blocks) · usage emission ${esc(amount(params.usageEmissionPerPeriod))} per period ·
   shares ${esc(params.usageSharesPpb.map(([p, s]) => `${p} ${(s / 1e7).toFixed(0)} %`).join(", "))}</p>
   ${sections.join("") || "<p>No finalized task has a top model yet.</p>"}`;
+}
+
+const TEXT_KINDS = ["char_lm", "custom_text", "causal_lm_lora"];
+
+function shellQuote(text) {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+function wireTryForm() {
+  const form = document.getElementById("try");
+  if (!form) return;
+  const update = () => {
+    const option = form.task.selectedOptions[0];
+    const kind = option ? option.dataset.kind : "";
+    document.querySelector("[data-testid=try-hint]").textContent = TEXT_KINDS.includes(kind)
+      ? (kind === "causal_lm_lora" ? "a prompt (sent as one user chat message)" : "a prompt to complete")
+      : "numbers: one row as 1,2,3 or a JSON list of rows [[...],[...]] (the task's input features)";
+    const input = form.input.value.trim() || "...";
+    document.querySelector("[data-testid=try-command]").textContent =
+      `arena model query ${form.task.value} --input ${shellQuote(input)} --key YOUR_KEY`;
+  };
+  form.task.addEventListener("change", update);
+  form.input.addEventListener("input", update);
+  update();
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = document.querySelector("[data-testid=try-answer]");
+    out.textContent = "asking…";
+    try {
+      const r = await rpc("arena_tryModel", Number(form.task.value), form.input.value, 32);
+      const answer = typeof r.output === "string" ? r.output
+        : r.output.map((p) => JSON.stringify(p.label ?? p.value)).join(", ");
+      out.innerHTML = `<p>answer <b data-testid="try-output">${esc(answer)}</b></p>
+        <p>from ${accountLink(r.host)} at <span class="mono">${esc(r.endpoint)}</span> · cost <span data-testid="try-cost">${esc(amount(r.cost))}</span>
+        paid by ${accountLink(r.payer)} (this node's dev key)</p><code>${esc(JSON.stringify(r.output))}</code>`;
+    } catch (err) {
+      out.innerHTML = `<p class="error" data-testid="try-error">${esc(err.message)}</p>`;
+    }
+  });
 }
 
 // ------------------------------------------------------------------ routing and live updates
@@ -211,6 +309,7 @@ async function render() {
     view.innerHTML = html ?? await chainPage();
     view.querySelectorAll("[data-heat]").forEach((el) => { el.style.background = el.dataset.heat; });
     view.querySelectorAll("[data-width]").forEach((el) => { el.style.width = `${el.dataset.width}px`; });
+    wireTryForm();
     const form = document.getElementById("lookup");
     if (form) form.addEventListener("submit", (e) => { e.preventDefault(); location.hash = `#/account/${form.address.value.trim()}`; });
     view.dataset.rendered = hash;
@@ -243,7 +342,7 @@ function connectLive() {
     showHeads();
     // pages that show chain data follow the head, at most every 2 s
     const now = Date.now();
-    if (data.method === "chain_newHead" && now - lastRender > 2000 && !/^#\/accounts$/.test(location.hash)) {
+    if (data.method === "chain_newHead" && now - lastRender > 2000 && !/^#\/(accounts|market)$/.test(location.hash)) {
       lastRender = now; render();
     }
   };

@@ -29,7 +29,7 @@ from node.offchain.ml.spec import (
     validate_common,
 )
 from node.offchain.ml.tensorfile import dump_tensors, load_tensors, parse_header
-from node.offchain.ml.training import Progress, fit, resolve_device
+from node.offchain.ml.training import CURVE_KEY, Progress, curve_metadata, fit, resolve_device
 
 MODEL_FORMAT = "1"
 
@@ -151,6 +151,7 @@ class TaskKind(ABC):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self.build_model(spec)
+        curve: list[dict[str, Any]] = []
         model = fit(
             model,
             inputs,
@@ -164,9 +165,11 @@ class TaskKind(ABC):
             quality=quality,
             progress=progress,
             device=resolve_device(device),
+            curve=curve,
         )
         tensors = {name: t.to(torch.float32) for name, t in model.state_dict().items()}
-        return dump_tensors(tensors, {"arena_model_format": MODEL_FORMAT, "arena_kind": self.name})
+        return dump_tensors(tensors, {"arena_model_format": MODEL_FORMAT, "arena_kind": self.name,
+                                      CURVE_KEY: curve_metadata(curve, self.loss_name(spec))})
 
     def load_model(self, spec: dict[str, Any], model_bytes: bytes) -> nn.Module:
         """Load an untrusted model file defensively; raise `ModelRejected` with the reason.

@@ -50,7 +50,7 @@ from node.offchain.ml.spec import (
     score_from_loss_ppb,
 )
 from node.offchain.ml.tensorfile import dump_tensors, load_tensors, parse_header
-from node.offchain.ml.training import Progress, resolve_device
+from node.offchain.ml.training import CURVE_KEY, Progress, curve_metadata, resolve_device
 
 KIND = "causal_lm_lora"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -316,6 +316,10 @@ class CausalLMLoRA(TaskKind):
 
             bar = tqdm(total=total, desc="lora", unit="step", leave=False)
         pad = base.eos
+        # the training curve: mean loss per window of steps (an epoch's worth, or 1/20 of a short run)
+        window = max(1, min(steps_per_epoch, total // 20 or 1))
+        curve: list[dict[str, Any]] = []
+        window_sum = 0.0
         for step in range(1, total + 1):
             if len(order) < batch_size:
                 fresh = list(range(len(examples)))
@@ -340,6 +344,10 @@ class CausalLMLoRA(TaskKind):
             else:
                 optimizer.step()
             value = float(loss.detach())
+            window_sum += value
+            if step % window == 0 or step == total:
+                curve.append({"step": step, "loss": window_sum / (step - (step - 1) // window * window)})
+                window_sum = 0.0
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
@@ -347,9 +355,9 @@ class CausalLMLoRA(TaskKind):
                 progress(step, total, value)
         if bar is not None:
             bar.close()
-        return self.adapter_files(model.to("cpu"), settings)
+        return self.adapter_files(model.to("cpu"), settings, curve_metadata(curve, "token_cross_entropy", "step"))
 
-    def adapter_files(self, model: Any, settings: dict[str, Any]) -> dict[str, bytes]:
+    def adapter_files(self, model: Any, settings: dict[str, Any], curve: str | None = None) -> dict[str, bytes]:
         """The adapter folder `peft` writes (names without the adapter name), float32, deterministic."""
         peft = llm_base.stack().peft
 
@@ -360,7 +368,8 @@ class CausalLMLoRA(TaskKind):
                   "target_modules": sorted(settings["target_modules"]), "bias": "none",
                   "fan_in_fan_out": False, "inference_mode": True, "base_model_name_or_path": None}
         return {ADAPTER_CONFIG: json.dumps(config, indent=1, sort_keys=True).encode(),
-                ADAPTER_WEIGHTS: dump_tensors(tensors, {"format": "pt", "arena_kind": KIND})}
+                ADAPTER_WEIGHTS: dump_tensors(tensors, {"format": "pt", "arena_kind": KIND,
+                                                        **({CURVE_KEY: curve} if curve else {})})}
 
     # ------------------------------------------------------------ validator
 
