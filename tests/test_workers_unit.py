@@ -25,14 +25,18 @@ def ctx(tmp_path: Path) -> WorkerContext:
 
 
 class FakeRpc:
-    """Stands in for RpcClient: records submissions, answers arena_extrinsic from a table."""
+    """Stands in for the worker's ArenaClient: records submissions, answers arena_extrinsic from a table."""
 
     def __init__(self) -> None:
         self.submitted: list[bytes] = []
         self.status: dict[str, dict | None] = {}
         self.unreachable = 0
 
-    def sign(self, key, module, function, args, **_kw) -> bytes:
+    def compose_call(self, module, function, args) -> tuple:
+        return module, function, args
+
+    def create_signed_extrinsic(self, call, key, **_kw) -> bytes:
+        module, function, args = call
         return f"{module}.{function}:{args}:{len(self.submitted)}".encode()
 
     def submit(self, encoded: bytes) -> str:
@@ -44,7 +48,7 @@ class FakeRpc:
     def include(self, xt_hash: str, events: list | None = None) -> None:
         self.status[xt_hash] = {"status": "inBlock", "blockNumber": 7, "events": events or []}
 
-    def call(self, method: str, *params):
+    def view(self, method: str, *params):
         if self.unreachable:
             self.unreachable -= 1
             raise RpcClientError(-1, "cannot reach node")
@@ -57,7 +61,7 @@ class FakeRpc:
 
 def client_with(ctx: WorkerContext, rpc: FakeRpc) -> ChainClient:
     client = ChainClient(ctx)
-    client._rpc = rpc  # type: ignore[assignment]
+    client.client = rpc  # type: ignore[assignment]
     return client
 
 

@@ -1,5 +1,10 @@
 """How a worker talks to its node: RPC reads with retry and backoff, and de-duplicated submissions.
 
+Transport, call composition and signing are the public client's (node/client.py `ArenaClient`,
+as any external program would use it): calls are composed from the node's typed metadata (so a
+wrong argument is refused before anything is signed) and signed for the chain the metadata
+names. What this module adds is what a long-running worker needs on top.
+
 Workers never assume the node is up. Every read goes through `ChainClient.call`, which retries
 transport failures with capped exponential backoff (logging one line per attempt) until the
 worker is told to stop, so a node that restarts mid-task costs time, never a crash loop.
@@ -25,9 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from node.client import ArenaClient
 from node.offchain.context import StateFile, WorkerContext
-from node.rpc_client import RpcClient, RpcClientError, call_failed
-from runtime.crypto import Keypair, ss58_decode
+from node.rpc_client import RpcClientError, call_failed
+from runtime.crypto import Keypair
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 8.0
@@ -66,11 +72,6 @@ def key_lock(public_key: bytes) -> threading.Lock:
         return _KEY_LOCKS.setdefault(public_key, threading.Lock())
 
 
-def account_bytes(address: str) -> bytes:
-    """SS58 (as the arena_* RPC returns accounts) → 32-byte public key."""
-    return ss58_decode(address)
-
-
 class ChainClient:
     """A worker's view of its node: resilient reads, de-duplicated writes."""
 
@@ -78,7 +79,7 @@ class ChainClient:
         self.ctx = ctx
         self.key: Keypair = ctx.key
         self.state = state if state is not None else ctx.state()
-        self._rpc = RpcClient(ctx.rpc_url, timeout=20.0)
+        self.client = ArenaClient(ctx.rpc_url, timeout=20.0)
         self._props: dict | None = None
         self.log = logging.getLogger(f"arena.worker.{ctx.role}.{ctx.key.address[:8]}")
 
@@ -90,7 +91,7 @@ class ChainClient:
         attempt = 0
         while True:
             try:
-                return self._rpc.call(method, *params)
+                return self.client.view(method, *params)
             except RpcClientError as exc:
                 if exc.code != -1:  # the node answered with an error: not a transport problem
                     raise
@@ -137,8 +138,8 @@ class ChainClient:
         delay = BACKOFF_START_S
         while True:
             try:
-                encoded = self._rpc.sign(self.key, module, function, args)
-                return self._rpc.submit(encoded)
+                call = self.client.compose_call(module, function, args)
+                return self.client.submit(self.client.create_signed_extrinsic(call, self.key))
             except RpcClientError as exc:
                 kind = exc.data.get("kind") if isinstance(exc.data, dict) else None
                 if exc.code != -1 and kind not in RETRY_POOL_KINDS:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.rpc_client import RpcClient
 from runtime.crypto import Keypair
 
 
@@ -57,9 +56,6 @@ class WorkerContext:
     def __post_init__(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = logging.getLogger(f"arena.worker.{self.role}")
-
-    def rpc(self) -> RpcClient:
-        return RpcClient(self.rpc_url)
 
     def ipfs(self) -> Any:
         """An ipfshttpclient client against the node (constructed directly: connect() rejects new Kubos)."""

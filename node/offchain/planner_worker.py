@@ -25,11 +25,11 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from node.offchain.chain_client import account_bytes
 from node.offchain.context import WorkerContext
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.sealing import encode_share, new_data_key, seal_for_validators
 from node.offchain.worker import RoleLoop
+from runtime.crypto import ss58_decode
 from runtime.modules.balances import UNIT
 
 
@@ -179,7 +179,7 @@ class Planner(RoleLoop):
                 entry["data_key"] = new_data_key().hex()
                 self.state.save()
             heldout = Path(entry["heldout_path"]).read_bytes()
-            validators = [account_bytes(v["address"]) for v in task["validators"]]
+            validators = [ss58_decode(v["address"]) for v in task["validators"]]
             share = seal_for_validators(heldout, validators, key=bytes.fromhex(entry["data_key"]))
             entry["share_cid"] = self.content.add(encode_share(share), f"validation share task={task_id}")
             self.state.save()

@@ -21,12 +21,12 @@ import sys
 import time
 from typing import Any
 
-from node.offchain.chain_client import account_bytes
 from node.offchain.context import WorkerContext
 from node.offchain.llm_worker import warm_up
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.spec import HARD_MAX_DATA_BYTES
 from node.offchain.worker import RoleLoop
+from runtime.crypto import ss58_decode
 
 MAX_SPEC_BYTES = 1 << 20
 QUALITIES = ("good", "poor", "broken")
@@ -153,7 +153,7 @@ class Trainer(RoleLoop):
         train_bytes = self.content.fetch(spec["data"]["train_cid"], limit, "training data")
         quality = self.ctx.options.get("quality", "good")
         epochs = int(self.ctx.options.get("epochs") or spec["training"]["epochs"])
-        seed = int.from_bytes(account_bytes(self.ctx.key.address)[:4], "big") ^ task_id
+        seed = int.from_bytes(ss58_decode(self.ctx.key.address)[:4], "big") ^ task_id
         started = time.monotonic()
         self.log.info("event=train_begin task=%d kind=%s quality=%s epochs=%d device=%s", task_id, kind.name,
                       quality, epochs, self.ctx.options.get("device", "auto"))

@@ -23,7 +23,6 @@ import os
 import time
 from typing import cast
 
-from node.offchain.chain_client import account_bytes
 from node.offchain.content import ContentError, ContentTooLarge
 from node.offchain.context import WorkerContext
 from node.offchain.llm_worker import warm_up
@@ -33,6 +32,7 @@ from node.offchain.ml.sealing import MAX_SHARE_BYTES, SealingError, decode_share
 from node.offchain.ml.spec import blake2b_hex
 from node.offchain.trainer_worker import fetch_spec, my_entry
 from node.offchain.worker import RoleLoop
+from runtime.crypto import ss58_decode
 
 
 class HeldOutMismatch(MLError):
@@ -72,7 +72,7 @@ def score_models(loop: RoleLoop, task: dict, spec: dict, heldout: bytes) -> list
         _log_result(loop, task, address, cid, result)
     loop.log.info("event=task_scored task=%d models=%d fetch_seconds=%.3f eval_seconds=%.3f", task["id"],
                   len(results), fetch_s, eval_s)
-    return sorted(results, key=lambda r: account_bytes(r["trainer"]))
+    return sorted(results, key=lambda r: ss58_decode(r["trainer"]))
 
 
 def _log_result(loop: RoleLoop, task: dict, address: str, cid: str, result) -> None:
@@ -141,7 +141,7 @@ class Validator(RoleLoop):
                 self.log.info("event=waiting_for_share task=%d", task_id)
                 return
             results = score_models(self, task, spec, heldout)
-            scores = canonical_scores([[account_bytes(r["trainer"]), r["score"]] for r in results])
+            scores = canonical_scores([[ss58_decode(r["trainer"]), r["score"]] for r in results])
             salt = new_salt()
             commitment = score_commitment(task_id, self.ctx.key.public_key, scores, salt)
             # Persist before committing: a crash after the commit must still be able to reveal.
