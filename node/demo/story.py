@@ -84,7 +84,8 @@ class Narrator:
             story = self.stories.get(data.get("task_id", -1))
             if story is not None and not story.ended:
                 self.on_task_event(story, event["name"], data, number, events)
-            elif story is not None and event["name"] == "AuditKeyPublished" and story.ended == "finalized":
+            elif story is not None and event["name"] == "AuditKeyPublished" and story.ended == "finalized" \
+                    and not story.audited:
                 self.audit(story)
 
     def created(self, data: dict) -> None:
