@@ -183,23 +183,26 @@ def test_batch_answers_each_query_with_its_own_voucher(host):
     service.reader.escrow[other.public_key] = 10**9
     results = batch(client, [
         {"voucher": v(1), "input": ROW},
-        {"voucher": v(2), "input": ROW[:3]},                  # bad input: refused before payment
-        {"voucher": v(2), "input": ROW},
-        {"voucher": v(2), "input": ROW},                      # the same voucher again: a replay
-        {"voucher": v(1, user=other), "model": "QmCharLM", "prompt": "de", "max_tokens": 3},  # voucher for QmDigits
+        {"voucher": v(2), "input": ROW[:3]},                       # bad input: refused before payment
+        {"voucher": v(3), "input": ROW},                           # signed on top of the refused one
+        {"voucher": v(1, user=other), "input": ROW},
+        {"voucher": v(2, user=other, genesis=b"\x01" * 32), "input": ROW},   # refused by the batch step
+        {"voucher": v(3, user=other), "input": ROW},               # signed on top of that one
         {"voucher": v(1, user=other, model="QmCharLM"), "prompt": "de", "max_tokens": 3},
-        {"input": ROW},                                       # no voucher
+        {"input": ROW},                                            # no voucher
+        {"voucher": v(1, user=POOR), "input": ROW},
+        {"voucher": v(1, user=POOR), "input": ROW},                # the same voucher again: a replay
     ])
-    statuses = [s for s, _ in results]
-    assert statuses == [200, 400, 200, 409, 403, 200, 402]
-    assert results[0][1]["arena"]["nonce"] == 1 and results[2][1]["arena"]["nonce"] == 2
-    assert results[3][1]["error"]["code"] == "replayed"
-    assert results[4][1]["error"]["code"] == "wrong_model"
-    assert len(results[5][1]["choices"][0]["text"]) == 3
+    assert [s for s, _ in results] == [200, 400, 409, 200, 401, 409, 200, 402, 200, 409]
+    assert [b["error"]["code"] for s, b in results if s != 200] == [
+        "bad_input", "previous_refused", "bad_signature", "previous_refused", "payment_required", "replayed"]
+    assert results[0][1]["arena"]["nonce"] == 1 and results[3][1]["arena"]["cumulativeAmount"] == PRICE
+    assert len(results[6][1]["choices"][0]["text"]) == 3
     # the accepted queries share one ledger commit, durable before the answer
     newest = VoucherLedger(str(tmp_path / "vouchers.sqlite"))
     try:
-        assert [(x.user, x.nonce) for x in newest.unreported("QmDigits")] == [(USER.public_key, 2)]
+        assert sorted((x.user, x.nonce) for x in newest.unreported("QmDigits")) == sorted(
+            [(USER.public_key, 1), (other.public_key, 1), (POOR.public_key, 1)])
         assert [(x.user, x.nonce) for x in newest.unreported("QmCharLM")] == [(other.public_key, 1)]
     finally:
         newest.close()

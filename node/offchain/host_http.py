@@ -131,15 +131,7 @@ class HostApp:
             return error_response(400, "bad_input", f'give "queries": a list of 1..{MAX_BATCH_QUERIES} query bodies, '
                                                     'each with its "voucher" (hex)')
         results: list[dict | None] = [None] * len(queries)
-        jobs: list[tuple[int, Job]] = []
-        for i, query in enumerate(queries):
-            try:
-                job = parse_query(self.service, query.get("voucher") if isinstance(query, dict) else None, query, None)
-                if getattr(job.payload, "stream", False):
-                    raise BadRequest(400, "bad_input", "streaming is only available at /v1/chat/completions")
-                jobs.append((i, job))
-            except BadRequest as exc:
-                results[i] = {"status": exc.status, "body": error_body(exc.code, exc.message)}
+        jobs = self._parse_batch(queries, results)
         if jobs:
             await self.batcher.submit([job for _, job in jobs])
         for i, job in jobs:
@@ -150,6 +142,30 @@ class HostApp:
                 results[i] = {"status": 200, "body": answer_body(job, self.service.models[job.model_cid],
                                                                  self.host_hex)}
         return JSONResponse({"results": results})
+
+    def _parse_batch(self, queries: list, results: list[dict | None]) -> list[tuple[int, Job]]:
+        """Jobs of the well-formed queries; refusals go to `results`, and so does every later query of a
+        channel with a refused one (its voucher, signed on top of the refused one, would pay for it)."""
+        jobs: list[tuple[int, Job]] = []
+        refused: set[tuple[bytes, str]] = set()
+        for i, query in enumerate(queries):
+            voucher_hex = query.get("voucher") if isinstance(query, dict) else None
+            try:
+                job = parse_query(self.service, voucher_hex, query, None)
+                if getattr(job.payload, "stream", False):
+                    raise BadRequest(400, "bad_input", "streaming is only available at /v1/chat/completions")
+                if (job.voucher.user, job.voucher.model_cid) in refused:
+                    raise BadRequest(409, "previous_refused", "an earlier voucher of this channel in the batch was "
+                                                              "refused; sign again from the channel's newest")
+                jobs.append((i, job))
+            except BadRequest as exc:
+                results[i] = {"status": exc.status, "body": error_body(exc.code, exc.message)}
+                try:
+                    voucher = Voucher.from_hex(voucher_hex)
+                    refused.add((voucher.user, voucher.model_cid))
+                except (VoucherError, AttributeError):
+                    pass
+        return jobs
 
     async def models(self, _request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "host": self.host_hex, "data": [

@@ -119,17 +119,25 @@ class HostService:
         with self.lock:
             self.stats["batches"] += 1
             accepted: dict[str, list[Job]] = {}
+            refused: set[tuple[bytes, str]] = set()  # channels with a refused voucher in this batch
             for job in sorted(batch, key=lambda j: (j.voucher.user, j.voucher.nonce)):
                 model = self.models.get(job.model_cid)
+                channel = (job.voucher.user, job.model_cid)
                 try:
+                    if channel in refused:  # signed on top of a refused voucher: it would pay for that query too
+                        raise VoucherRejected(409, "previous_refused", "an earlier voucher of this channel in the "
+                                              "batch was refused; sign again from the channel's newest",
+                                              self.ledger.newest(*channel))
                     if model is None:
                         raise VoucherRejected(404, "unknown_model", f"this host does not serve {job.model_cid}")
                     self.check(job.voucher, model)
                 except VoucherRejected as exc:
                     job.error = (exc.status, exc.code, exc.message, exc.last)
+                    refused.add(channel)
                     continue
                 except Exception as exc:  # noqa: BLE001 - the node is unreachable: refuse, do not guess
                     job.error = (503, "chain_unavailable", f"cannot read chain state: {exc}", None)
+                    refused.add(channel)
                     continue
                 self.ledger.accept(job.voucher)
                 accepted.setdefault(model.cid, []).append(job)
