@@ -12,7 +12,8 @@ import pytest
 import trio
 
 from node.chainspec import finality_shortfall
-from node.cli import build_parser, node_config
+from node.cli import build_parser
+from node.cli.node import node_config
 from node.genesis import load_chain_spec
 from node.rpc import RpcServer
 from p2p import NetworkConfig, NetworkConfigError

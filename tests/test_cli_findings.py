@@ -97,7 +97,7 @@ def json_events(out: str) -> list:
 
 
 def test_model_input_with_nan_is_a_message():
-    from node.cli_model import _parse_input
+    from node.cli.model import _parse_input
     with pytest.raises(ValueError, match="not finite"):
         _parse_input("[NaN, 1, 2]")
     with pytest.raises(ValueError, match="not finite"):
@@ -214,7 +214,7 @@ def test_with_arena_annotates_amounts_only():
 
 
 def test_model_list_summarises_the_spec_input_and_classes():
-    from node.cli_model import spec_summary
+    from node.cli.model import spec_summary
     digits = {"kind": "digits_classifier", "model": {"arch": "mlp", "input_dim": 64},
               "task": {"classes": 10, "input_scale": "pixel/16"}}
     assert spec_summary(digits) == ("64 numbers (pixel/16)", "10 classes (0..9)")

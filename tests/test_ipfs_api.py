@@ -191,7 +191,7 @@ def test_cli_add_cat_get_pin(node: Any, mib_file: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from node import cli_ipfs
+    from node.cli import ipfs as cli_ipfs
 
     parser = argparse.ArgumentParser(prog="arena")
     cli_ipfs.register(parser.add_subparsers(dest="command"))
@@ -199,7 +199,7 @@ def test_cli_add_cat_get_pin(node: Any, mib_file: Path, tmp_path: Path,
 
     def arena(*argv: str) -> int:
         args = parser.parse_args(["ipfs", argv[0], *api, *argv[1:]])
-        return args.handler(args)
+        return args.func(args)
 
     assert arena("add", str(mib_file)) == 0
     assert capsys.readouterr().out.split("\t")[0] == MIB_CID

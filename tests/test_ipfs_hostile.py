@@ -107,7 +107,7 @@ def test_truncated_uploads_are_collected_automatically(node: Any) -> None:
 def test_repo_gc_over_the_api_and_cli(node: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from node import cli_ipfs
+    from node.cli import ipfs as cli_ipfs
 
     store, port = node
     with client(port) as ipfs:
@@ -119,7 +119,7 @@ def test_repo_gc_over_the_api_and_cli(node: Any, tmp_path: Any, capsys: pytest.C
     parser = argparse.ArgumentParser(prog="arena")
     cli_ipfs.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["ipfs", "gc", "--api", f"/ip4/127.0.0.1/tcp/{port}/http"])
-    assert args.handler(args) == 0 and "removed" in capsys.readouterr().out
+    assert args.func(args) == 0 and "removed" in capsys.readouterr().out
 
 
 def test_quota_collects_garbage_first_then_refuses_with_a_kubo_error() -> None:

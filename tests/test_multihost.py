@@ -154,7 +154,7 @@ def test_four_hosts_finalize_serve_a_remote_worker_and_survive_a_cut_link(lab: N
 
 
 def test_worker_ipfs_api_follows_a_remote_node() -> None:
-    from node.cli_worker import ipfs_api_multiaddr
+    from node.urls import ipfs_api_multiaddr
 
     assert ipfs_api_multiaddr("http://10.0.0.5:9933", None) == "/ip4/10.0.0.5/tcp/9933/http"
     assert ipfs_api_multiaddr("http://node.example:9933", None) == "/dns/node.example/tcp/9933/http"

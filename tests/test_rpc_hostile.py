@@ -274,7 +274,7 @@ def test_incomplete_headers_and_slow_bodies_time_out() -> None:
 def test_disk_full_is_one_clear_line(tmp_path: Any) -> None:
     import plyvel
 
-    from node.cli import EXIT_DISK_FULL, disk_full_message
+    from node.cli.node import EXIT_DISK_FULL, disk_full_message
 
     leveldb = plyvel.IOError("IO error: /data/db/000123.log: No space left on device")
     group = BaseExceptionGroup("nursery", [ValueError("other"), ExceptionGroup("inner", [leveldb])])

@@ -1,5 +1,4 @@
 """`arena ipfs add|cat|get|pin|gc`: talk to a node's Kubo-compatible API with ipfshttpclient."""
-
 from __future__ import annotations
 
 import argparse
@@ -10,11 +9,13 @@ from pathlib import Path
 import ipfshttpclient.client
 import ipfshttpclient.exceptions
 
+from node.cli.common import positive_seconds
+
 DEFAULT_API = "/ip4/127.0.0.1/tcp/9933/http"
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `ipfs` command group to the `arena` CLI; dispatch with `run(args)`."""
+    """Add the `ipfs` command group to the `arena` CLI; dispatch with `args.func(args)` (= `run`)."""
     ipfs = subparsers.add_parser("ipfs", help="add, read and pin content through a node's IPFS API")
     commands = ipfs.add_subparsers(dest="ipfs_command", required=True)
 
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                           "on the RPC port; default http://127.0.0.1:9933)")
         parser.add_argument("--api", help=f"an IPFS API instead (a Kubo daemon): multiaddr or http URL "
                                           f"(default: the node's, {DEFAULT_API})")
-        parser.add_argument("--timeout", type=_seconds, default=600.0, help="HTTP timeout in seconds")
+        parser.add_argument("--timeout", type=positive_seconds, default=600.0, help="HTTP timeout in seconds")
         return parser
 
     add = command("add", "import a file; prints its CID")
@@ -41,21 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pin = command("pin", "pin a file (fetching it from peers if needed)")
     pin.add_argument("cid")
     command("gc", "remove every block that no pin holds (Kubo's `ipfs repo gc`)")
-    ipfs.set_defaults(handler=run)
+    ipfs.set_defaults(func=run)
     return ipfs
-
-
-def _seconds(text: str) -> float:
-    """A positive, finite number of seconds (NaN and infinities are refused with a message)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

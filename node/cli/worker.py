@@ -7,7 +7,8 @@
 
 `--key` takes a dev name, a key file, a keystore name, or `//NAME` (a deterministic dev-style
 key, Keypair.from_dev_name(NAME): for local networks only). Several comma-separated keys run
-as several accounts in one process (one thread each, one state directory each).
+as several accounts in one process (one thread each, one state directory each). Options are
+checked before any worker starts, so a mistake is one message naming the flag.
 """
 from __future__ import annotations
 
@@ -20,102 +21,115 @@ import threading
 import warnings
 from pathlib import Path
 
+from node.cli.common import comma_list, quiet_http_loggers, setup_logging
 from node.keystore import resolve_key
 from node.rpc_client import DEFAULT_RPC
 from node.urls import ipfs_api_multiaddr
-from runtime.crypto import Keypair
+from runtime.modules.balances import UNIT
 
 DEFAULT_DATA_DIR = Path(".arena-workers")
-
-
-def parse_key(spec: str) -> Keypair:
-    """A key spec (module docstring) → Keypair."""
-    if spec.startswith("//"):
-        return Keypair.from_dev_name(spec[2:])
-    return resolve_key(spec)
-
-
-def _list(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
 NEEDS_SOURCE_FILE = ("custom_csv", "custom_text")
 
 
 def check_worker_options(args: argparse.Namespace) -> None:
     """Refuse bad worker options at start, with the flag named (not minutes later inside a role loop)."""
     if args.windows:
-        parts = _list(args.windows)
+        parts = comma_list(args.windows)
         if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
             raise ValueError(f"--windows {args.windows!r} must be three positive block counts TRAINING,COMMIT,REVEAL, "
                              "e.g. 120,60,30")
-    for flag, value in (("--trainers", args.trainers), ("--validators", args.validators), ("--reward", args.reward)):
+    for flag, value in (("--trainers", args.trainers), ("--validators", args.validators), ("--reward", args.reward),
+                        ("--bond", args.bond), ("--epochs", args.epochs), ("--nproc", args.nproc)):
         if value is not None and value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
+    if args.quality:
+        _check_qualities(args.quality)
+    for steps in comma_list(args.max_steps):
+        if not steps.isdigit():
+            raise ValueError(f"--max-steps {args.max_steps!r}: {steps!r} is not a whole number of steps "
+                             "(0: the spec's)")
     if args.role != "planner" and args.task:
         raise ValueError(f"--task is a planner option; the {args.role} role takes no tasks")
     if args.role == "planner":
-        from node.offchain.ml.kinds import KINDS
+        _check_planned_tasks(args.task or [])
 
-        for text in args.task or []:
-            kind, _, source = text.partition(":")
-            if kind not in KINDS:
-                raise ValueError(f"--task {text!r}: unknown task kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
-            if kind in NEEDS_SOURCE_FILE and not source:
-                raise ValueError(f"--task {text!r}: {kind} needs a data file, e.g. --task {kind}:data/train.csv")
-            if source and kind in NEEDS_SOURCE_FILE and not Path(source).is_file():
-                raise ValueError(f"--task {text!r}: data file {source!r} does not exist or is not a file")
+
+def _check_qualities(text: str) -> None:
+    """Every `--quality` value is one the trainer knows."""
+    from node.offchain.trainer_worker import QUALITIES
+
+    for quality in comma_list(text):
+        if quality not in QUALITIES:
+            raise ValueError(f"--quality {text!r}: {quality!r} is not one of {', '.join(QUALITIES)}")
+
+
+def _check_planned_tasks(tasks: list[str]) -> None:
+    """Every planner `--task KIND[:SOURCE]` names a known kind, and its data file where the kind needs one."""
+    from node.offchain.ml.kinds import KINDS
+
+    for text in tasks:
+        kind, _, source = text.partition(":")
+        if kind not in KINDS:
+            raise ValueError(f"--task {text!r}: unknown task kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+        if kind in NEEDS_SOURCE_FILE and not source:
+            raise ValueError(f"--task {text!r}: {kind} needs a data file, e.g. --task {kind}:data/train.csv")
+        if source and kind in NEEDS_SOURCE_FILE and not Path(source).is_file():
+            raise ValueError(f"--task {text!r}: data file {source!r} does not exist or is not a file")
+
+
+def worker_options(args: argparse.Namespace, index: int) -> dict:
+    """The options of the worker for the `index`-th key (per-key flags take their `index`-th value, or the last)."""
+    from node.offchain.planner_worker import parse_plan
+
+    qualities = comma_list(args.quality) or ["good"]
+    options: dict = {"device": args.device, "progress_bar": args.progress_bar,
+                     "quality": qualities[min(index, len(qualities) - 1)], "broken_mode": args.broken_mode}
+    if args.bond is not None:
+        options["bond"] = args.bond
+    if args.epochs:
+        options["epochs"] = args.epochs
+    if args.fault:
+        options["fault"] = args.fault
+    if args.max_steps:
+        steps = comma_list(args.max_steps)
+        options["max_steps"] = int(steps[min(index, len(steps) - 1)]) or None
+    if args.nproc and args.nproc > 1:
+        options["nproc"] = args.nproc
+    if args.role == "planner":
+        defaults: dict = {"n_trainers": args.trainers, "n_validators": args.validators, "reward": args.reward,
+                          "epochs": args.epochs, "base_cid": args.base_cid}
+        if args.windows:
+            windows = [int(w) for w in comma_list(args.windows)]
+            defaults.update(zip(("training_blocks", "commit_blocks", "reveal_blocks"), windows, strict=True))
+        options["tasks"] = [parse_plan(t, defaults) for t in args.task or []]
+    return options
 
 
 def build_contexts(args: argparse.Namespace) -> list:
     """One WorkerContext per (role, key) asked for on the command line."""
     from node.offchain.context import WorkerContext
-    from node.offchain.planner_worker import parse_plan
     from node.offchain.worker import role_runner
 
     role_runner(args.role)  # fail fast on an unknown role
     check_worker_options(args)
-    keys = _list(args.key)
+    keys = comma_list(args.key)
     if not keys:
         raise ValueError("--key is required (a dev name, key file, keystore name or //NAME)")
-    qualities = _list(args.quality) or ["good"]
-    windows = [int(w) for w in _list(args.windows)] if args.windows else []
     contexts = []
     for index, spec in enumerate(keys):
-        key = parse_key(spec)
-        options: dict = {"device": args.device, "progress_bar": args.progress_bar,
-                         "quality": qualities[min(index, len(qualities) - 1)], "broken_mode": args.broken_mode}
-        if args.bond is not None:
-            options["bond"] = args.bond
-        if args.epochs:
-            options["epochs"] = args.epochs
-        if args.fault:
-            options["fault"] = args.fault
-        if args.max_steps:
-            steps = _list(args.max_steps)
-            options["max_steps"] = int(steps[min(index, len(steps) - 1)]) or None
-        if args.nproc and args.nproc > 1:
-            options["nproc"] = args.nproc
-        if args.role == "planner":
-            defaults: dict = {"n_trainers": args.trainers, "n_validators": args.validators, "reward": args.reward,
-                              "epochs": args.epochs, "base_cid": args.base_cid}
-            if windows:
-                defaults.update(zip(("training_blocks", "commit_blocks", "reveal_blocks"), windows))
-            options["tasks"] = [parse_plan(t, defaults) for t in args.task or []]
-        data_dir = Path(args.data_dir) / f"{args.role}-{key.address}"
+        key = resolve_key(spec)
         contexts.append(WorkerContext(role=args.role, key=key, rpc_url=args.rpc,
                                       ipfs_api=ipfs_api_multiaddr(args.rpc, args.ipfs_api),
-                                      data_dir=data_dir, options=options))
+                                      data_dir=Path(args.data_dir) / f"{args.role}-{key.address}",
+                                      options=worker_options(args, index)))
     return contexts
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from node.cli import setup_logging
-
+    """Run the workers of every key until SIGINT/SIGTERM."""
     setup_logging(args.log_level)
     warnings.filterwarnings("ignore", category=FutureWarning)  # urllib3 chatter under ipfshttpclient
-    for noisy in ("httpx", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_http_loggers()
     if args.torch_threads:
         import torch
         torch.set_num_threads(args.torch_threads)
@@ -135,6 +149,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    """`worker audit`: recompute a finalized task's losses from its published key; exit 1 unless they match."""
     from node.offchain.audit import audit_task
 
     report = audit_task(args.rpc, args.task)
@@ -146,14 +161,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.reproduced else 1
 
 
-def cmd_task_show(args: argparse.Namespace) -> int:
-    from node.offchain.narrate import print_task
-
-    return print_task(args.rpc, args.task_id)
+def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "worker_command", None) == "audit":
+        return cmd_audit(args)
+    if not args.role:
+        print("error: --role is required (planner, trainer, validator, ...)", file=sys.stderr)
+        return 2
+    return cmd_worker(args)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `arena worker` (and `arena task show` when no other plugin defined `task`)."""
+    """Add `arena worker` and `arena worker audit`."""
     worker = sub.add_parser("worker", help="run off-chain workers against a node's RPC")
     worker.add_argument("--role", help="planner, trainer, validator, or any node/offchain/ROLE_worker.py")
     worker.add_argument("--key", help="account key(s), comma-separated: dev name, key file, keystore name, //NAME")
@@ -175,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--trainers", type=int, default=3, help="planner: trainers per task")
     worker.add_argument("--validators", type=int, default=3, help="planner: validators per task")
     worker.add_argument("--windows", help="planner: TRAINING,COMMIT,REVEAL window lengths in blocks")
-    worker.add_argument("--reward", type=int, default=100 * 10**9, help="planner: reward pool in base units")
+    worker.add_argument("--reward", type=int, default=100 * UNIT, help="planner: reward pool in base units")
     worker.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     worker.add_argument("--progress-bar", action="store_true", help="trainer: tqdm bar when on a terminal")
     worker.add_argument("--fault", help=argparse.SUPPRESS)  # tests: crash-after-commit
@@ -186,19 +204,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     audit.add_argument("--rpc", default=DEFAULT_RPC)
     audit.set_defaults(func=cmd_audit)
     worker.set_defaults(func=_dispatch)
-    if "task" not in sub.choices:
-        task = sub.add_parser("task", help="inspect training tasks")
-        task_sub = task.add_subparsers(dest="task_command", required=True)
-        show = task_sub.add_parser("show", help="a task's timeline, participants and leaderboard")
-        show.add_argument("task_id", type=int)
-        show.add_argument("--rpc", default=DEFAULT_RPC)
-        show.set_defaults(func=cmd_task_show)
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    if getattr(args, "worker_command", None) == "audit":
-        return cmd_audit(args)
-    if not args.role:
-        print("error: --role is required (planner, trainer, validator, ...)", file=sys.stderr)
-        return 2
-    return cmd_worker(args)

@@ -1,17 +1,13 @@
-"""`arena task …` and `arena stake …`: create and inspect training tasks, bond and delegate stake."""
+"""`arena task create|list|show|timeline|selection`: publish training tasks and follow them to their leaderboard."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from node.cli import fmt_amount, parse_amount, print_inclusion
-from node.keystore import resolve_account, resolve_key
+from node.cli.common import fmt_amount, parse_amount, print_inclusion
+from node.keystore import resolve_key
 from node.rpc_client import DEFAULT_RPC, RpcClient
-from runtime.crypto import ss58_encode
-from runtime.modules.staking import ROLES
-
-# ---------------------------------------------------------------- task
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -110,60 +106,8 @@ def _task_selection(client: RpcClient, args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- stake
-
-
-def cmd_stake(args: argparse.Namespace) -> int:
-    client = RpcClient(args.rpc)
-    if args.stake_command == "show":
-        print(json.dumps(client.call("arena_stakes", ss58_encode(resolve_account(args.address))), indent=2))
-        return 0
-    if args.stake_command == "roles":
-        roles = client.call("arena_roles")
-        if args.json:
-            print(json.dumps(roles, indent=2))
-            return 0
-        for role, info in roles.items():
-            print(f"{role} (minimum bond {fmt_amount(info['minStake'])}): {len(info['members'])} member(s)")
-            for m in info["members"]:
-                print(f"  {m['address']}  {fmt_amount(m['bonded']):>22}  {'live' if m['live'] else 'no heartbeat'}")
-        return 0
-    if args.stake_command == "history":
-        address = ss58_encode(resolve_account(args.address))
-        records = [client.call("arena_history", address, args.role)] if args.role else \
-            list(client.call("arena_history", address).values())
-        if args.json:
-            print(json.dumps(records, indent=2))
-            return 0
-        for r in records:
-            if not r["tasksJoined"] and not args.role:
-                continue
-            print(f"{r['role']}: {r['tasksJoined']} task(s), {r['completed']} completed, {r['missedDeadlines']} missed, "
-                  f"best rank {r['bestRank'] or '-'}, rewards {fmt_amount(r['rewards'])}, slashed {fmt_amount(r['slashed'])}, "
-                  f"reputation {r['reputationPpb'] / 1e7:.1f}%")
-            for t in r["recent"]:
-                print(f"  task {t['taskId']}: rank {t['rank'] or '-'} consensus {t['consensusScore']} "
-                      f"agreement {t['agreementPpb'] / 1e7:.2f}% reward {fmt_amount(t['reward'])}")
-        return 0
-    key = resolve_key(args.sender)
-    command = args.stake_command
-    if command in ("bond", "unbond"):
-        call, call_args = command, [args.role, args.amount]
-    elif command in ("delegate", "undelegate"):
-        call, call_args = command, [resolve_account(args.target), args.amount]
-    elif command == "withdraw":
-        call, call_args = "withdraw_unbonded", []
-    else:  # heartbeat
-        # one argument: the capabilities list [available, device kind, memory MiB]
-        call, call_args = "heartbeat", [[0 if args.unavailable else 1, args.device, args.memory_mib]]
-    return print_inclusion(client.submit_and_wait(key, "staking", call, call_args))
-
-
-# ---------------------------------------------------------------- parser
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `task` and `stake` command groups to the `arena` parser."""
+    """Add the `task` command group to the `arena` parser."""
     task = subparsers.add_parser("task", help="create and inspect training tasks")
     task_sub = task.add_subparsers(dest="task_command", required=True)
     create = task_sub.add_parser("create", help="tasks.create: publish a task and reserve its reward pool")
@@ -190,34 +134,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for p in (create, show, listing, timeline, selection):
         p.add_argument("--rpc", default=DEFAULT_RPC)
     task.set_defaults(func=cmd_task)
-
-    stake = subparsers.add_parser("stake", help="bond, delegate, unbond and heartbeat")
-    stake_sub = stake.add_subparsers(dest="stake_command", required=True)
-    bond = stake_sub.add_parser("bond", help="staking.bond: stake for a role")
-    unbond = stake_sub.add_parser("unbond", help="staking.unbond: start unbonding part of a role's bond")
-    for p in (bond, unbond):
-        p.add_argument("role", choices=ROLES)
-        p.add_argument("amount", type=parse_amount, help="ARENA (or base units with 'u')")
-    delegate = stake_sub.add_parser("delegate", help="staking.delegate: back an account that holds a role")
-    undelegate = stake_sub.add_parser("undelegate", help="staking.undelegate")
-    for p in (delegate, undelegate):
-        p.add_argument("target", help="the operator: SS58 address, 0x key, dev name, //NAME or keystore name")
-        p.add_argument("amount", type=parse_amount, help="ARENA (or base units with 'u')")
-    withdraw = stake_sub.add_parser("withdraw", help="staking.withdraw_unbonded: release unlocked funds")
-    heartbeat = stake_sub.add_parser("heartbeat", help="staking.heartbeat: declare availability and hardware")
-    heartbeat.add_argument("--device", default="cpu", help="device kind, e.g. cpu or cuda:H100")
-    heartbeat.add_argument("--memory-mib", type=int, default=4096)
-    heartbeat.add_argument("--unavailable", action="store_true")
-    show_stake = stake_sub.add_parser("show", help="bonds, delegations, unlocking funds and heartbeat of an account")
-    show_stake.add_argument("address", help="SS58 address, 0x key, dev name, //NAME or keystore name")
-    roles = stake_sub.add_parser("roles", help="members of every role with their bonds and liveness")
-    history = stake_sub.add_parser("history", help="an account's history and reputation per role")
-    history.add_argument("address", help="SS58 address, 0x key, dev name, //NAME or keystore name")
-    history.add_argument("--role", choices=ROLES)
-    for p in (roles, history):
-        p.add_argument("--json", action="store_true", help="print the RPC JSON")
-    for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat):
-        p.add_argument("--from", dest="sender", required=True, help="signing key: dev name, //NAME, key file or keystore name")
-    for p in (bond, unbond, delegate, undelegate, withdraw, heartbeat, show_stake, roles, history):
-        p.add_argument("--rpc", default=DEFAULT_RPC)
-    stake.set_defaults(func=cmd_stake)

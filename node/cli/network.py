@@ -1,4 +1,4 @@
-"""`arena localnet up|status|down`."""
+"""`arena localnet up|status|down`: run a local multi-node network of real node processes."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from node import localnet
 
 
 def print_status_table(rows: list[dict]) -> None:
+    """One line per node: key, pid, heads, peers and addresses (errors under it)."""
     print(f"{'node':<7} {'key':<8} {'pid':>7}  {'best':>6} {'final':>6} {'peers':>5}  {'rpc':<23} p2p")
     for row in rows:
         if "error" in row:
@@ -23,6 +24,7 @@ def print_status_table(rows: list[dict]) -> None:
 
 
 def cmd_localnet(args: argparse.Namespace) -> int:
+    """Start, report on or stop the nodes under --base-dir."""
     base = Path(args.base_dir)
     try:
         if args.localnet_command == "up":
@@ -54,6 +56,7 @@ def cmd_localnet(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `arena localnet`."""
     parser = sub.add_parser("localnet", help="run a local multi-node network")
     inner = parser.add_subparsers(dest="localnet_command", required=True)
     up = inner.add_parser("up", help="start N nodes (or resume them)")

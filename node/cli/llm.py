@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from node.cli.common import finite_float, fmt_amount
+from node.keystore import resolve_key
 from node.rpc_client import DEFAULT_RPC
 
 
@@ -62,11 +64,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from node.jsonfmt import fmt_amount
-    from node.keystore import resolve_key as parse_key
     from node.offchain.user_client import ArenaModelClient, ModelQueryError
 
-    client = ArenaModelClient(args.rpc, parse_key(args.key), Path(args.state_dir) if args.state_dir else None)
+    client = ArenaModelClient(args.rpc, resolve_key(args.key), Path(args.state_dir) if args.state_dir else None)
     messages: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
     turns = list(args.message) if args.message else None
     try:
@@ -116,7 +116,7 @@ def register(model_sub: argparse._SubParsersAction) -> list[argparse.ArgumentPar
     chat.add_argument("--system", help="a system prompt")
     chat.add_argument("--stream", action="store_true", help="stream the reply (server-sent events)")
     chat.add_argument("--max-tokens", type=int, default=64)
-    chat.add_argument("--temperature", type=float, default=0.0)
+    chat.add_argument("--temperature", type=finite_float, default=0.0)
     chat.add_argument("--host", help="a host address or endpoint (default: the cheapest)")
     chat.add_argument("--state-dir", help="where voucher state is kept (default ~/.arena/client)")
     chat.add_argument("--json", action="store_true", help="print the host's whole reply")

@@ -1,4 +1,4 @@
-"""`arena model`: list hosted top models, query them (paying per query), serve them, manage the escrow.
+"""`arena model …`: the marketplace from the command line: list, query, serve and pay for top models.
 
     arena model list [--rpc URL]
     arena model query TASK|CID --input "def main(" --key ferdie [--max-tokens 40]
@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from node.cli.common import (
+    finite_float,
+    fmt_amount,
+    parse_amount,
+    print_inclusion,
+    quiet_http_loggers,
+    setup_logging,
+)
+from node.cli.llm import register as register_llm
+from node.keystore import resolve_key
 from node.rpc_client import DEFAULT_RPC, RpcClient
-
-
-def _fmt(units: int) -> str:
-    from node.cli import fmt_amount
-
-    return fmt_amount(units)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -41,7 +44,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for col in columns:
         table.add_column(col, overflow="fold")
     for m in models:
-        hosts = "\n".join(f"{h['endpoint']} {_short(h['address'], args.wide)} {_fmt(h['pricePerQuery'])}"
+        hosts = "\n".join(f"{h['endpoint']} {_short(h['address'], args.wide)} {fmt_amount(h['pricePerQuery'])}"
                           for h in m["hosts"]) or "—"
         row = [str(m["taskId"]), m["kind"], m["modelCid"], _short(m["trainer"], args.wide), hosts]
         if args.wide:
@@ -94,49 +97,43 @@ def _short(address: str, wide: bool) -> str:
     return address if wide else address[:10] + "…"
 
 
+def model_cid(client: RpcClient, model: str) -> str | None:
+    """A model CID, or a task id's top model (None, with a message, when the task has none)."""
+    if not model.isdigit():
+        return model
+    top = client.call("arena_topModel", int(model))
+    if top is None:
+        print(f"error: task {model} has no top model", file=sys.stderr)
+        return None
+    return str(top["modelCid"])
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     """Queries, revenue and payouts of a model in a period (default: the current one)."""
     client = RpcClient(args.rpc)
-    model = args.model
-    if model.isdigit():
-        top = client.call("arena_topModel", int(model))
-        if top is None:
-            print(f"error: task {model} has no top model", file=sys.stderr)
-            return 1
-        model = top["modelCid"]
+    model = model_cid(client, args.model)
+    if model is None:
+        return 1
     usage = client.call("arena_usage", model, args.period)
     if args.json:
         print(json.dumps(usage, indent=2))
         return 0
     print(f"model {usage['modelCid']} period {usage['period']} (current {usage['currentPeriod']}): "
-          f"{usage['queries']} queries, revenue {_fmt(usage['revenue'])}")
+          f"{usage['queries']} queries, revenue {fmt_amount(usage['revenue'])}")
     for h in usage["hosts"]:
-        print(f"  host {h['address']}: {h['queries']} queries, {_fmt(h['revenue'])}")
+        print(f"  host {h['address']}: {h['queries']} queries, {fmt_amount(h['revenue'])}")
     for p in usage["payouts"]:
-        print(f"  paid {p['party']:<10} {p['address']} {_fmt(p['amount'])}")
+        print(f"  paid {p['party']:<10} {p['address']} {fmt_amount(p['amount'])}")
     return 0
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
     """marketplace.deregister_host: stop being listed as a host of a model."""
-    from node.cli import print_inclusion
-    from node.cli_worker import parse_key
-
     client = RpcClient(args.rpc)
-    model = args.model
-    if model.isdigit():
-        top = client.call("arena_topModel", int(model))
-        if top is None:
-            print(f"error: task {model} has no top model", file=sys.stderr)
-            return 1
-        model = top["modelCid"]
-    return print_inclusion(client.submit_and_wait(parse_key(args.key), "marketplace", "deregister_host", [model]))
-
-
-def _finite_float(text: str) -> float:
-    from node.cli import finite_float
-
-    return finite_float(text)
+    model = model_cid(client, args.model)
+    if model is None:
+        return 1
+    return print_inclusion(client.submit_and_wait(resolve_key(args.key), "marketplace", "deregister_host", [model]))
 
 
 def _parse_input(text: str) -> object:
@@ -164,10 +161,9 @@ def _parse_input(text: str) -> object:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from node.cli_worker import parse_key
     from node.offchain.user_client import ArenaModelClient, ModelQueryError
 
-    client = ArenaModelClient(args.rpc, parse_key(args.key), Path(args.state_dir) if args.state_dir else None)
+    client = ArenaModelClient(args.rpc, resolve_key(args.key), Path(args.state_dir) if args.state_dir else None)
     try:
         entry = client.resolve(args.model)
         data = args.input if entry["kind"] in ("char_lm", "custom_text") else _parse_input(args.input)
@@ -186,17 +182,16 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"model  {answer.model_cid} (task {answer.task_id}, {answer.kind})")
         print(f"host   {answer.host} at {answer.endpoint}")
         print(f"answer {output}")
-        print(f"cost   {_fmt(answer.cost)} (this host has been promised {_fmt(answer.cumulative_amount)} in all)")
+        print(f"cost   {fmt_amount(answer.cost)} (this host has been promised {fmt_amount(answer.cumulative_amount)} in all)")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from node.cli import setup_logging
-    from node.cli_worker import parse_key
-    from node.offchain.context import WorkerContext, rpc_to_ipfs_multiaddr
+    from node.offchain.context import WorkerContext
     from node.offchain.host_worker import run
+    from node.urls import ipfs_api_multiaddr
 
-    key = parse_key(args.key)
+    key = resolve_key(args.key)
     pid_file = Path(args.data_dir) / f"host-{key.address}" / "serve.pid"
     if args.stop:
         return stop_serving(pid_file, key.address)
@@ -206,15 +201,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"stop it with: arena model serve --stop --key {args.key} --data-dir {args.data_dir}", file=sys.stderr)
         return 1
     setup_logging(args.log_level)
-    for noisy in ("httpx", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_http_loggers()
     options: dict = {"port": args.port, "price": args.price, "report_blocks": args.report_blocks,
                      "device": "cpu", "max_batch": args.max_batch}
     if args.tasks:
         options["tasks"] = [int(t) for t in args.tasks.split(",")]
     if args.bond is not None:
         options["bond"] = args.bond
-    ctx = WorkerContext(role="host", key=key, rpc_url=args.rpc, ipfs_api=args.ipfs_api or rpc_to_ipfs_multiaddr(args.rpc),
+    ctx = WorkerContext(role="host", key=key, rpc_url=args.rpc, ipfs_api=ipfs_api_multiaddr(args.rpc, args.ipfs_api),
                         data_dir=Path(args.data_dir) / f"host-{key.address}", options=options)
     stop = threading.Event()
     ctx.stop = stop
@@ -269,10 +263,7 @@ def stop_serving(pid_file: Path, address: str, timeout: float = 30.0) -> int:
 
 
 def cmd_escrow(args: argparse.Namespace) -> int:
-    from node.cli import print_inclusion
-    from node.cli_worker import parse_key
-
-    key = parse_key(args.key)
+    key = resolve_key(args.key)
     client = RpcClient(args.rpc)
     if args.model_command == "deposit":
         return print_inclusion(client.submit_and_wait(key, "marketplace", "deposit", [args.amount]))
@@ -286,8 +277,6 @@ def cmd_escrow(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `arena model ...`."""
-    from node.cli import parse_amount
-
     model = sub.add_parser("model", help="use and serve the marketplace's top models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
     listing = model_sub.add_parser("list", help="top models with their hosts and prices")
@@ -308,7 +297,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--input", required=True, help="text (language models) or numbers: '1,2,3' or a JSON list")
     query.add_argument("--key", required=True, help="paying account: dev name, key file, keystore name or //NAME")
     query.add_argument("--max-tokens", type=int, default=32)
-    query.add_argument("--temperature", type=_finite_float, default=0.0)
+    query.add_argument("--temperature", type=finite_float, default=0.0)
     query.add_argument("--host", help="a host address or endpoint (default: the cheapest)")
     query.add_argument("--state-dir", help="where voucher state is kept (default ~/.arena/client)")
     query.add_argument("--json", action="store_true", help="print the host's whole reply")
@@ -337,5 +326,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_escrow)
     for p in (listing, query, serve, escrow, deposit, withdraw, usage, deregister):
         p.add_argument("--rpc", default=DEFAULT_RPC)
-    from node.cli_llm import register as register_llm  # `chat` and `publish` (language models)
-    register_llm(model_sub)
+    register_llm(model_sub)  # `chat` and `publish` (language models)
