@@ -61,17 +61,19 @@ def _task_scores(rng: random.Random, n_models: int, noise: float) -> tuple[list[
     return quality, [[max(0.0, q + rng.gauss(0, noise)) for q in quality] for _ in range(8)]
 
 
-def coalition(share: float, validators: int, rule: str, seed: int = 1) -> float:
+def coalition(share: float, validators: int, rule: str, seed: int = 1, push: float | None = None) -> float:
     """Fraction of tasks whose best model ranks first when a coalition holds `share` of the stake.
 
-    The coalition scores the best model 0 and its friend (the worst model) the maximum. Honest
-    validators see each model's quality plus Gaussian noise (sd 0.02).
+    push None: the coalition scores the best model 0 and its friend (the worst model) the maximum.
+    push δ: it scores every model at its true quality but the best δ lower and its friend δ higher
+    (staying close to the consensus to keep its vote under the refined rule). Honest validators
+    see each model's quality plus Gaussian noise (sd 0.02).
     """
     rng = random.Random(seed)
     good = 0
     n_coal = max(1, round(validators * share)) if share else 0
     for _ in range(TASKS):
-        _, honest_rows = _task_scores(rng, 4, 0.02)
+        quality, honest_rows = _task_scores(rng, 4, 0.02)
         trainers = [acct(100 + i) for i in range(4)]
         vals = [acct(i + 1) for i in range(validators)]
         # the coalition splits `share` of the stake over its seats, the honest the rest
@@ -79,14 +81,18 @@ def coalition(share: float, validators: int, rule: str, seed: int = 1) -> float:
                   for i, v in enumerate(vals)]
         reveals = []
         for i, v in enumerate(vals):
-            if i < n_coal:
+            if i < n_coal and push is None:
                 row = [0] * 4
                 row[-1] = PPB
+            elif i < n_coal:
+                row = [int(q * PPB) for q in quality]
+                row[0] = max(0, row[0] - int(push * PPB))
+                row[-1] = min(PPB, row[-1] + int(push * PPB))
             else:
                 row = [int(x * PPB) for x in honest_rows[i]]
             reveals.append((v, list(zip(trainers, row))))
         cap = SHARE_CAP if rule == "now" else PPB
-        agg = aggregate_scores(stakes, reveals, trainers, max_share_ppb=cap)
+        agg = aggregate_scores(stakes, reveals, trainers, max_share_ppb=cap, refine=rule == "now")
         if rank_trainers(agg.consensus, trainers)[0] == trainers[0]:
             good += 1
     return good / TASKS
@@ -250,6 +256,11 @@ def main() -> int:
     for share, n in ((0.49, 5), (0.5, 5), (0.5, 2)):
         rows.append((f"5 best model first, coalition {share:.0%} of {n} validators", f"{coalition(share, n, 'old'):.1%}",
                      f"{coalition(share, n, 'now'):.1%}", f"{coalition(0.0, n, 'now'):.1%}", "≥ 95 % at 49 %"))
+    pushes = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+    old_subtle = min(coalition(0.49, 5, "old", push=d) for d in pushes)
+    new_subtle = min(coalition(0.49, 5, "now", push=d) for d in pushes)
+    rows.append(("5 … 49 %, subtle push (worst of 6 sizes)", f"{old_subtle:.1%}", f"{new_subtle:.1%}",
+                 f"{coalition(0.0, 5, 'now'):.1%}", "≥ 95 % at 49 %"))
     old_cap, new_cap = heavy_validator_capture()
     rows.append(("5 20 % stake holds ≥ ½ of a 5-seat task's vote", f"{old_cap:.1%}", f"{new_cap:.1%}", "0 %", "0"))
     c_old, c_new, g_old, g_new = lazy()

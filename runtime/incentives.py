@@ -286,55 +286,28 @@ def order_agreement_ppb(consensus: list[int], row: list[int]) -> int:
     return max(0, PPB * agree // total)
 
 
-def aggregate_scores(
+def _score_rows(
     validator_stakes: list[tuple[bytes, int]],
     scores: list[tuple[bytes, list[tuple[bytes, int]]]],
-    trainers: list[bytes],
-    kappa_ppb: int = PPB // 2,
-    *,
-    max_share_ppb: int = PPB,
-) -> Aggregation:
-    """Aggregate the revealed scores of one task into consensus, clipped scores and agreement.
-
-    Participants are the validators that appear in `scores` (those that revealed); each must
-    have an entry in `validator_stakes` (entries without scores are ignored). A participant's
-    score s_{v,t} for trainer t is what it revealed, or 0 if it did not score t; scores for
-    accounts outside `trainers` are ignored. Scores are non-negative integers.
-
-    - consensus c_t = stake_weighted_quantile([(s_{v,t}, stake_v) for every participant v], κ)
-    - clipped s'_{v,t} = min(s_{v,t}, c_t)  (Yuma-style: overscoring cannot lift a trainer)
-    - distance d_v = Σ_t |s_{v,t} − c_t| / max(Σ_t max(s_{v,t}, c_t), 1), in [0, 1], on the raw
-      (unclipped) scores so that overscoring as well as underscoring costs agreement;
-      agreement_ppb_v = PPB − ⌊PPB · Σ_t |s_{v,t} − c_t| / max(Σ_t max(s_{v,t}, c_t), 1)⌋.
-
-    `max_share_ppb` (the runtime passes `max_validator_share_ppb`; the default PPB changes
-    nothing): the stakes that vote in the quantile are first reduced by `capped_weights`, so
-    that no single validator carries more than this share of the task's vote. Agreement and pay
-    still use the full stakes.
-
-    Cost O(V·T·log V): one sort of V scores per trainer.
-    """
-    _check_ppb("kappa_ppb", kappa_ppb)
-    trainer_list = sorted(_check_account("trainer", t) for t in trainers)
-    _no_duplicates("trainer", trainer_list)
+    trainer_list: list[bytes],
+) -> tuple[list[bytes], list[list[int]], list[int]]:
+    """Checked inputs of `aggregate_scores`: (validators sorted, rows[v][t] in trainer order, stakes)."""
     stake_of: dict[bytes, int] = {}
     for validator, stake in validator_stakes:
         _check_account("validator", validator)
         if validator in stake_of:
             raise IncentiveError(f"validator {validator.hex()} has two stake entries")
         stake_of[validator] = _check_int(f"stake of validator {validator.hex()[:16]}", stake)
-
     index = {trainer: i for i, trainer in enumerate(trainer_list)}
-    n_trainers = len(trainer_list)
     validators: list[bytes] = []
-    rows: list[list[int]] = []  # rows[v][t], trainers in sorted order
+    rows: list[list[int]] = []
     for validator, revealed in sorted(scores, key=lambda entry: entry[0]):
         _check_account("validator", validator)
         if validator not in stake_of:
             raise IncentiveError(f"validator {validator.hex()} revealed scores but has no stake entry")
         if validators and validators[-1] == validator:
             raise IncentiveError(f"validator {validator.hex()} revealed scores twice")
-        row = [0] * n_trainers
+        row = [0] * len(trainer_list)
         seen: set[bytes] = set()
         for trainer, score in revealed:
             if trainer in seen:
@@ -349,27 +322,68 @@ def aggregate_scores(
                 row[position] = score
         validators.append(validator)
         rows.append(row)
+    return validators, rows, [stake_of[v] for v in validators]
 
-    stakes = capped_weights([stake_of[v] for v in validators], max_share_ppb)
-    consensus = [_quantile([(row[t], stake) for row, stake in zip(rows, stakes)], kappa_ppb) for t in range(n_trainers)]
 
-    clipped: list[tuple[bytes, list[tuple[bytes, int]]]] = []
-    agreement: list[tuple[bytes, int]] = []
-    for validator, row in zip(validators, rows):
-        distance = 0
-        scale = 0
-        clipped_row = []
-        for trainer, score, agreed in zip(trainer_list, row, consensus):
-            if score > agreed:
-                distance += score - agreed
-                scale += score
-                clipped_row.append((trainer, agreed))
-            else:
-                distance += agreed - score
-                scale += agreed
-                clipped_row.append((trainer, score))
-        clipped.append((validator, clipped_row))
-        agreement.append((validator, PPB - PPB * distance // max(scale, 1)))
+def closeness_ppb(row: list[int], consensus: list[int]) -> int:
+    """PPB − ⌊PPB · Σ_t |s_t − c_t| / max(Σ_t max(s_t, c_t), 1)⌋: 1 − normalised distance, in PPB."""
+    distance = sum(abs(score - agreed) for score, agreed in zip(row, consensus))
+    scale = sum(max(score, agreed) for score, agreed in zip(row, consensus))
+    return PPB - PPB * distance // max(scale, 1)
+
+
+def _consensus(rows: list[list[int]], votes: list[int], kappa_ppb: int, n_trainers: int) -> list[int]:
+    return [_quantile([(row[t], vote) for row, vote in zip(rows, votes)], kappa_ppb) for t in range(n_trainers)]
+
+
+def aggregate_scores(
+    validator_stakes: list[tuple[bytes, int]],
+    scores: list[tuple[bytes, list[tuple[bytes, int]]]],
+    trainers: list[bytes],
+    kappa_ppb: int = PPB // 2,
+    *,
+    max_share_ppb: int = PPB,
+    refine: bool = False,
+) -> Aggregation:
+    """Aggregate the revealed scores of one task into consensus, clipped scores and agreement.
+
+    Participants are the validators that appear in `scores` (those that revealed); each must
+    have an entry in `validator_stakes` (entries without scores are ignored). A participant's
+    score s_{v,t} for trainer t is what it revealed, or 0 if it did not score t; scores for
+    accounts outside `trainers` are ignored. Scores are non-negative integers.
+
+    - consensus c_t = stake_weighted_quantile([(s_{v,t}, vote_v) for every participant v], κ)
+    - clipped s'_{v,t} = min(s_{v,t}, c_t)  (Yuma-style: overscoring cannot lift a trainer)
+    - agreement_ppb_v = `closeness_ppb(s_v, c)` = PPB − ⌊PPB · Σ_t |s_{v,t} − c_t| /
+      max(Σ_t max(s_{v,t}, c_t), 1)⌋, on the raw (unclipped) scores so that overscoring as well
+      as underscoring costs agreement.
+
+    Votes: the stakes reduced by `capped_weights(stakes, max_share_ppb)` (the runtime passes
+    `max_validator_share_ppb`; the default PPB changes nothing), so that no single validator
+    carries more than that share of the task's vote. `refine` (the runtime sets it): a second
+    pass recomputes the consensus with votes reduced by closeness to the first pass, relative to
+    the typical closeness m (the vote-weighted median of closeness): trusted_v = stake_v if
+    closeness_v ≥ m, else ⌊stake_v · closeness_v / m⌋, then capped again. Nobody's vote grows;
+    honest validators sit within their noise of a first-pass consensus that lies inside the
+    honest range, so they keep (nearly) all of theirs, while a coalition that scored far from it
+    (to push a model down or its friend up) loses its vote in proportion. Agreement and pay
+    still use the full stakes.
+
+    Cost O(V·T·log V) per pass: one sort of V scores per trainer.
+    """
+    _check_ppb("kappa_ppb", kappa_ppb)
+    trainer_list = sorted(_check_account("trainer", t) for t in trainers)
+    _no_duplicates("trainer", trainer_list)
+    validators, rows, stakes = _score_rows(validator_stakes, scores, trainer_list)
+    consensus = _consensus(rows, capped_weights(stakes, max_share_ppb), kappa_ppb, len(trainer_list))
+    if refine:
+        close = [closeness_ppb(row, consensus) for row in rows]
+        typical = _quantile(list(zip(close, capped_weights(stakes, max_share_ppb))), PPB // 2)
+        trusted = [stake if 2 * c >= typical else stake * c // max(typical, 1) for stake, c in zip(stakes, close)]
+        consensus = _consensus(rows, capped_weights(trusted, max_share_ppb), kappa_ppb, len(trainer_list))
+    clipped = [(v, [(t, min(score, agreed)) for t, score, agreed in zip(trainer_list, row, consensus)])
+               for v, row in zip(validators, rows)]
+    agreement = [(v, closeness_ppb(row, consensus)) for v, row in zip(validators, rows)]
     raw = [(validator, list(zip(trainer_list, row))) for validator, row in zip(validators, rows)]
     return Aggregation(list(zip(trainer_list, consensus)), clipped, agreement, raw)
 

@@ -247,6 +247,26 @@ def test_one_heavy_validator_cannot_decide_a_task(h):
     assert results[DAVE.public_key][1] > 0
 
 
+def test_a_49_percent_bloc_far_from_consensus_loses_its_vote(h):
+    """Two colluding validators with 49 % of the vote score the best model 0 and their friend the maximum.
+
+    With the plain median the bloc makes each model's consensus the honest extreme on its side:
+    the best model gets its lowest honest score (860) and falls behind the runner-up (870). The
+    refined pass discounts validators far from the first consensus, so the honest median decides.
+    """
+    bloc = [MAL_V, MALLORY]
+    bond(h, trainers=[(BOB, 20 * UNIT), (CHARLIE, 20 * UNIT), (MAL_T, 20 * UNIT)],
+         validators=[(DAVE, 17 * UNIT), (EVE, 17 * UNIT), (FERDIE, 17 * UNIT)] + [(k, 24_500_000_000) for k in bloc])
+    honest = [{BOB: 900, CHARLIE: 880, MAL_T: 500}, {BOB: 860, CHARLIE: 875, MAL_T: 520},
+              {BOB: 910, CHARLIE: 870, MAL_T: 510}]
+    push = {BOB: 0, CHARLIE: 0, MAL_T: tasks.MAX_SCORE}
+    board, results = run_task(h, [BOB, CHARLIE, MAL_T], {DAVE: honest[0], EVE: honest[1], FERDIE: honest[2],
+                                                         MAL_V: push, MALLORY: push})
+    assert [row[0] for row in board] == [BOB.public_key, CHARLIE.public_key, MAL_T.public_key]
+    assert [row[2] for row in board] == [900, 875, 510]  # the honest medians
+    assert results[MAL_V.public_key][1] == 0
+
+
 def test_a_lazy_validator_earns_at_most_half_an_honest_one(h):
     """A validator that gives every model the same score, without evaluating, is not paid for it."""
     bond(h, trainers=[(BOB, 20 * UNIT), (CHARLIE, 20 * UNIT), (MAL_T, 20 * UNIT)],
@@ -361,3 +381,28 @@ def test_order_agreement_pays_for_the_order_not_for_guessing():
     # one swapped pair among near-equal models costs little
     assert order_agreement_ppb([900, 600, 590], [900, 580, 600]) > 9 * PPB // 10
     assert order_agreement_ppb([500], [1]) == PPB
+
+
+def test_the_refined_consensus_stays_inside_the_honest_range():
+    """51 % honest (noisy) against a 49 % bloc scoring anything: every consensus lies between honest scores."""
+    import random
+
+    from runtime.incentives import PPB, aggregate_scores
+    rng = random.Random(5)
+    trainers = [bytes([100 + i]) * 32 for i in range(4)]
+    validators = [bytes([1 + i]) * 32 for i in range(5)]
+    stakes = list(zip(validators, [245, 245, 170, 170, 170]))
+    for _ in range(600):
+        quality = [rng.uniform(0.3, 0.9) for _ in trainers]
+        noise = rng.choice([0.01, 0.02, 0.05, 0.1])
+        honest = [[int(max(0.0, q + rng.gauss(0, noise)) * PPB) for q in quality] for _ in range(3)]
+        if rng.random() < 0.3:
+            bloc = [[rng.randrange(PPB) for _ in trainers] for _ in range(2)]
+        else:  # hug the honest extremes, just outside them
+            step = int(rng.choice([0.005, 0.01, 0.02, 0.05, 0.1]) * PPB)
+            bloc = [[min(PPB, max(h[t] for h in honest) + step) if rng.random() < 0.5
+                     else max(0, min(h[t] for h in honest) - step) for t in range(4)] for _ in range(2)]
+        reveals = [(v, list(zip(trainers, row))) for v, row in zip(validators, bloc + honest)]
+        result = aggregate_scores(stakes, reveals, trainers, max_share_ppb=PPB // 3, refine=True)
+        for t, (_, agreed) in enumerate(result.consensus):
+            assert min(h[t] for h in honest) <= agreed <= max(h[t] for h in honest)

@@ -131,7 +131,7 @@ def settle_task(
     """
     p = params(ctx)
     aggregation = incentives.aggregate_scores(validators, reveals, [t for t, _ in trainers], p["kappa_ppb"],
-                                              max_share_ppb=max(1, p["max_validator_share_ppb"]))
+                                              max_share_ppb=max(1, p["max_validator_share_ppb"]), refine=True)
     ranked = incentives.rank_trainers(aggregation.consensus, [t for t, _ in trainers])
     consensus = dict(aggregation.consensus)
     stake_of = dict(trainers)
