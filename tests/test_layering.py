@@ -28,7 +28,6 @@ KNOWN_CYCLES = [
     # ArenaNode handed whole to the RPC namespaces and the consensus service, which import it back
     {"node.api", "node.api_arena", "node.api_dashboard", "node.api_market", "node.api_substrate",
      "node.consensus_service", "node.service"},
-    {"node.cli", "node.cli_arena", "node.cli_chainspec", "node.cli_model", "node.cli_worker"},
 ]
 
 
