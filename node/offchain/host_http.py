@@ -161,9 +161,9 @@ class HostApp:
             except BadRequest as exc:
                 results[i] = {"status": exc.status, "body": error_body(exc.code, exc.message)}
                 try:
-                    voucher = Voucher.from_hex(voucher_hex)
+                    voucher = Voucher.from_hex(voucher_hex if isinstance(voucher_hex, str) else "")
                     refused.add((voucher.user, voucher.model_cid))
-                except (VoucherError, AttributeError):
+                except VoucherError:
                     pass
         return jobs
 
