@@ -194,6 +194,39 @@ def test_delegated_stake_is_slashed_like_bonded_stake(h):
     assert staking.delegated_to(h.ctx(), MAL_V.public_key) == 990 * UNIT - 990 * UNIT // 100
 
 
+def test_undelegating_mid_task_does_not_escape_the_slash(h):
+    """A delegator that pulls its 990 ARENA out after its operator was seated still shares the slash."""
+    bond(h, validators=[(MAL_V, 10 * UNIT)])
+    ok(h.block((MALLORY, "staking", "delegate", [MAL_V.public_key, 990 * UNIT])))
+    task_id = _validator_task(h, MAL_V)
+    ok(h.block((MALLORY, "staking", "undelegate", [MAL_V.public_key, 990 * UNIT])))
+    assert staking.delegated_to(h.ctx(), MAL_V.public_key) == 0
+    ok(h.block((BOB, "tasks", "start_training", [task_id])))
+    ok(h.block((BOB, "tasks", "submit_model", [task_id, fake_cid("bob-model")])))
+    events = h.until(h.number + 15)  # never commits
+    assert tasks.get_task(h.ctx(), task_id).status == "failed"  # nothing revealed; the absentee is still slashed
+    slashed = {(e.data[0], e.data[1]): e.data[2] for e in named(events, "staking", "Slashed")}
+    assert slashed == {(MAL_V.public_key, "validator"): 10 * UNIT // 100,
+                       (MALLORY.public_key, "delegator"): 990 * UNIT // 100}
+    assert sum(a for _, a in staking.Unlocking.get(h.ctx().state, MALLORY.public_key)) == 990 * UNIT - 990 * UNIT // 100
+
+
+def test_undelegated_stake_is_held_until_the_operators_tasks_close():
+    """With an unbonding period shorter than the task, the undelegated chunk is released only after it closes."""
+    config = attack_genesis()
+    config["modules"]["staking"]["unbonding_period"] = 1
+    h = RuntimeHarness(config)
+    bond(h, validators=[(MAL_V, 10 * UNIT)])
+    ok(h.block((MALLORY, "staking", "delegate", [MAL_V.public_key, 990 * UNIT])))
+    task_id = _validator_task(h, MAL_V)
+    events = h.block((MALLORY, "staking", "undelegate", [MAL_V.public_key, 990 * UNIT]))
+    (left,) = named(events, "staking", "Undelegated")
+    task = tasks.get_task(h.ctx(), task_id)
+    assert left.data[3] > task.timeline[-1][1] + task.training_blocks + task.commit_blocks + task.reveal_blocks
+    h.block()
+    fails_with(h, MALLORY, "staking", "withdraw_unbonded", [], "NothingToWithdraw")
+
+
 # ---------------------------------------------------------------- 4. copied models
 
 

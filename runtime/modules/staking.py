@@ -7,7 +7,10 @@ role's genesis minimum. Anyone may `delegate(target, amount)` to an account bond
 `undelegate` move funds into an unlocking queue, still reserved, that `withdraw_unbonded`
 releases once the unbonding period (blocks) has passed. A bond selected for a task is locked
 (`lock`, by the tasks module) until the task closes: `unbond` cannot go below the largest lock,
-so the stake a task recorded at selection stays slashable for the whole task. A slash takes from the bond of one role
+so the stake a task recorded at selection stays slashable for the whole task. Delegations are
+not frozen, but one withdrawn from an account that sits in open tasks stays answerable for them:
+it is listed in `Exposed` and its unlocking chunk is held until the last of those tasks has closed
+(`LockHorizon`), so a delegator cannot leave its operator's slash by undelegating mid-task. A slash takes from the bond of one role
 (never below zero); of the slashed amount `slash_treasury_ppb` goes to the treasury and the rest
 is burned. Workers post `heartbeat(capabilities)` every epoch: only accounts with a heartbeat in
 the current or previous epoch, marked available, can be selected for tasks.
@@ -71,6 +74,11 @@ Unlocking = StorageMap("staking", "Unlocking", [])       # account -> [[release_
 Heartbeat = StorageMap("staking", "Heartbeat", None)
 # [account, role] -> [[task_id, amount]] ascending: own bond committed to open tasks at selection
 Locks = StorageMap("staking", "Locks", [])
+# account -> the last block by which every task that has locked its bonds so far is closed
+LockHorizon = StorageMap("staking", "LockHorizon", 0)
+# target -> [[delegator, amount, until_block]]: undelegated while the target sat in open tasks;
+# still slashable for the target's faults until `until_block` (its unlocking chunk is held that long)
+Exposed = StorageMap("staking", "Exposed", [])
 
 # ---------------------------------------------------------------- errors
 
@@ -179,10 +187,16 @@ def locked_for(ctx: Context, who: bytes, role: str, task_id: int) -> int:
     return next((amount for t, amount in Locks.get(ctx.state, [who, role]) if t == task_id), 0)
 
 
-def lock(ctx: Context, who: bytes, role: str, task_id: int, amount: int) -> None:
-    """Commit `amount` of `who`'s `role` bond to task `task_id` until `release` (unbond refuses to go below)."""
+def lock(ctx: Context, who: bytes, role: str, task_id: int, amount: int, until: int = 0) -> None:
+    """Commit `amount` of `who`'s `role` bond to task `task_id` until `release` (unbond refuses to go below).
+
+    `until`: the last block by which the task is certain to have closed; delegations withdrawn
+    before then stay slashable for this account's faults until then (`undelegate`).
+    """
     entries = [e for e in Locks.get(ctx.state, [who, role]) if e[0] != task_id]
     Locks.put(ctx.state, [who, role], sorted(entries + [[task_id, amount]]))
+    if until > LockHorizon.get(ctx.state, who):
+        LockHorizon.put(ctx.state, who, until)
 
 
 def release(ctx: Context, who: bytes, role: str, task_id: int) -> None:
@@ -215,12 +229,14 @@ def _set_bond(ctx: Context, who: bytes, role: str, amount: int) -> None:
             Members.put(ctx.state, role, members)
 
 
-def _push_unlocking(ctx: Context, who: bytes, amount: int) -> None:
+def _push_unlocking(ctx: Context, who: bytes, amount: int, not_before: int = 0) -> int:
+    """Queue `amount` for release after the unbonding period (and not before `not_before`); returns the block."""
     chunks = Unlocking.get(ctx.state, who)
     ensure(len(chunks) < MAX_UNLOCKING, TooManyUnlocking, f"{len(chunks)} chunks are unlocking (limit {MAX_UNLOCKING})")
-    release = ctx.block_number + unbonding_period(ctx)
+    release = max(ctx.block_number + unbonding_period(ctx), not_before)
     chunks.append([release, amount])
     Unlocking.put(ctx.state, who, chunks)
+    return release
 
 
 def _update_pairs(pairs: list[list], key: bytes, delta: int) -> list[list]:
@@ -253,11 +269,40 @@ def slash(ctx: Context, who: bytes, role: str, amount: int, reason: str) -> int:
     return taken
 
 
+def _burn_slash(ctx: Context, who: bytes, taken: int, reason: str) -> None:
+    """Remove `taken` from `who`'s reserved balance: the treasury's share credited, the rest burned."""
+    balances.take_reserved(ctx, who, taken)
+    to_treasury = taken * Params.get(ctx.state)[1] // PPB
+    treasury.credit(ctx, to_treasury, f"slash:{reason}")
+    if taken - to_treasury:
+        balances.burn(ctx, taken - to_treasury)
+    ctx.deposit_event("staking", "Slashed", who, "delegator", taken, reason)
+
+
+def _take_unlocking(ctx: Context, who: bytes, amount: int) -> int:
+    """Cut up to `amount` from `who`'s still-locked unlocking chunks, latest release first; returns what was cut."""
+    chunks = sorted(Unlocking.get(ctx.state, who), reverse=True)
+    left = amount
+    for chunk in chunks:
+        if chunk[0] > ctx.block_number and left:
+            cut = min(left, chunk[1])
+            chunk[1] -= cut
+            left -= cut
+    kept = sorted([c for c in chunks if c[1] > 0])
+    if kept:
+        Unlocking.put(ctx.state, who, kept)
+    else:
+        Unlocking.remove(ctx.state, who)
+    return amount - left
+
+
 def slash_delegators(ctx: Context, target: bytes, fraction_ppb: int, reason: str) -> int:
     """Slash every delegation to `target` by ⌊amount · fraction_ppb / PPB⌋; returns the total taken.
 
     Delegators share their operator's faults in proportion to what they put behind it, so stake
-    routed through a delegation is exactly as much at risk as stake bonded directly.
+    routed through a delegation is exactly as much at risk as stake bonded directly. That includes
+    stake undelegated while the target sat in open tasks (`Exposed`): it is taken from the
+    delegator's unlocking chunk, which `undelegate` keeps locked until those tasks have closed.
     """
     total = 0
     for delegator, amount in delegators_of(ctx, target):
@@ -266,13 +311,21 @@ def slash_delegators(ctx: Context, target: bytes, fraction_ppb: int, reason: str
             continue
         Delegators.put(ctx.state, target, _update_pairs(Delegators.get(ctx.state, target), delegator, -taken))
         Delegations.put(ctx.state, delegator, _update_pairs(Delegations.get(ctx.state, delegator), target, -taken))
-        balances.take_reserved(ctx, delegator, taken)
-        to_treasury = taken * Params.get(ctx.state)[1] // PPB
-        treasury.credit(ctx, to_treasury, f"slash:{reason}")
-        if taken - to_treasury:
-            balances.burn(ctx, taken - to_treasury)
-        ctx.deposit_event("staking", "Slashed", delegator, "delegator", taken, reason)
+        _burn_slash(ctx, delegator, taken, reason)
         total += taken
+    exposed = []
+    for delegator, amount, until in Exposed.get(ctx.state, target):
+        if until < ctx.block_number:
+            continue  # the tasks it was exposed to have all closed
+        taken = _take_unlocking(ctx, delegator, amount * fraction_ppb // PPB)
+        if taken:
+            _burn_slash(ctx, delegator, taken, reason)
+            total += taken
+        exposed.append([delegator, amount - taken, until])
+    if exposed:
+        Exposed.put(ctx.state, target, exposed)
+    else:
+        Exposed.remove(ctx.state, target)
     return total
 
 
@@ -303,7 +356,8 @@ class Staking(Module):
     """Bonds per role, delegations, unbonding queue, slashing and heartbeats."""
 
     name = "staking"
-    storage = (MinStake, Params, Bonded, Members, Delegators, Delegations, Unlocking, Heartbeat, Locks)
+    storage = (MinStake, Params, Bonded, Members, Delegators, Delegations, Unlocking, Heartbeat, Locks, LockHorizon,
+               Exposed)
     errors = (BelowMinimum, NotBonded, InsufficientBond, NotARoleAccount, SelfDelegation,
               InsufficientDelegation, NothingToWithdraw, ZeroAmount, TooManyUnlocking, BondLocked)
     events: ClassVar[dict[str, list[str]]] = {
@@ -369,8 +423,12 @@ class Staking(Module):
         ensure(amount <= current, InsufficientDelegation, f"{current} is delegated to that target, cannot undelegate {amount}")
         Delegators.put(ctx.state, target, _update_pairs(Delegators.get(ctx.state, target), ctx.origin, -amount))
         Delegations.put(ctx.state, ctx.origin, _update_pairs(Delegations.get(ctx.state, ctx.origin), target, -amount))
-        _push_unlocking(ctx, ctx.origin, amount)
-        ctx.deposit_event("staking", "Undelegated", ctx.origin, target, amount, ctx.block_number + unbonding_period(ctx))
+        horizon = LockHorizon.get(ctx.state, target)
+        release = _push_unlocking(ctx, ctx.origin, amount, not_before=horizon + 1)
+        if horizon >= ctx.block_number:  # the target sits in open tasks: the stake stays answerable for them
+            live = [e for e in Exposed.get(ctx.state, target) if e[2] >= ctx.block_number]
+            Exposed.put(ctx.state, target, live + [[ctx.origin, amount, horizon]])
+        ctx.deposit_event("staking", "Undelegated", ctx.origin, target, amount, release)
 
     @call(weight=30_000)
     @staticmethod

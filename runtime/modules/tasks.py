@@ -362,10 +362,11 @@ def select_participants(ctx: Context, task: Task) -> None:
             SeatCredit.put(ctx.state, [role, who], credit)
     task.trainers = [[t, rewards.effective_stake(ctx, t, "trainer")] for t in chosen["trainer"]]
     task.validators = [[v, rewards.effective_stake(ctx, v, "validator")] for v in chosen["validator"]]
+    closes_by = ctx.block_number + task.training_blocks + task.commit_blocks + task.reveal_blocks
     for role, accounts in chosen.items():
         for who in accounts:
             history.add(ctx, who, role, tasks_joined=1)
-            staking.lock(ctx, who, role, task.id, staking.bonded(ctx, who, role))
+            staking.lock(ctx, who, role, task.id, staking.bonded(ctx, who, role), until=closes_by)
     ctx.deposit_event("tasks", "Selected", task.id, chosen["trainer"], chosen["validator"])
     task.enter(ctx, "training", task.training_blocks)
 
