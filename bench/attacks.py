@@ -252,6 +252,9 @@ def main() -> int:
     rows.append(("3 10 bonded + 990 delegated, no reveal: slashed", f"{slash_amount(10 * UNIT, 20_000_000) / UNIT:g}",
                  f"{(slash_amount(10 * UNIT, 20_000_000) + slash_amount(990 * UNIT, 20_000_000)) / UNIT:g}",
                  f"{slash_amount(bond, 20_000_000) / UNIT:g}", "= plain bond"))
+    rows.append(("3 delegator undelegates its 990 mid-task: slashed", "0",
+                 f"{slash_amount(990 * UNIT, 10_000_000) / UNIT:g}", f"{slash_amount(990 * UNIT, 10_000_000) / UNIT:g}",
+                 "= staying"))
     rows.append(("4 copied model CID: copier's pay / original's", "2.00", "0 (refused)", "n/a", "0"))
     for share, n in ((0.49, 5), (0.5, 5), (0.5, 2)):
         rows.append((f"5 best model first, coalition {share:.0%} of {n} validators", f"{coalition(share, n, 'old'):.1%}",
