@@ -146,3 +146,23 @@ def test_try_model_is_refused_off_dev_chains_for_remote_hosts_and_on_external_rp
     external = try_rpc(tmp_path, True, "http://127.0.0.1:9")
     external.refuse_unsafe = True  # arena node --rpc-external: the node's key must not pay for strangers
     assert "refused" in ask(external, 0, "1")["error"]["message"]
+
+
+def test_lora_training_records_the_loss_per_window_of_steps_in_the_adapter_weights():
+    pytest.importorskip("peft")
+    from node.offchain.ml import get_kind
+    from node.offchain.ml.llm import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+    from node.offchain.ml.training import CURVE_KEY
+
+    kind = get_kind("causal_lm_lora")
+    prepared = kind.prepare(None, 42, options={"pretrain_steps": 5})
+    prepared.spec["model"]["base_cid"] = "QmLocalBase"  # as the planner fills it in after publishing
+    prepared.spec["data"]["train_cid"] = "QmLocalTrain"
+    adapter = kind.train(prepared.spec, prepared.train_bytes, epochs=1, lr=0.01, seed=1,
+                         base_files=prepared.folders["base"], max_steps=12)
+    assert set(adapter) == {ADAPTER_CONFIG, ADAPTER_WEIGHTS}  # the folder's strict file list is unchanged
+    curve = json.loads(header_metadata(adapter[ADAPTER_WEIGHTS])[CURVE_KEY])
+    assert curve["unit"] == "step" and curve["loss"] == "token_cross_entropy"
+    steps = [p["step"] for p in curve["points"]]
+    assert steps[-1] == 12 and steps == sorted(steps) and all(math.isfinite(p["loss"]) for p in curve["points"])
+    assert parse_curve(header_metadata(adapter[ADAPTER_WEIGHTS])[CURVE_KEY])["points"] == curve["points"]
