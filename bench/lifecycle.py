@@ -84,7 +84,6 @@ def _validator_rates(log_text: str) -> dict[int, tuple[float, float]]:
 
 def run() -> list[dict]:
     from node.demo.run import KINDS, WINDOWS, Demo
-    from runtime.modules.balances import UNIT
 
     base = Path(tempfile.mkdtemp(prefix="arena-bench-lifecycle-"))
     demo = Demo(base, Console(quiet=True))
@@ -97,7 +96,7 @@ def run() -> list[dict]:
         network.start_worker("trainers", "trainer", ["//trainer-good", "//trainer-poor", "//trainer-broken"], urls[1],
                           "--quality", "good,poor,broken")
         network.start_worker("validators", "validator", ["//validator-1", "//validator-2", "//validator-3"], urls[2])
-        planner = ["--windows", ",".join(map(str, WINDOWS)), "--reward", str(200 * UNIT)]
+        planner = ["--windows", ",".join(map(str, WINDOWS)), "--reward", "200"]
         for kind in KINDS:
             planner += ["--task", kind]
         wall_start = time.monotonic()

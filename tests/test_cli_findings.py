@@ -148,12 +148,38 @@ def test_history_selection_roles_and_timeline_commands(node, capsys):
     (["--role", "planner", "--task", "digits_classifier", "--windows", "10,20"], "three positive"),
     (["--role", "trainer", "--task", "digits_classifier"], "planner option"),
     (["--role", "planner", "--trainers", "0"], "--trainers must be positive"),
+    (["--role", "trainer", "--bond", "0"], "--bond must be positive"),
+    (["--role", "planner", "--reward", "0"], "--reward must be positive"),
+    (["--role", "trainer", "--epochs", "0"], "--epochs must be positive"),
+    (["--role", "trainer", "--nproc", "0"], "--nproc must be positive"),
+    (["--role", "trainer", "--quality", "good,great"], "'great' is not one of good, poor, broken"),
+    (["--role", "trainer", "--max-steps", "60,lots"], "'lots' is not a whole number"),
 ])
 def test_workers_validate_their_options_at_start(extra, message, capsys, tmp_path):
     code = cli.main(["worker", "--key", "alice", "--rpc", "http://127.0.0.1:9", "--data-dir", str(tmp_path),
                      "--torch-threads", "0", *extra])
     err = capsys.readouterr().err
     assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_worker_and_serve_amounts_are_arena_like_every_amount_flag(capsys, tmp_path):
+    from node.cli import build_parser
+    from node.cli.worker import build_contexts
+
+    argv = ["worker", "--role", "planner", "--key", "alice", "--rpc", "http://127.0.0.1:9", "--data-dir", str(tmp_path),
+            "--task", "digits_classifier"]
+    (context,) = build_contexts(build_parser().parse_args([*argv, "--bond", "20", "--reward", "1.5"]))
+    assert context.options["bond"] == 20 * 10**9
+    assert context.options["tasks"][0]["reward"] == 1_500_000_000
+    (context,) = build_contexts(build_parser().parse_args([*argv, "--bond", "20000000000u"]))
+    assert context.options["bond"] == 20 * 10**9 and context.options["tasks"][0]["reward"] == 100 * 10**9
+    serve = build_parser().parse_args(["model", "serve", "--key", "alice", "--bond", "2.5", "--price", "0.001"])
+    assert (serve.bond, serve.price) == (2_500_000_000, 1_000_000)
+    # the old base-unit spelling is refused with a message, not bonded as 2 * 10^19 units
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--bond", "20000000000"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "more than the chain holds" in err and "Traceback" not in err
 
 
 def test_encrypted_key_files(capsys, keys_dir, monkeypatch):

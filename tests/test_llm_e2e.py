@@ -62,7 +62,7 @@ class Workers:
     def worker(self, name: str, role: str, keys: list[str], rpc: str, *extra: str,
                env: dict | None = None) -> subprocess.Popen:
         return self.start(name, ["worker", "--role", role, "--key", ",".join(keys), "--rpc", rpc, "--data-dir",
-                                 str(self.base / "state"), "--bond", str(20 * UNIT), *extra], env)
+                                 str(self.base / "state"), "--bond", "20", *extra], env)
 
     def stop(self) -> None:
         for proc in self.procs.values():

@@ -130,7 +130,7 @@ def test_four_hosts_finalize_serve_a_remote_worker_and_survive_a_cut_link(lab: N
         assert sent.returncode == 0, sent.stdout + sent.stderr
         # a worker on the fifth host bonds through host 1's RPC
         hosts.start("worker", 4, "worker", "--role", "validator", "--key", "//multihost-validator", "--rpc", urls[1],
-                    "--data-dir", str(tmp_path / "worker"), "--bond", str(20 * UNIT))
+                    "--data-dir", str(tmp_path / "worker"), "--bond", "20")
         def worker_bonded() -> bool:  # read on another host: the bond is on the chain, not just in one pool
             stakes = lab.call(4, lambda: RpcClient(urls[2]).call("arena_stakes", worker_key.address))
             return stakes["bonds"].get("validator") == 20 * UNIT

@@ -49,7 +49,7 @@ class Workers:
 
     def start(self, name: str, role: str, keys: list[str], rpc: str, *extra: str) -> subprocess.Popen:
         args = [sys.executable, "-m", "node.cli", "worker", "--role", role, "--key", ",".join(keys), "--rpc", rpc,
-                "--data-dir", str(self.base / "state"), "--bond", str(20 * UNIT), *extra]
+                "--data-dir", str(self.base / "state"), "--bond", "20", *extra]
         with open(self.base / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})

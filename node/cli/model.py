@@ -311,7 +311,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--tasks", help="comma-separated task ids to serve (default: every top model)")
     serve.add_argument("--report-blocks", type=int, help="report usage this often (default: once per period)")
     serve.add_argument("--max-batch", type=int, default=32)
-    serve.add_argument("--bond", type=int, help="host bond in base units (default: the role minimum)")
+    serve.add_argument("--bond", type=parse_amount, help="host bond: ARENA or base units with 'u' (default: the role minimum)")
     serve.add_argument("--data-dir", default=".arena-workers")
     serve.add_argument("--ipfs-api")
     serve.add_argument("--log-level", default="info")

@@ -1,13 +1,14 @@
 """`arena worker`: run off-chain workers (planner, trainer, validator, host, ...) against a node's RPC.
 
-    arena worker --role trainer --key trainer-1.json --rpc http://127.0.0.1:9933
+    arena worker --role trainer --key trainer-1.json --rpc http://127.0.0.1:9933 --bond 20
     arena worker --role trainer --key //trainer-1,//trainer-2 --quality good,poor
-    arena worker --role planner --key eve --task digits_classifier --task char_lm
+    arena worker --role planner --key eve --task digits_classifier --task char_lm --reward 100
     arena worker audit --task 0 --rpc URL        # re-run a finalized task's validation
 
 `--key` takes a dev name, a key file, a keystore name, or `//NAME` (a deterministic dev-style
 key, Keypair.from_dev_name(NAME): for local networks only). Several comma-separated keys run
-as several accounts in one process (one thread each, one state directory each). Options are
+as several accounts in one process (one thread each, one state directory each). Amounts
+(`--bond`, `--reward`) are ARENA with decimals, or base units with a 'u' suffix. Options are
 checked before any worker starts, so a mistake is one message naming the flag.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from node.cli.common import comma_list, quiet_http_loggers, setup_logging
+from node.cli.common import comma_list, parse_amount, quiet_http_loggers, setup_logging
 from node.keystore import resolve_key
 from node.rpc_client import DEFAULT_RPC
 from node.urls import ipfs_api_multiaddr
@@ -181,7 +182,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                            "(default: the node's RPC port, which serves the Kubo API subset)")
     worker.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="state directory (one subdirectory per account)")
     worker.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device for training")
-    worker.add_argument("--bond", type=int, help="bond in base units for the role (default: the role minimum)")
+    worker.add_argument("--bond", type=parse_amount,
+                        help="bond for the role: ARENA (e.g. 20) or base units with 'u' (default: the role minimum)")
     worker.add_argument("--quality", help="trainer: good, poor or broken (comma-separated, one per key)")
     worker.add_argument("--broken-mode", default="truncated", choices=("truncated", "wrong_arch", "pickle", "huge"))
     worker.add_argument("--epochs", type=int, help="trainer: epochs (default: the spec's); planner: suggested epochs")
@@ -193,7 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--trainers", type=int, default=3, help="planner: trainers per task")
     worker.add_argument("--validators", type=int, default=3, help="planner: validators per task")
     worker.add_argument("--windows", help="planner: TRAINING,COMMIT,REVEAL window lengths in blocks")
-    worker.add_argument("--reward", type=int, default=100 * UNIT, help="planner: reward pool in base units")
+    worker.add_argument("--reward", type=parse_amount, default=100 * UNIT,
+                        help="planner: reward pool per task, ARENA or base units with 'u' (default 100)")
     worker.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     worker.add_argument("--progress-bar", action="store_true", help="trainer: tqdm bar when on a terminal")
     worker.add_argument("--fault", help=argparse.SUPPRESS)  # tests: crash-after-commit

@@ -125,7 +125,7 @@ class Network:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "node.cli", "worker", "--role", role, "--key", ",".join(keys),
                 "--rpc", rpc_url, "--data-dir", str(self.base / "worker-state"), "--torch-threads", "1",
-                "--bond", str(BOND), *extra]
+                "--bond", f"{BOND}u", *extra]
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -79,7 +79,7 @@ class Demo:
         network.say("started workers: trainers (good, poor, broken) on node-1, validators ×3 on node-2; "
                     "they bond and send heartbeats")
         self.delegate()
-        planner_args = ["--windows", ",".join(map(str, WINDOWS)), "--reward", str(200 * UNIT)]
+        planner_args = ["--windows", ",".join(map(str, WINDOWS)), "--reward", f"{200 * UNIT}u"]
         for kind in KINDS:
             planner_args += ["--task", kind]
         network.start_worker("planner", "planner", ["eve"], urls[0], *planner_args)
