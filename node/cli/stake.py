@@ -13,37 +13,53 @@ ACCOUNT_HELP = "SS58 address, 0x key, dev name, //NAME or keystore name"
 
 
 def cmd_stake(args: argparse.Namespace) -> int:
+    """Run one `arena stake` command: the reads print, the others sign a staking call."""
     client = RpcClient(args.rpc)
     if args.stake_command == "show":
         print(json.dumps(client.call("arena_stakes", address_of(args.address)), indent=2))
         return 0
     if args.stake_command == "roles":
-        roles = client.call("arena_roles")
-        if args.json:
-            print(json.dumps(roles, indent=2))
-            return 0
-        for role, info in roles.items():
-            print(f"{role} (minimum bond {fmt_amount(info['minStake'])}): {len(info['members'])} member(s)")
-            for m in info["members"]:
-                print(f"  {m['address']}  {fmt_amount(m['bonded']):>22}  {'live' if m['live'] else 'no heartbeat'}")
-        return 0
+        return _roles(client, args)
     if args.stake_command == "history":
-        address = address_of(args.address)
-        records = [client.call("arena_history", address, args.role)] if args.role else \
-            list(client.call("arena_history", address).values())
-        if args.json:
-            print(json.dumps(records, indent=2))
-            return 0
-        for r in records:
-            if not r["tasksJoined"] and not args.role:
-                continue
-            print(f"{r['role']}: {r['tasksJoined']} task(s), {r['completed']} completed, {r['missedDeadlines']} missed, "
-                  f"best rank {r['bestRank'] or '-'}, rewards {fmt_amount(r['rewards'])}, slashed {fmt_amount(r['slashed'])}, "
-                  f"reputation {r['reputationPpb'] / 1e7:.1f}%")
-            for t in r["recent"]:
-                print(f"  task {t['taskId']}: rank {t['rank'] or '-'} consensus {t['consensusScore']} "
-                      f"agreement {t['agreementPpb'] / 1e7:.2f}% reward {fmt_amount(t['reward'])}")
+        return _history(client, args)
+    return _send(client, args)
+
+
+def _roles(client: RpcClient, args: argparse.Namespace) -> int:
+    """Every role's minimum bond and members, with their bonds and liveness."""
+    roles = client.call("arena_roles")
+    if args.json:
+        print(json.dumps(roles, indent=2))
         return 0
+    for role, info in roles.items():
+        print(f"{role} (minimum bond {fmt_amount(info['minStake'])}): {len(info['members'])} member(s)")
+        for m in info["members"]:
+            print(f"  {m['address']}  {fmt_amount(m['bonded']):>22}  {'live' if m['live'] else 'no heartbeat'}")
+    return 0
+
+
+def _history(client: RpcClient, args: argparse.Namespace) -> int:
+    """An account's record per role (or one role): tasks, ranks, rewards, slashes, reputation, recent tasks."""
+    address = address_of(args.address)
+    records = [client.call("arena_history", address, args.role)] if args.role else \
+        list(client.call("arena_history", address).values())
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    for r in records:
+        if not r["tasksJoined"] and not args.role:
+            continue
+        print(f"{r['role']}: {r['tasksJoined']} task(s), {r['completed']} completed, {r['missedDeadlines']} missed, "
+              f"best rank {r['bestRank'] or '-'}, rewards {fmt_amount(r['rewards'])}, slashed {fmt_amount(r['slashed'])}, "
+              f"reputation {r['reputationPpb'] / 1e7:.1f}%")
+        for t in r["recent"]:
+            print(f"  task {t['taskId']}: rank {t['rank'] or '-'} consensus {t['consensusScore']} "
+                  f"agreement {t['agreementPpb'] / 1e7:.2f}% reward {fmt_amount(t['reward'])}")
+    return 0
+
+
+def _send(client: RpcClient, args: argparse.Namespace) -> int:
+    """bond, unbond, delegate, undelegate, withdraw or heartbeat, signed by --from."""
     key = resolve_key(args.sender)
     command = args.stake_command
     if command in ("bond", "unbond"):

@@ -11,31 +11,39 @@ from node.rpc_client import DEFAULT_RPC, RpcClient
 
 
 def cmd_task(args: argparse.Namespace) -> int:
-    client = RpcClient(args.rpc)
-    if args.task_command == "create":
-        params = [args.kind, args.trainers, args.validators, args.min_stake,
-                  args.training_blocks, args.commit_blocks, args.reveal_blocks]
-        result = client.submit_and_wait(resolve_key(args.sender), "tasks", "create", [args.spec_cid, args.pool, params])
-        code = print_inclusion(result)
-        for event in result["events"]:
-            if event["module"] == "tasks" and event["name"] == "TaskCreated":
-                print(f"task id {event['data'][0]}")
-        return code
-    if args.task_command == "list":
-        rows = client.call("arena_tasks", args.status)
-        if args.json:
-            print(json.dumps(rows, indent=2))
-            return 0
-        print(f"{'id':>5}  {'status':<11} {'kind':<18} {'pool':>20}  top model")
-        for row in rows:
-            print(f"{row['id']:>5}  {row['status']:<11} {row['kind']:<18} {fmt_amount(row['rewardPool']):>20}  "
-                  f"{row['topModel'] or '-'}")
+    """Run one `arena task` command against the node at --rpc."""
+    handler = {"create": _task_create, "list": _task_list, "show": _task_show, "timeline": _task_timeline,
+               "selection": _task_selection}[args.task_command]
+    return handler(RpcClient(args.rpc), args)
+
+
+def _task_create(client: RpcClient, args: argparse.Namespace) -> int:
+    """tasks.create, then the new task's id."""
+    params = [args.kind, args.trainers, args.validators, args.min_stake,
+              args.training_blocks, args.commit_blocks, args.reveal_blocks]
+    result = client.submit_and_wait(resolve_key(args.sender), "tasks", "create", [args.spec_cid, args.pool, params])
+    code = print_inclusion(result)
+    for event in result["events"]:
+        if event["module"] == "tasks" and event["name"] == "TaskCreated":
+            print(f"task id {event['data'][0]}")
+    return code
+
+
+def _task_list(client: RpcClient, args: argparse.Namespace) -> int:
+    """Tasks, newest first, one line each (or the RPC JSON)."""
+    rows = client.call("arena_tasks", args.status)
+    if args.json:
+        print(json.dumps(rows, indent=2))
         return 0
-    if args.task_command == "timeline":
-        return _task_timeline(client, args)
-    if args.task_command == "selection":
-        return _task_selection(client, args)
-    # show
+    print(f"{'id':>5}  {'status':<11} {'kind':<18} {'pool':>20}  top model")
+    for row in rows:
+        print(f"{row['id']:>5}  {row['status']:<11} {row['kind']:<18} {fmt_amount(row['rewardPool']):>20}  "
+              f"{row['topModel'] or '-'}")
+    return 0
+
+
+def _task_show(client: RpcClient, args: argparse.Namespace) -> int:
+    """A task, its participants and its leaderboard (ranks, consensus scores, rewards, top model)."""
     task = client.call("arena_task", args.task_id)
     if task is None:
         print(f"no task {args.task_id}", file=sys.stderr)
