@@ -24,11 +24,14 @@ import httpx
 from node.offchain.context import StateFile
 from node.offchain.vouchers import Voucher, VoucherError, sign_voucher
 from node.rpc_client import RpcClient, call_failed
+from runtime.codec import decode
 from runtime.crypto import Keypair, ss58_decode
+from runtime.modules import marketplace
 
 DEFAULT_STATE_DIR = Path.home() / ".arena" / "client"
 DEFAULT_DEPOSIT = 10**9  # 1 ARENA when the escrow runs short
 COMPLETION_KINDS = ("char_lm", "custom_text")
+MAX_BATCH_QUERIES = 64  # per `POST /v1/batch` (node.offchain.host_http)
 
 
 class ModelQueryError(Exception):
@@ -88,9 +91,18 @@ class ArenaModelClient:
     def escrow(self) -> dict:
         return self.rpc.call("arena_escrow", self.key.address)
 
-    def ensure_escrow(self, needed: int) -> int:
-        """Deposit when the escrow's available part is below `needed`; returns the amount deposited."""
-        available = int(self.escrow()["available"])
+    def channel_available(self, host: bytes) -> int:
+        """What the escrow locked for `host` alone (`marketplace.deposit_for`) still holds, less withdrawals."""
+        raw = self.rpc.call("state_getStorage", "0x" + marketplace.Channel.key([self.key.public_key, host]).hex())
+        if raw is None:
+            return 0
+        balance, requested, _release = decode(bytes.fromhex(raw[2:]))
+        return int(balance) - int(requested)
+
+    def ensure_escrow(self, needed: int, host: bytes | None = None) -> int:
+        """Deposit when the escrow's available part (and the channel to `host`) is below `needed`; returns
+        the amount deposited."""
+        available = int(self.escrow()["available"]) + (self.channel_available(host) if host is not None else 0)
         if available >= needed:
             return 0
         amount = max(needed - available, self.deposit_amount)
@@ -118,28 +130,56 @@ class ArenaModelClient:
 
     # ------------------------------------------------------------ querying
 
-    def query(self, model_or_task: int | str, data: Any, *, max_tokens: int = 32, temperature: float = 0.0,
-              host: str | None = None) -> Answer:
-        """Pay for and run one query: text for language models, a row (or rows) of numbers for classifiers."""
+    def _pick(self, model_or_task: int | str, host: str | None) -> tuple[dict, dict]:
+        """The market entry and the cheapest (or the named) host of a model."""
         entry = self.resolve(model_or_task)
         hosts = sorted(entry["hosts"], key=lambda h: (h["pricePerQuery"], h["address"]))
         if host is not None:
             hosts = [h for h in hosts if h["address"] == host or h["endpoint"] == host]
         if not hosts:
             raise ModelQueryError("no_host", f"nobody hosts model {entry['modelCid']} (task {entry['taskId']})")
-        chosen = hosts[0]
+        return entry, hosts[0]
+
+    @staticmethod
+    def _query_body(entry: dict, data: Any, max_tokens: int, temperature: float) -> tuple[str, dict]:
         if entry["kind"] in COMPLETION_KINDS:
-            path = "/v1/completions"
-            body: dict = {"model": entry["modelCid"], "prompt": str(data), "max_tokens": max_tokens,
-                          "temperature": temperature}
-        else:
-            rows = data if data and isinstance(data[0], list) else [data]
-            path, body = "/v1/predict", {"model": entry["modelCid"], "inputs": rows}
-        with self._lock:
-            response = self._paid_request(entry["modelCid"], chosen, path, body)
-        output = response["choices"][0]["text"] if path.endswith("completions") else response["predictions"]
+            return "/v1/completions", {"model": entry["modelCid"], "prompt": str(data), "max_tokens": max_tokens,
+                                       "temperature": temperature}
+        rows = data if data and isinstance(data[0], list) else [data]
+        return "/v1/predict", {"model": entry["modelCid"], "inputs": rows}
+
+    @staticmethod
+    def _answer(entry: dict, chosen: dict, response: dict) -> Answer:
+        output = response["choices"][0]["text"] if "choices" in response else response["predictions"]
         return Answer(entry["modelCid"], entry["taskId"], entry["kind"], chosen["address"], chosen["endpoint"],
                       output, chosen["pricePerQuery"], response["arena"]["cumulativeAmount"], response)
+
+    def query(self, model_or_task: int | str, data: Any, *, max_tokens: int = 32, temperature: float = 0.0,
+              host: str | None = None) -> Answer:
+        """Pay for and run one query: text for language models, a row (or rows) of numbers for classifiers."""
+        entry, chosen = self._pick(model_or_task, host)
+        path, body = self._query_body(entry, data, max_tokens, temperature)
+        with self._lock:
+            response = self._paid_request(entry["modelCid"], chosen, path, body)
+        return self._answer(entry, chosen, response)
+
+    def query_many(self, model_or_task: int | str, inputs: list, *, max_tokens: int = 32, temperature: float = 0.0,
+                   host: str | None = None) -> list[Answer | ModelQueryError]:
+        """Pay for many queries to one model, up to 64 per HTTP request (`POST /v1/batch`), one voucher each.
+
+        The vouchers of a request build on each other; the host refuses every later voucher of a
+        refused one (409 `previous_refused`), so a refused query costs nothing. Results come back
+        in order: an Answer, or the ModelQueryError of that one query.
+        """
+        entry, chosen = self._pick(model_or_task, host)
+        found: list[Answer | ModelQueryError] = []
+        for start in range(0, len(inputs), MAX_BATCH_QUERIES):
+            bodies = [self._query_body(entry, data, max_tokens, temperature)[1]
+                      for data in inputs[start:start + MAX_BATCH_QUERIES]]
+            with self._lock:
+                results = self._paid_batch(entry["modelCid"], chosen, bodies)
+            found += [self._answer(entry, chosen, r) if isinstance(r, dict) else r for r in results]
+        return found
 
     def chat(self, model_or_task: int | str, messages: list[dict], *, max_tokens: int = 64,
              temperature: float = 0.0, stream: bool = False, on_delta: Any = None, host: str | None = None) -> Answer:
@@ -148,13 +188,7 @@ class ArenaModelClient:
         With `stream`, the host answers with server-sent events; `on_delta(text)` is called for
         every piece as it arrives, and the Answer's `output` is the whole reply.
         """
-        entry = self.resolve(model_or_task)
-        hosts = sorted(entry["hosts"], key=lambda h: (h["pricePerQuery"], h["address"]))
-        if host is not None:
-            hosts = [h for h in hosts if h["address"] == host or h["endpoint"] == host]
-        if not hosts:
-            raise ModelQueryError("no_host", f"nobody hosts model {entry['modelCid']} (task {entry['taskId']})")
-        chosen = hosts[0]
+        entry, chosen = self._pick(model_or_task, host)
         body = {"model": entry["modelCid"], "messages": messages, "max_tokens": max_tokens,
                 "temperature": temperature, "stream": stream}
         with self._lock:
@@ -189,7 +223,7 @@ class ArenaModelClient:
         base = self.channel(host_key, cid)
         for attempt in range(2):
             redeemed = self.rpc.call("arena_voucherState", self.key.address, "0x" + host_key.hex(), cid)
-            self.ensure_escrow(base[1] + price - redeemed["cumulativeAmount"])
+            self.ensure_escrow(base[1] + price - redeemed["cumulativeAmount"], host_key)
             voucher = sign_voucher(self.key, self.genesis_hash, host_key, cid, base[0] + 1, base[1] + price, base[2] + 1)
             self._save_channel(host_key, cid, [voucher.cumulative_queries, voucher.cumulative_amount, voucher.nonce])
             try:
@@ -220,6 +254,39 @@ class ArenaModelClient:
                 self._save_channel(host_key, cid, newer or base)  # the host did not accept this voucher
             raise ModelQueryError(code, message, reply.status_code)
         raise ModelQueryError("channel_conflict", "the host keeps rejecting the channel state")
+
+    def _paid_batch(self, cid: str, host: dict, bodies: list[dict]) -> list[dict | ModelQueryError]:
+        """Sign one voucher per body on top of the channel, send them in one `/v1/batch`, keep the newest accepted."""
+        host_key = ss58_decode(host["address"])
+        price = int(host["pricePerQuery"])
+        base = self.channel(host_key, cid)
+        redeemed = self.rpc.call("arena_voucherState", self.key.address, "0x" + host_key.hex(), cid)
+        self.ensure_escrow(base[1] + price * len(bodies) - redeemed["cumulativeAmount"], host_key)
+        vouchers = [sign_voucher(self.key, self.genesis_hash, host_key, cid, base[0] + n, base[1] + n * price,
+                                 base[2] + n) for n in range(1, len(bodies) + 1)]
+        last = vouchers[-1]
+        self._save_channel(host_key, cid, [last.cumulative_queries, last.cumulative_amount, last.nonce])
+        try:
+            reply = self.http.post(host["endpoint"].rstrip("/") + "/v1/batch", json={"queries": [
+                {**body, "voucher": v.to_hex()} for body, v in zip(bodies, vouchers)]})
+        except httpx.HTTPError as exc:
+            raise ModelQueryError("host_unreachable", f"{host['endpoint']}: {exc}") from exc
+        if reply.status_code != 200:
+            self._save_channel(host_key, cid, base)  # the host read none of the vouchers
+            raise ModelQueryError("http_error", reply.text[:200], reply.status_code)
+        newest, found = base, []
+        for voucher, result in zip(vouchers, reply.json()["results"]):
+            if result["status"] == 200:
+                newest = [voucher.cumulative_queries, voucher.cumulative_amount, voucher.nonce]
+                found.append(result["body"])
+                continue
+            error = result["body"].get("error", {})
+            adopted = self._adopt(error.get("lastVoucher"), host_key, cid)
+            if adopted is not None and adopted[2] > newest[2]:
+                newest = adopted
+            found.append(ModelQueryError(error.get("code", "http_error"), error.get("message", ""), result["status"]))
+        self._save_channel(host_key, cid, newest)
+        return found
 
     def _adopt(self, text: str | None, host: bytes, cid: str) -> list[int] | None:
         """A host's claim of our newest voucher, if we really signed it for this channel."""
