@@ -38,7 +38,7 @@ test: $(STAMP) $(HELIA_STAMP) chromium
 bench: $(STAMP)
 	$(PY) -m bench.run_all
 
-# long fuzz campaign against a real dev node: >= 100,000 inputs per surface, 30 minutes at most
+# long fuzz campaign against a real dev node: >= 100,000 inputs per surface, 40 minutes at most
 fuzz: $(STAMP)
 	$(PY) -m bench.fuzz
 

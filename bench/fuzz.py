@@ -1,12 +1,13 @@
 """`make fuzz`: a long, bounded fuzz campaign against a real `arena node --dev` (issue 11).
 
 Three surfaces: JSON-RPC over HTTP, JSON-RPC over WebSocket, the Kubo-compatible IPFS API. Each gets
-at least `--inputs` inputs (100,000 by default) or `--minutes` of time, whichever ends first, and the
-campaign prints, per surface: inputs tried, crashes (the node died, a connection broke without an
-answer, a WebSocket closed on us), 5xx answers, answers that are not JSON-RPC/Kubo-shaped, and the
-node's RSS before and after. It exits 1 when any crash or 5xx was seen.
+`--inputs` inputs (100,000 by default) or its share of `--minutes`, whichever ends first (time a fast
+surface leaves over goes to the next), and the campaign prints, per surface: inputs tried, crashes (the node died, or no answer in 60 s), 5xx
+answers, answers that are not JSON-RPC/Kubo-shaped, connections dropped without an answer (for the
+WebSocket: abnormal closes), early answers and reconnects (see `Tally`), and the node's RSS before
+and after. It exits 1 when any crash, 5xx, malformed answer or dropped connection was seen.
 
-    python -m bench.fuzz [--inputs 100000] [--minutes 30] [--seed 1] [--threads 4]
+    python -m bench.fuzz [--inputs 100000] [--minutes 40] [--seed 1] [--threads 4]
 """
 from __future__ import annotations
 
@@ -142,12 +143,25 @@ def ipfs_request(rng: random.Random) -> tuple[str, dict[str, str], bytes]:
 
 @dataclass
 class Tally:
-    """What one surface saw."""
+    """What one surface saw.
+
+    Failures (the campaign exits 1 on any): `crashes` (the node exited, or no answer within 60 s),
+    `server_errors` (5xx), `malformed` (an answer not in the surface's dialect), `dropped` (the
+    server closed the connection without answering: an HTTP reset or broken pipe on a fresh
+    connection, a WebSocket closed on us — finding 6 says a bad frame gets an error and the
+    connection stays open). Counted, not failures: `reconnects` (the server had closed a kept-alive
+    connection after its last answer, which HTTP allows; the request is sent again on a fresh
+    connection) and `early_answers` (the server answered and closed before reading the whole body:
+    a refusal, as docs/rpc.md says for bodies over the limit).
+    """
 
     inputs: int = 0
     crashes: int = 0
     server_errors: int = 0
     malformed: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    early_answers: int = 0
     examples: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -156,6 +170,14 @@ class Tally:
             setattr(self, kind, getattr(self, kind) + 1)
             if len(self.examples) < 5:
                 self.examples.append(f"{kind}: {detail[:300]}")
+
+    def count(self, kind: str) -> None:
+        with self.lock:
+            setattr(self, kind, getattr(self, kind) + 1)
+
+    @property
+    def failures(self) -> int:
+        return self.crashes + self.server_errors + self.malformed + self.dropped
 
 
 def rpc_answer_ok(reply: Any) -> bool:
@@ -167,7 +189,11 @@ def rpc_answer_ok(reply: Any) -> bool:
 
 def http_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int, surface: str) -> None:
     rng = random.Random(seed)
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def fresh() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    conn = fresh()
     while time.monotonic() < deadline:
         with tally.lock:
             if tally.inputs >= quota:
@@ -177,18 +203,8 @@ def http_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int,
             path, headers, body = "/", {"Content-Type": "application/json"}, rpc_body(rng)
         else:
             path, headers, body = ipfs_request(rng)
-        for attempt in (1, 2):  # a kept-alive connection the server closed after its last answer: retry fresh
-            try:
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-                break
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                if attempt == 2:
-                    tally.bad("crashes", f"{type(exc).__name__}: {exc} on {path} {body[:200]!r}")
-        else:
+        response, data, conn = http_exchange(conn, fresh, tally, path, headers, body)
+        if response is None:
             continue
         if response.status >= 500:
             tally.bad("server_errors", f"{response.status} on {path} {body[:200]!r}: {data[:200]!r}")
@@ -205,18 +221,67 @@ def http_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int,
                     tally.bad("malformed", f"{data[:200]!r}")
             except ValueError:
                 tally.bad("malformed", f"not a Kubo error: {data[:200]!r}")
-        if response.getheader("connection", "").lower() == "close":
+        if response.will_close or conn.sock is None:
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn = fresh()
+
+
+def http_exchange(conn: http.client.HTTPConnection, fresh: Any, tally: Tally, path: str, headers: dict[str, str],
+                  body: bytes) -> tuple[http.client.HTTPResponse | None, bytes, http.client.HTTPConnection]:
+    """One request; (response or None, body, connection to use next), every outcome counted honestly.
+
+    A send that fails is not the end: the server may have answered (and closed) before reading the
+    whole body, so the answer is read anyway. A kept-alive connection the server closed after its
+    last answer is retried once on a fresh one; anything else without an answer is `dropped`.
+    """
+    for attempt in (1, 2):
+        reused = conn.sock is not None
+        send_error: OSError | None = None
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+        except OSError as exc:
+            send_error = exc
+        try:
+            if send_error is not None and conn.sock is None:
+                raise send_error  # not even connected: there is nothing to read
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            conn = fresh()
+            if reused and attempt == 1 and _closed_by_peer(send_error or exc):
+                tally.count("reconnects")
+                continue
+            if isinstance(exc, TimeoutError):
+                tally.bad("crashes", f"no answer in 60 s on {path} {body[:200]!r}")
+            else:
+                what = f"{type(send_error).__name__} while sending, then " if send_error else ""
+                tally.bad("dropped", f"{what}{type(exc).__name__}: {exc} on a {'reused' if reused else 'fresh'} "
+                                     f"connection, {path} {len(body)} B {body[:160]!r}")
+            return None, b"", conn
+        if send_error is not None:
+            tally.count("early_answers")
+            if response.status < 400:
+                tally.bad("malformed", f"{response.status} answered before the body was read ({type(send_error).__name__})"
+                                       f" on {path} {len(body)} B")
+        return response, data, conn
+    return None, b"", conn
+
+
+def _closed_by_peer(exc: BaseException) -> bool:
+    """A reset, broken pipe or EOF: what a client sees on a connection the server had closed."""
+    return isinstance(exc, (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine))
 
 
 def ws_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int) -> None:
     import trio
-    from trio_websocket import ConnectionClosed, open_websocket_url
+    from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
     rng = random.Random(seed)
+    frame: bytes | str = ""
 
     async def session() -> None:
+        nonlocal frame
         while time.monotonic() < deadline and tally.inputs < quota:
             try:
                 async with open_websocket_url(f"ws://127.0.0.1:{port}/", message_queue_size=64) as ws:
@@ -226,7 +291,7 @@ def ws_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int) -
                                 return
                             tally.inputs += 1
                         body = rpc_body(rng, need_id=True)
-                        frame: bytes | str = body if rng.random() < 0.03 else body.decode("utf-8", "replace")
+                        frame = body if rng.random() < 0.03 else body.decode("utf-8", "replace")
                         quiet = isinstance(frame, str) and maybe_notification(frame)  # binary frames always get an error
                         await ws.send_message(frame)
                         if quiet:  # damage removed the id: a ping tells us when the frame has been handled
@@ -241,9 +306,11 @@ def ws_worker(port: int, tally: Tally, deadline: float, quota: int, seed: int) -
                                 if not quiet or reply == SENTINEL_ANSWER:
                                     break
             except ConnectionClosed as exc:
-                tally.bad("crashes", f"WebSocket closed: {exc.reason}")
-            except (OSError, trio.TooSlowError) as exc:
-                tally.bad("crashes", f"{type(exc).__name__}: {exc}")
+                tally.bad("dropped", f"WebSocket closed on us: {exc.reason} after {frame[:200]!r}")
+            except trio.TooSlowError:
+                tally.bad("crashes", f"no answer in 60 s to {frame[:200]!r}")
+            except (OSError, HandshakeError) as exc:
+                tally.bad("dropped", f"{type(exc).__name__}: {exc}")
 
     trio.run(session)
 
@@ -287,7 +354,7 @@ def run_surface(name: str, port: int, quota: int, seconds: float, threads: int, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=100_000, help="inputs per surface (default 100000)")
-    parser.add_argument("--minutes", type=float, default=30.0, help="time bound of the whole campaign")
+    parser.add_argument("--minutes", type=float, default=40.0, help="time bound of the whole campaign (default 40)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
@@ -295,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.helpers import NodeProcess
 
     surfaces = ("json-rpc", "websocket", "ipfs")
-    per_surface = args.minutes * 60 / len(surfaces)
+    campaign_end = time.monotonic() + args.minutes * 60
     with tempfile.TemporaryDirectory(prefix="arena-fuzz-") as tmp:
         node = NodeProcess(Path(tmp) / "node", "--dev").start(timeout=60)
         assert node.proc is not None
@@ -305,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             for index, name in enumerate(surfaces):
                 before = rss_mib(pid)
                 started = time.monotonic()
-                tally = run_surface(name, node.rpc_port, args.inputs, per_surface, args.threads, args.seed + 100 * index)
+                share = (campaign_end - started) / (len(surfaces) - index)  # time a fast surface left goes on
+                tally = run_surface(name, node.rpc_port, args.inputs, share, args.threads, args.seed + 100 * index)
                 alive = node.proc.poll() is None
                 if not alive:
                     tally.bad("crashes", f"the node exited with {node.proc.returncode}")
@@ -320,15 +388,19 @@ def main(argv: list[str] | None = None) -> int:
     # what the node logged besides its routine block lines, by shape (timestamp dropped)
     noise = collections.Counter(" ".join(line.split(" ")[2:5])[:100] for line in log
                                 if " imported #" not in line and " INFO " not in line)
-    print(f"{'surface':10} {'inputs':>8} {'seconds':>8} {'crashes':>8} {'5xx':>6} {'malformed':>9} "
-          f"{'RSS before MiB':>15} {'RSS after MiB':>14}")
+    print(f"{'surface':10} {'inputs':>8} {'seconds':>8} {'crashes':>8} {'5xx':>6} {'malformed':>9} {'dropped':>8} "
+          f"{'early answers':>13} {'reconnects':>10} {'RSS before MiB':>15} {'RSS after MiB':>14}")
     failed = False
     for name, tally, seconds, before, after in rows:
         print(f"{name:10} {tally.inputs:8d} {seconds:8.0f} {tally.crashes:8d} {tally.server_errors:6d} "
-              f"{tally.malformed:9d} {before:15.1f} {after:14.1f}")
-        failed |= bool(tally.crashes or tally.server_errors or tally.malformed)
+              f"{tally.malformed:9d} {tally.dropped:8d} {tally.early_answers:13d} {tally.reconnects:10d} "
+              f"{before:15.1f} {after:14.1f}")
+        failed |= bool(tally.failures)
         for example in tally.examples:
             print(f"    {example}")
+    print("dropped: connections the node closed without an answer (websocket: abnormal closes), a failure; "
+          "early answers: answered before the body was read, then closed; reconnects: kept-alive connections "
+          "the node had closed after an answer, request sent again")
     print(f"node log: {len(log)} lines, {sum(noise.values())} of them warnings or worse, for "
           f"{sum(t.inputs for _, t, *_ in rows)} inputs (target: {args.inputs} per surface, bound {args.minutes:g} min)")
     for shape, count in noise.most_common(5):

@@ -166,7 +166,7 @@ class HttpGuard:
             return
         deadline = float("inf") if path in UPLOAD_PATHS else trio.current_time() + self.limits.body_timeout
         received = 0
-        body_done = False
+        body_done = declared in ("", "0") and "transfer-encoding" not in headers  # no body to read
 
         async def limited_receive() -> dict:
             nonlocal received, body_done
@@ -184,8 +184,14 @@ class HttpGuard:
             return message
 
         async def send_with_cors(message: dict) -> None:
-            if cors and message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *cors]}
+            if message["type"] == "http.response.start":
+                extra = list(cors)
+                if not body_done and not any(k.lower() == b"connection" for k, _ in message.get("headers", [])):
+                    # an answer before the whole body was read (a handler that ignores it, a refusal): the server
+                    # cannot reuse this connection, so say so rather than let the client's next request die on it
+                    extra.append((b"connection", b"close"))
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         await self.app(scope, limited_receive, send_with_cors)

@@ -105,3 +105,141 @@ def test_ipfs_api_answers_kubo_errors_not_5xx(port: int, path: str, query: list,
     assert status < 500, reply
     if status >= 400:
         assert isinstance(reply, dict) and reply["Type"] == "error", reply
+
+
+# -- keep-alive honesty: the server says when it will close; the campaign counts every close -------
+
+
+def _raw_answer(sock: Any) -> bytes:
+    """The head and body of one HTTP answer read from a raw socket (Content-Length framed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before an answer: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head.lower()
+
+
+def test_an_answer_before_the_body_is_read_says_connection_close(port: int) -> None:
+    """`/api/v0/version` ignores its body. Answering before the body is in, hypercorn has to drop the
+    connection afterwards; without `connection: close` the client's next request died on it (the 24
+    broken pipes of the first long `make fuzz`)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"POST /api/v0/version HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"x" * 1000)  # 1 % of the body, the rest never comes
+        head = _raw_answer(sock)
+    assert head.startswith(b"http/1.1 200") and b"\r\nconnection: close" in head, head
+
+
+def test_answers_after_the_whole_body_keep_the_connection(port: int) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        for path, body in (("/", b'{"jsonrpc":"2.0","id":1,"method":"test_echo","params":[1]}'),
+                           ("/api/v0/version", b""), ("/", b'{"jsonrpc":"2.0","id":2,"method":"test_echo"}')):
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200 and not response.will_close, (path, response.getheaders())
+            if path != "/":
+                continue
+            if body.endswith(b"[1]}"):
+                first = conn.sock
+            else:
+                assert conn.sock is first  # one connection served all three
+    finally:
+        conn.close()
+
+
+def _raw_server(mode: str) -> tuple[Any, int]:
+    """A loopback HTTP server with one bad habit: 'drop' closes every connection unanswered, 'early'
+    answers 413 after the headers and closes under the body, 'once' answers one request per
+    connection without saying it will close."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with client:
+                if mode == "drop":
+                    continue
+                data = b""
+                while b"\r\n\r\n" not in data and (chunk := client.recv(65536)):
+                    data += chunk
+                if mode == "early":
+                    client.sendall(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                else:
+                    client.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    client.recv(1)  # the client's next request (or its close)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("mode, body, expected", [
+    ("drop", b"{}", {"dropped": 3}),
+    ("early", b"x" * (8 << 20), {"early_answers": 3}),
+    ("once", b"{}", {"reconnects": 2}),
+])
+def test_the_campaign_counts_every_close_by_its_kind(mode: str, body: bytes, expected: dict) -> None:
+    """bench/fuzz.py once retried any failed request silently (and before that called each a crash)."""
+    import http.client
+
+    from bench.fuzz import Tally, http_exchange
+
+    listener, server_port = _raw_server(mode)
+    try:
+        def fresh() -> http.client.HTTPConnection:
+            return http.client.HTTPConnection("127.0.0.1", server_port, timeout=20)
+
+        tally, conn = Tally(), fresh()
+        for _ in range(3):
+            response, _, conn = http_exchange(conn, fresh, tally, "/", {}, body)
+            if response is not None and response.will_close:
+                conn.close()
+                conn = fresh()
+        conn.close()
+    finally:
+        listener.close()
+    counts = {kind: getattr(tally, kind) for kind in ("dropped", "reconnects", "early_answers", "crashes", "malformed")}
+    assert counts == {**dict.fromkeys(counts, 0), **expected}, (counts, tally.examples)
+
+
+def test_a_websocket_client_silent_after_a_notification_is_not_cut() -> None:
+    """The 7 abnormal closes (1006) of the first long `make fuzz`: the fuzzer sent a frame that was a
+    JSON-RPC notification (no answer by design) and waited; hypercorn's per-connection read timeout
+    then closed the TCP connection under the WebSocket without a close frame. Bad frames, then
+    silence well past every timeout, and the connection must still answer."""
+    limits = HttpLimits(read_timeout=0.5, header_timeout=0.5, body_timeout=0.5)
+    frames: list[str | bytes] = [json.dumps({"jsonrpc": "2.0", "method": "test_echo", "params": [1]}),  # no id
+                                 b"\x00binary", "[" * 5000, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "x" * 99})]
+
+    async def session(port: int) -> list[Any]:
+        answers = []
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+            for frame in frames:
+                await ws.send_message(frame)
+            await trio.sleep(2.5)  # five read timeouts without a byte from the client
+            await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": "last", "method": "test_echo", "params": [2]}))
+            with trio.fail_after(20):
+                while not answers or answers[-1].get("id") != "last":
+                    answers.append(json.loads(await ws.get_message()))
+        return answers
+
+    with running(demo_server(limits)) as port:
+        answers = trio.run(session, port)
+    assert [a.get("error", {}).get("code") for a in answers[:-1]] == [-32600, -32700, -32601]
+    assert answers[-1]["result"] == 2
