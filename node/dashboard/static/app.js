@@ -137,7 +137,7 @@ async function curvesSection(trainers) {
     const last = c.points[c.points.length - 1];
     const acc = last && typeof last.accuracy === "number" ? ` · accuracy <b data-testid="curve-accuracy">${esc((100 * last.accuracy).toFixed(1))} %</b>` : "";
     return `<div class="curvebox" data-testid="curve" data-trainer="${esc(t.address)}">${accountLink(t.address)}
-      <p>${esc(c.points.length)} ${esc(c.unit)}s · training ${esc(c.loss)} loss <b data-testid="curve-first-loss">${esc(c.points[0].loss.toFixed(4))}</b> →
+      <p>${esc(c.points.length)} ${esc(c.unit)}${c.points.length === 1 ? "" : "s"} · training ${esc(c.loss)} loss <b data-testid="curve-first-loss">${esc(c.points[0].loss.toFixed(4))}</b> →
       <b data-testid="curve-last-loss">${esc(last.loss.toFixed(4))}</b>${acc}</p>${curveSvg(c)}</div>`;
   });
   return blocks.length ? `<div class="curves">${blocks.join("")}</div><p>blue: training loss (nats); green: training accuracy. Recorded by each trainer in its model file.</p>`
