@@ -32,7 +32,7 @@ def arena(*args: str) -> subprocess.CompletedProcess:
 
 def new_spec(tmp: Path, name: str = "spec.json", *extra: str) -> subprocess.CompletedProcess:
     return arena("chain-spec", "new", "--name", "Test Net", "--id", "test_net", "--authority", "alice",
-                 "--authority", f"{BOB.address}={2000 * UNIT}", "--endow", f"alice={5000 * UNIT}",
+                 "--authority", f"{BOB.address}=2000", "--endow", "alice=5000",
                  "--set", "system.epoch_length=10", "-o", str(tmp / name), *extra)
 
 
@@ -73,7 +73,7 @@ def test_new_spec_refuses_bad_input(tmp_path: Path) -> None:
 def test_key_insert_and_node_on_a_new_single_authority_chain(tmp_path: Path) -> None:
     key = Keypair.from_dev_name("solo-authority")
     made = arena("chain-spec", "new", "--name", "Solo", "--id", "solo", "--authority", "0x" + key.public_key.hex(),
-                 "--endow", f"{key.address}={10 * UNIT}", "--slot-ms", "500", "-o", str(tmp_path / "solo.json"))
+                 "--endow", f"{key.address}=10", "--slot-ms", "500", "-o", str(tmp_path / "solo.json"))
     assert made.returncode == 0, made.stderr
     base = tmp_path / "node"
     inserted = arena("key", "insert", "--base-path", str(base), "--key", "//solo-authority", "--chain",

@@ -182,6 +182,26 @@ def test_worker_and_serve_amounts_are_arena_like_every_amount_flag(capsys, tmp_p
     assert exc.value.code == 2 and "more than the chain holds" in err and "Traceback" not in err
 
 
+def test_chain_spec_amounts_are_arena_and_accounts_any_key_name(capsys, tmp_path):
+    from node.genesis import load_chain_spec
+
+    out = tmp_path / "spec.json"
+    code, _, err = run(capsys, "chain-spec", "new", "--name", "N", "--id", "n", "--authority", "//dave=100.5",
+                       "--authority", "bob", "--endow", "alice=1.5", "--endow", "charlie=7u", "-o", str(out))
+    assert code == 0, err
+    modules = load_chain_spec(out).config["modules"]
+    assert modules["session"]["authorities"] == [[DAVE.address, 100_500_000_000], [BOB.address, 1000 * 10**9]]
+    assert modules["balances"]["accounts"] == [[keystore.resolve_key("alice").address, 1_500_000_000],
+                                               [CHARLIE.address, 7]]
+    # the old base-unit spelling is refused, and chain messages show ARENA beside base units
+    code, _, err = run(capsys, "chain-spec", "new", "--name", "N", "--id", "n", "--authority", "alice",
+                       "--endow", "alice=5000000000000", "-o", str(tmp_path / "b.json"))
+    assert code == 1 and "--endow 'alice=5000000000000'" in err and "more than the chain holds" in err
+    code, _, err = run(capsys, "chain-spec", "new", "--name", "N", "--id", "n", "--authority", "alice=5",
+                       "-o", str(tmp_path / "c.json"))
+    assert code == 1 and "stakes 5000000000 (5 ARENA), below the authority minimum 100000000000 (100 ARENA)" in err
+
+
 def test_encrypted_key_files(capsys, keys_dir, monkeypatch):
     monkeypatch.setenv(keystore.PASSPHRASE_ENV, "correct horse battery")
     code, out, err = run(capsys, "key", "generate", "--name", "locked", "--encrypt")

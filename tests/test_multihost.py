@@ -80,7 +80,7 @@ def test_four_hosts_finalize_serve_a_remote_worker_and_survive_a_cut_link(lab: N
     spec = tmp_path / "spec.json"
     made = _arena("chain-spec", "new", "--name", "Multihost", "--id", "multihost", "--slot-ms", "500",
                   *[a for name in AUTHORITIES for a in ("--authority", name)],
-                  "--endow", f"alice={10**6 * UNIT}", "-o", str(spec))
+                  "--endow", "alice=1000000", "-o", str(spec))
     assert made.returncode == 0, made.stderr
     peers = []
     for i, name in enumerate(AUTHORITIES):

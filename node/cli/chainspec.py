@@ -2,10 +2,13 @@
 
     arena key generate --name validator-1 [--encrypt]
     arena chain-spec new --name "My Arena" --id my_arena \\
-        --authority 5F...=1000000000000 --authority 5G... --endow 5F...=1000000000000000 \\
+        --authority 5F...=1000 --authority 5G... --endow 5F...=1000000 \\
         --set system.epoch_length=50 --output my-arena.json
     arena key insert --base-path /var/lib/arena --key validator-1.json --chain my-arena.json
     arena node --chain my-arena.json --base-path /var/lib/arena ...
+
+Genesis amounts (`--authority ADDRESS=STAKE`, `--endow ADDRESS=AMOUNT`) are ARENA like every amount
+flag (or base units with a 'u' suffix); the spec file holds base units.
 """
 from __future__ import annotations
 
@@ -24,12 +27,13 @@ from node.chainspec import (
     authority_addresses,
     insert_authority_key,
     new_chain_spec,
-    parse_pair,
     parse_setting,
     write_spec,
 )
+from node.cli.common import address_of, parse_amount, with_arena
 from node.keystore import KeyError_, resolve_key, write_key
 from runtime.crypto import Keypair
+from runtime.modules.balances import UNIT
 
 # ---------------------------------------------------------------- key
 
@@ -101,8 +105,20 @@ def cmd_chain_spec(args: argparse.Namespace) -> int:
             return 0
         return _new_chain_spec(args)
     except (ChainSpecError, GenesisError, OSError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_arena(str(exc))}", file=sys.stderr)
         return 1
+
+
+def genesis_pair(text: str, what: str, default: int | None = None) -> tuple[str, int]:
+    """'ADDRESS[=AMOUNT]' → (SS58 address, base units): any account name the CLI takes, an amount in ARENA."""
+    account, sep, amount = text.partition("=")
+    if not sep and default is None:
+        raise ValueError(f"{what} {text!r} must be ADDRESS=AMOUNT, e.g. alice=1000 (ARENA)")
+    try:
+        units = parse_amount(amount) if sep else int(default or 0)
+        return address_of(account), units
+    except (argparse.ArgumentTypeError, KeyError_) as exc:  # the user's text, shown as given
+        raise ValueError(f"{what} {text!r}: {exc}") from None
 
 
 def _new_chain_spec(args: argparse.Namespace) -> int:
@@ -110,8 +126,8 @@ def _new_chain_spec(args: argparse.Namespace) -> int:
     from node.genesis import DEFAULT_GENESIS, chain_spec_from_config, load_chain_spec
 
     template = json.loads(Path(args.template or DEFAULT_GENESIS).read_text())
-    authorities = [Authority(*parse_pair(a, "--authority", DEFAULT_AUTHORITY_STAKE)) for a in args.authority or []]
-    endowed = [parse_pair(e, "--endow") for e in args.endow or []]
+    authorities = [Authority(*genesis_pair(a, "--authority", DEFAULT_AUTHORITY_STAKE)) for a in args.authority or []]
+    endowed = [genesis_pair(e, "--endow") for e in args.endow or []]
     config = new_chain_spec(
         template, name=args.name, chain_id=args.id, authorities=authorities, endowed=endowed,
         settings=[parse_setting(s) for s in args.set or []], slot_duration_ms=args.slot_ms,
@@ -162,8 +178,9 @@ def register_chain_spec(sub: argparse._SubParsersAction) -> None:
     new.add_argument("--name", required=True, help="human-readable chain name (system_chain)")
     new.add_argument("--id", required=True, help="short machine id, e.g. my_arena")
     new.add_argument("--authority", action="append", metavar="ADDRESS[=STAKE]",
-                     help=f"genesis authority and its bond in base units (repeatable; default {DEFAULT_AUTHORITY_STAKE})")
-    new.add_argument("--endow", action="append", metavar="ADDRESS=AMOUNT", help="genesis balance in base units (repeatable)")
+                     help=f"genesis authority and its bond in ARENA (repeatable; default "
+                          f"{DEFAULT_AUTHORITY_STAKE // UNIT})")
+    new.add_argument("--endow", action="append", metavar="ADDRESS=AMOUNT", help="genesis balance in ARENA (repeatable)")
     new.add_argument("--set", action="append", metavar="MODULE.PARAM=JSON",
                      help="override a module parameter of the template, e.g. system.epoch_length=50")
     new.add_argument("--slot-ms", type=int, help="slot duration in milliseconds (default: the template's)")
