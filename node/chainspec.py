@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.crypto import CryptoError, Keypair, parse_account, ss58_encode
+from runtime.crypto import Keypair
 
 # `arena key insert` writes a node's authority key here, under its base path
 AUTHORITY_KEY_FILE = "authority.json"
@@ -30,29 +30,6 @@ class ChainSpecError(ValueError):
 class Authority:
     address: str
     stake: int
-
-
-def parse_address(text: str, what: str) -> str:
-    """An SS58 address (or 0x public key, or dev name) in canonical SS58 form."""
-    from node.keystore import DEV_NAMES
-    if text.lower() in DEV_NAMES:
-        return Keypair.from_dev_name(text.lower()).address
-    try:
-        return ss58_encode(parse_account(text))
-    except CryptoError as exc:
-        raise ChainSpecError(f"{what} {text!r} is not an SS58 address, 0x public key or dev name: {exc}") from exc
-
-
-def parse_pair(text: str, what: str, default: int | None = None) -> tuple[str, int]:
-    """'ADDRESS=AMOUNT' (AMOUNT in base units) → (SS58 address, amount)."""
-    address, sep, amount = text.partition("=")
-    if not sep:
-        if default is None:
-            raise ChainSpecError(f"{what} {text!r} must be ADDRESS=AMOUNT (amount in base units)")
-        return parse_address(address, what), default
-    if not amount.isdigit():
-        raise ChainSpecError(f"{what} {text!r}: amount {amount!r} must be a whole number of base units")
-    return parse_address(address, what), int(amount)
 
 
 def parse_setting(text: str) -> tuple[str, str, Any]:
