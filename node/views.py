@@ -1,18 +1,21 @@
 """The narrow handles that the composition root (node/service.py) hands to RPC and consensus.
 
-No part of the node receives the node whole. The RPC namespaces get a read-only `ChainView`, a
-`PoolHandle` (submit, nonces, pending) and a `NetworkView` (peers, sync); the consensus service
-gets the chain itself (it is the chain's writer), the pool handle, an `ExtrinsicSigner` for its
-own reports and a `FinalizedListener`. These types import nothing of the parts that use them, so
+No part of the node calls back into the node. The RPC namespaces get a read-only `ChainView`, a
+`PoolHandle` (submit, nonces, pending) and a `NetworkView` (peers, sync); the dashboard namespace a
+`NodeView` (chain view, content store, settings); the consensus service gets the chain itself (it
+is the chain's writer), the pool handle, an `ExtrinsicSigner` for its own reports and a
+`FinalizedListener`. These types import nothing of the parts that use them, so
 no import circle runs through them.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from node.txpool import TxPool
+from p2p.content.abc import ContentStore
 from runtime.crypto import Keypair
 from runtime.executive import CheckedExtrinsic, Runtime
 from runtime.modules import system
@@ -70,6 +73,30 @@ class NetworkView(Protocol):
     def is_syncing(self) -> bool: ...
     def local_peer(self) -> dict | None: ...
     def should_have_peers(self) -> bool: ...
+
+
+class NodeSettings(Protocol):
+    """The node's settings a namespace may read (node.service.NodeConfig has them)."""
+
+    @property
+    def dev(self) -> bool: ...
+    @property
+    def author_key(self) -> Keypair | None: ...
+    @property
+    def rpc_port(self) -> int: ...
+    @property
+    def base_path(self) -> Path: ...
+
+
+class NodeView(Protocol):
+    """For a namespace that needs more than the chain: the chain view, the content store, the settings."""
+
+    @property
+    def chain(self) -> ChainView: ...
+    @property
+    def content(self) -> ContentStore: ...
+    @property
+    def config(self) -> NodeSettings: ...
 
 
 class NoNetwork:
