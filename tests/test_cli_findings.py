@@ -182,6 +182,19 @@ def test_worker_and_serve_amounts_are_arena_like_every_amount_flag(capsys, tmp_p
     assert exc.value.code == 2 and "more than the chain holds" in err and "Traceback" not in err
 
 
+def test_worker_device_cuda_is_refused_at_start_without_a_cuda_device(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    from node.cli import build_parser
+    from node.cli.worker import build_contexts
+
+    argv = ["worker", "--role", "trainer", "--key", "alice", "--rpc", "http://127.0.0.1:9", "--data-dir", str(tmp_path)]
+    assert build_contexts(build_parser().parse_args([*argv, "--device", "auto"]))
+    with pytest.raises(ValueError, match="--device cuda: torch sees no CUDA device"):
+        build_contexts(build_parser().parse_args([*argv, "--device", "cuda"]))
+
+
 def test_chain_spec_amounts_are_arena_and_accounts_any_key_name(capsys, tmp_path):
     from node.genesis import load_chain_spec
 

@@ -49,10 +49,24 @@ def check_worker_options(args: argparse.Namespace) -> None:
         if not steps.isdigit():
             raise ValueError(f"--max-steps {args.max_steps!r}: {steps!r} is not a whole number of steps "
                              "(0: the spec's)")
+    _check_device(args.device)
     if args.role != "planner" and args.task:
         raise ValueError(f"--task is a planner option; the {args.role} role takes no tasks")
     if args.role == "planner":
         _check_planned_tasks(args.task or [])
+
+
+def _check_device(device: str) -> None:
+    """`--device cuda` needs a CUDA device torch can see (else a trainer fails at its first task, minutes later)."""
+    if device != "cuda":
+        return
+    try:
+        import torch
+    except ImportError:
+        raise ValueError("--device cuda needs torch: pip install 'arena[workers]'") from None
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False); "
+                         "use --device auto or cpu")
 
 
 def _check_qualities(text: str) -> None:
