@@ -147,15 +147,19 @@ def test_paid_queries_are_served_reported_and_split(tmp_path):
         assert sum(u["queries"] for u in usage) == QUERIES
         payouts = [p for u in usage for p in u["payouts"]]
         assert sum(p["amount"] for p in payouts) == QUERIES * PRICE
-        by_party = {p["party"]: p for p in payouts}
+        # under load the host may have reported in several extrinsics (and periods): each report splits its
+        # own revenue, rounding down, so a party's total is within one unit per report of the whole split
+        by_party: dict[str, int] = {}
+        for p in payouts:
+            assert p["address"] == {"host": HOST.address, "trainer": BOB.address, "validators": CHARLIE.address,
+                                    "treasury": p["address"]}[p["party"]]
+            by_party[p["party"]] = by_party.get(p["party"], 0) + p["amount"]
         revenue = QUERIES * PRICE
-        assert by_party["host"]["address"] == HOST.address and by_party["host"]["amount"] == revenue // 2
-        assert by_party["trainer"]["address"] == BOB.address and by_party["trainer"]["amount"] == revenue // 4
-        assert by_party["validators"]["address"] == CHARLIE.address
-        assert by_party["validators"]["amount"] == revenue * 15 // 100
+        for party, share in (("host", 50), ("trainer", 25), ("validators", 15)):
+            assert 0 <= revenue * share // 100 - by_party[party] <= QUERIES, (party, by_party)
         after = {k.address: client.call("arena_account", k.address)["free"] for k in (BOB, CHARLIE)}
-        assert after[BOB.address] - before[BOB.address] == revenue // 4
-        assert after[CHARLIE.address] - before[CHARLIE.address] == revenue * 15 // 100
+        assert after[BOB.address] - before[BOB.address] == by_party["trainer"]
+        assert after[CHARLIE.address] - before[CHARLIE.address] == by_party["validators"]
         treasury_after = client.call("arena_account", "0x" + blake2b_256(b"arena/module/treasury").hex())["free"]
         assert treasury_after - treasury_before >= revenue - revenue // 2 - revenue // 4 - revenue * 15 // 100
         # the user's state survives a restart of the client: the next voucher continues the channel
@@ -163,7 +167,24 @@ def test_paid_queries_are_served_reported_and_split(tmp_path):
         again = ArenaModelClient(node.url, EVE, state_dir=tmp_path / "client", deposit=UNIT)
         answer = again.query(cid, [float(x) for x in digits.data[9]])
         assert answer.cumulative_amount == (QUERIES + 1) * PRICE  # the refused query was not charged
+        # many queries in one request (/v1/batch), each with its own voucher: a refused one and those
+        # signed on top of it cost nothing
+        rows = [[float(x) for x in digits.data[i]] for i in range(10, 14)]
+        results = again.query_many(cid, rows[:2] + [[1.0, 2.0]] + rows[2:])
+        assert [type(r).__name__ for r in results] == ["Answer"] * 2 + ["ModelQueryError"] * 3
+        assert [r.code for r in results[2:]] == ["bad_input", "previous_refused", "previous_refused"]
+        assert results[1].cumulative_amount == (QUERIES + 3) * PRICE
+        assert [a.cumulative_amount for a in again.query_many(cid, rows[2:])] == [
+            (QUERIES + 4) * PRICE, (QUERIES + 5) * PRICE]
         again.close()
+        # a user with only a channel to this host (deposit_for) is served from it: no shared escrow needed
+        dave = Keypair.from_dev_name("dave-channel")
+        ok(client.submit_and_wait(ALICE, "balances", "transfer", [dave.public_key, 10 * UNIT]))
+        ok(client.submit_and_wait(dave, "marketplace", "deposit_for", [HOST.public_key, 3 * PRICE]))
+        channel_user = ArenaModelClient(node.url, dave, state_dir=tmp_path / "client", deposit=UNIT)
+        assert [a.cost for a in channel_user.query_many(cid, rows[:3])] == [PRICE] * 3
+        assert client.call("arena_escrow", dave.address)["balance"] == 0
+        channel_user.close()
     finally:
         stop(host)
         node.stop()
