@@ -183,8 +183,8 @@ class Runtime:
         return birth_hash
 
     def fee(self, state: Overlay, length: int, weight: int) -> int:
-        base, per_byte, per_weight, _ = system.FeeParams.get(state)
-        return base + per_byte * length + per_weight * weight
+        fees = system.FeeParams.get(state)
+        return fees.base_fee + fees.byte_fee * length + fees.weight_fee * weight
 
     # ------------------------------------------------------------ blocks
 
@@ -205,7 +205,7 @@ class Runtime:
         checked = self.check_extrinsic(state, encoded, ctx.block_number, verified=verified)
         if checked.nonce_gap:
             raise invalid("Future", f"nonce {checked.extrinsic.nonce} is ahead of the account")
-        max_weight = system.FeeParams.get(state)[3]
+        max_weight = system.FeeParams.get(state).max_block_weight
         if builder.weight + checked.call.weight > max_weight:
             raise invalid("ExhaustsResources", "block weight limit reached")
         xt = checked.extrinsic

@@ -1,5 +1,7 @@
 """The incentive mathematics: aggregation of validator scores, ranking, and every reward split.
 
+(Over 500 lines on purpose: every formula of docs/incentives.md in one pure file, checked side by side.)
+
 Consensus-critical and pure. Every function takes integers, bytes and lists and returns the same;
 there are no floats (not even intermediate), no clock, no randomness, no I/O, and no dependence
 on dict iteration order: dicts are used only for look-ups, and every list returned is sorted (by

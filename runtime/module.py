@@ -125,6 +125,26 @@ class RecordMap(typing.Generic[R]):
         state.delete(self.key(item))
 
 
+class RecordValue(typing.Generic[R]):
+    """A StorageValue whose value is a `Record` (stored as its field list): `get` returns the record."""
+
+    def __init__(self, module: str, name: str, default: R) -> None:
+        self.key = f"{module}:{name}".encode()
+        self.record = type(default)
+        self.default = default
+        self._default = encode(default.to_list())  # the encoded default, as StorageValue keeps it
+
+    def get(self, state: Overlay) -> R:
+        raw = state.get(self.key)
+        return self.default if raw is None else self.record.from_list(decode(raw))
+
+    def put(self, state: Overlay, value: R) -> None:
+        state.set(self.key, encode(value.to_list()))
+
+    def kill(self, state: Overlay) -> None:
+        state.delete(self.key)
+
+
 # ---------------------------------------------------------------- call arguments
 
 

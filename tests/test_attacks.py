@@ -81,7 +81,7 @@ def test_self_dealing_tasks_cannot_take_the_emission(h1):
     # fencing honest participants off with a huge min_stake is refused ...
     fails_with(h, MALLORY, "tasks", "create", [SPEC, UNIT, params(min_stake=100 * UNIT)], "InvalidParams")
     # ... and one creator cannot take every task slot
-    limit = tasks.Limits.get(h.ctx().state)[5]
+    limit = tasks.Limits.get(h.ctx().state).max_tasks_per_creator
     ok(h.block(*[(MALLORY, "tasks", "create", [SPEC, UNIT, params(min_stake=50 * UNIT)])] * limit))
     h.block()  # selection
     fails_with(h, MALLORY, "tasks", "create", [SPEC, UNIT, params(min_stake=50 * UNIT)], "TooManyActiveTasks")

@@ -101,7 +101,7 @@ def test_slash_splits_between_treasury_and_burn(h):
     assert taken == 10 * UNIT
     assert staking.bonded(ctx, EVE.public_key, "validator") == 90 * UNIT
     assert balances.reserved_balance(ctx, EVE.public_key) == 90 * UNIT
-    share = staking.Params.get(ctx.state)[1]
+    share = staking.Params.get(ctx.state).slash_treasury_ppb
     to_treasury = taken * share // 10**9
     assert treasury.pot(ctx) - pot == to_treasury
     assert issuance - balances.TotalIssuance.get(ctx.state) == taken - to_treasury
@@ -128,7 +128,7 @@ def test_session_reads_and_slashes_authority_stake_through_staking(h):
     free = h.free(EVE.public_key)
     events = h.block((ALICE, "session", "report_equivocation", [session.KIND_BLOCK, sealed(b"a" * 32), sealed(b"b" * 32)]))
     assert not failures(events), failures(events)
-    fraction = session.Params.get(h.ctx().state)[1]
+    fraction = session.Params.get(h.ctx().state).slash_ppb
     assert named(events, "session", "EquivocationSlashed")[0].data[3] == 2000 * UNIT * fraction // 10**9
     assert staking.bonded(h.ctx(), EVE.public_key, "authority") == 2000 * UNIT - 2000 * UNIT * fraction // 10**9
     assert h.free(EVE.public_key) == free  # the bond pays, not the free balance

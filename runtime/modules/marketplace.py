@@ -1,5 +1,7 @@
 """Marketplace: hosts serve a finished task's top model, users pay per query from an escrow.
 
+(Over 500 lines on purpose: hosts, escrows, channels and vouchers are one payment state machine.)
+
     deposit ─► escrow ─(user-signed vouchers, off chain)─► report_usage ─► host / trainer /
                  │                                                          validators / treasury
                  └─ request_withdraw ──(withdraw_delay blocks)──► withdraw
@@ -38,6 +40,7 @@ and emission leave it in full within the call / hook that created them.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from runtime import incentives
@@ -51,6 +54,8 @@ from runtime.module import (
     Context,
     DispatchError,
     Module,
+    Record,
+    RecordValue,
     StorageMap,
     StorageValue,
     Text,
@@ -102,8 +107,19 @@ _ENDPOINT = re.compile(r"^https?://[^\s]{1,240}$")
 
 # ---------------------------------------------------------------- storage
 
-# [period_blocks, withdraw_delay, max_vouchers_per_report, usage_emission_per_period]
-Params = StorageValue("marketplace", "Params", [20, 40, 64, 0])
+
+
+@dataclass(frozen=True)
+class MarketParams(Record):
+    """Genesis `modules.marketplace` parameters."""
+
+    period_blocks: int
+    withdraw_delay: int
+    max_vouchers_per_report: int
+    usage_emission_per_period: int
+
+
+Params = RecordValue("marketplace", "Params", MarketParams(20, 40, 64, 0))
 Shares = StorageValue("marketplace", "Shares", DEFAULT_SHARES)         # [[party, ppb]]
 ChainGenesis = StorageValue("marketplace", "ChainGenesis", None)   # see `chain_genesis`
 # model_cid -> [task_id, trainer, [[validator, stake, agreement_ppb]]]
@@ -192,14 +208,14 @@ class StaleVoucher(_MarketError):
 
 
 def params(ctx: Context) -> dict[str, int]:
-    period_blocks, delay, max_vouchers, emission = Params.get(ctx.state)
-    return {"period_blocks": period_blocks, "withdraw_delay": delay, "max_vouchers_per_report": max_vouchers,
-            "usage_emission_per_period": emission}
+    p = Params.get(ctx.state)
+    return {"period_blocks": p.period_blocks, "withdraw_delay": p.withdraw_delay,
+            "max_vouchers_per_report": p.max_vouchers_per_report, "usage_emission_per_period": p.usage_emission_per_period}
 
 
 def current_period(ctx: Context) -> int:
     """Usage periods are `period_blocks` long: period p covers blocks [p·len, (p+1)·len)."""
-    return ctx.block_number // Params.get(ctx.state)[0]
+    return ctx.block_number // Params.get(ctx.state).period_blocks
 
 
 def escrow_of(ctx: Context, user: bytes) -> list[int]:
@@ -345,7 +361,7 @@ def channel_of(ctx: Context, user: bytes, host: bytes) -> list[int]:
 
 def pay_period_emission(ctx: Context, period: int) -> None:
     """Mint the usage emission of `period` and split it ∝ redeemed revenue, then like revenue."""
-    emission = Params.get(ctx.state)[3]
+    emission = Params.get(ctx.state).usage_emission_per_period
     entries = PeriodUsage.get(ctx.state, period)
     if emission == 0 or not entries or sum(r for _, _, r in entries) == 0:
         return
@@ -465,7 +481,7 @@ class Marketplace(Module):
         ensure(amount > 0, ZeroAmount)
         balance, _, _ = Channel.get(ctx.state, [ctx.origin, host])
         ensure(amount <= balance, InsufficientEscrow, f"the channel holds {balance}, cannot withdraw {amount}")
-        release = ctx.block_number + Params.get(ctx.state)[1]
+        release = ctx.block_number + Params.get(ctx.state).withdraw_delay
         _put_channel(ctx, ctx.origin, host, balance, amount, release)
         ctx.deposit_event("marketplace", "WithdrawRequested", ctx.origin, amount, release)
 
@@ -491,7 +507,7 @@ class Marketplace(Module):
         ensure(amount > 0, ZeroAmount)
         balance, _, _ = Escrow.get(ctx.state, ctx.origin)
         ensure(amount <= balance, InsufficientEscrow, f"escrow holds {balance}, cannot withdraw {amount}")
-        release = ctx.block_number + Params.get(ctx.state)[1]
+        release = ctx.block_number + Params.get(ctx.state).withdraw_delay
         _put_escrow(ctx, ctx.origin, balance, amount, release)
         ctx.deposit_event("marketplace", "WithdrawRequested", ctx.origin, amount, release)
 
@@ -517,7 +533,7 @@ class Marketplace(Module):
         now = current_period(ctx)
         ensure(period <= now and period + 1 >= now, WrongPeriod,
                f"period {period} cannot be reported at block {ctx.block_number} (period {now}); report {now} or {now - 1}")
-        limit = Params.get(ctx.state)[2]
+        limit = Params.get(ctx.state).max_vouchers_per_report
         ensure(len(vouchers) <= limit, TooManyVouchers, f"{len(vouchers)} vouchers, limit {limit} per report")
         ensure(ModelInfo.contains(ctx.state, model_cid), UnknownModel, f"model {model_cid} was never registered")
         ensure(Served.contains(ctx.state, [model_cid, ctx.origin]), NotRegistered,
@@ -539,7 +555,7 @@ class Marketplace(Module):
         """Keep the genesis hash before it leaves the block hash history; period starts pay emission."""
         if ctx.block_number == system.BLOCK_HASH_HISTORY:
             chain_genesis(ctx)
-        period_blocks = Params.get(ctx.state)[0]
+        period_blocks = Params.get(ctx.state).period_blocks
         if ctx.block_number % period_blocks == 0 and ctx.block_number >= 2 * period_blocks:
             pay_period_emission(ctx, ctx.block_number // period_blocks - 2)
 
@@ -562,5 +578,5 @@ class Marketplace(Module):
             raise ValueError(f"marketplace.usage_shares_ppb parties must be distinct, from {', '.join(PARTIES)}")
         incentives.usage_split(0, pairs)  # checks each share and the sum ≤ PPB
         shares = [[p, s] for p, s in pairs]
-        Params.put(ctx.state, [period_blocks, delay, max_vouchers, emission])
+        Params.put(ctx.state, MarketParams(period_blocks, delay, max_vouchers, emission))
         Shares.put(ctx.state, shares)

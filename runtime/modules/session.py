@@ -9,6 +9,8 @@ slashed.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from runtime.codec import CodecError, decode, encode
 from runtime.crypto import ss58_decode, verify
 from runtime.module import (
@@ -17,6 +19,8 @@ from runtime.module import (
     Context,
     DispatchError,
     Module,
+    Record,
+    RecordValue,
     StorageMap,
     StorageValue,
     call,
@@ -30,8 +34,17 @@ SetId = StorageValue("session", "SetId", 0)
 # The set before the current one: its members can still be proven to have equivocated.
 PreviousAuthorities = StorageValue("session", "PreviousAuthorities", [])
 EpochRandomness = StorageValue("session", "EpochRandomness", bytes(32))
-# [max_authorities, slash_ppb]
-Params = StorageValue("session", "Params", [16, 100_000_000])
+
+
+@dataclass(frozen=True)
+class SessionParams(Record):
+    """Genesis `modules.session` parameters."""
+
+    max_authorities: int   # the authority set is the top N by stake
+    slash_ppb: int         # fraction of an equivocator's authority bond slashed
+
+
+Params = RecordValue("session", "Params", SessionParams(16, 100_000_000))
 # [kind, offender, slot] or [kind, offender, set_id, round] -> block reported
 Offences = StorageMap("session", "Offences", None)
 
@@ -127,7 +140,7 @@ def rotate(ctx: Context) -> None:
     candidates = [c for c in staking.authority_candidates(ctx) if c[1] > 0]
     if not candidates:
         return
-    max_authorities = Params.get(ctx.state)[0]
+    max_authorities = Params.get(ctx.state).max_authorities
     chosen = sorted(candidates, key=lambda c: (-c[1], c[0]))[:max_authorities]
     new_set = sorted([[a, s] for a, s in chosen])
     if new_set != Authorities.get(ctx.state):
@@ -168,13 +181,13 @@ class Session(Module):
         offence = [kind, offender, round_number] if set_id is None else [kind, offender, set_id, round_number]
         ensure(not Offences.contains(ctx.state, offence), AlreadyReported)
         Offences.put(ctx.state, offence, ctx.block_number)
-        fraction = Params.get(ctx.state)[1]
+        fraction = Params.get(ctx.state).slash_ppb
         amount = staking.slash_authority(ctx, offender, fraction)
         ctx.deposit_event("session", "EquivocationSlashed", offender, kind, round_number, amount)
 
     @staticmethod
     def genesis(ctx: Context, config: dict) -> None:
-        Params.put(ctx.state, [int(config.get("max_authorities", 16)), int(config.get("slash_ppb", 100_000_000))])
+        Params.put(ctx.state, SessionParams(int(config.get("max_authorities", 16)), int(config.get("slash_ppb", 100_000_000))))
         chosen = sorted([[ss58_decode(a), int(s)] for a, s in config.get("authorities", [])])
         Authorities.put(ctx.state, chosen)
         EpochRandomness.put(ctx.state, system.Randomness.get(ctx.state))

@@ -20,6 +20,7 @@ Funds: every unit bonded, delegated or unlocking sits in its owner's reserved ba
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from runtime.crypto import ss58_decode
@@ -30,8 +31,9 @@ from runtime.module import (
     Context,
     DispatchError,
     Module,
+    Record,
+    RecordValue,
     StorageMap,
-    StorageValue,
     call,
     ensure,
 )
@@ -63,8 +65,18 @@ Capabilities = Annotated[list, ArgCheck(
 # ---------------------------------------------------------------- storage
 
 MinStake = StorageMap("staking", "MinStake", 0)          # role -> minimum bond
-# [unbonding_period_blocks, slash_treasury_ppb, min_delegation]
-Params = StorageValue("staking", "Params", [100, 500_000_000, 1])
+
+
+@dataclass(frozen=True)
+class StakingParams(Record):
+    """Genesis `modules.staking` parameters."""
+
+    unbonding_period: int      # blocks an unbonded or undelegated amount stays reserved
+    slash_treasury_ppb: int    # share of every slash credited to the treasury (the rest is burned)
+    min_delegation: int
+
+
+Params = RecordValue("staking", "Params", StakingParams(100, 500_000_000, 1))
 Bonded = StorageMap("staking", "Bonded", 0)              # [account, role] -> own bond
 Members = StorageMap("staking", "Members", [])           # role -> sorted accounts with a bond
 Delegators = StorageMap("staking", "Delegators", [])     # target -> [[delegator, amount]] sorted
@@ -160,7 +172,7 @@ def min_stake(ctx: Context, role: str) -> int:
 
 
 def unbonding_period(ctx: Context) -> int:
-    return Params.get(ctx.state)[0]
+    return Params.get(ctx.state).unbonding_period
 
 
 def heartbeat_of(ctx: Context, who: bytes) -> list | None:
@@ -260,7 +272,7 @@ def slash(ctx: Context, who: bytes, role: str, amount: int, reason: str) -> int:
         return 0
     _set_bond(ctx, who, role, bonded(ctx, who, role) - taken)
     balances.take_reserved(ctx, who, taken)
-    to_treasury = taken * Params.get(ctx.state)[1] // PPB
+    to_treasury = taken * Params.get(ctx.state).slash_treasury_ppb // PPB
     treasury.credit(ctx, to_treasury, f"slash:{reason}")
     if taken - to_treasury:
         balances.burn(ctx, taken - to_treasury)
@@ -272,7 +284,7 @@ def slash(ctx: Context, who: bytes, role: str, amount: int, reason: str) -> int:
 def _burn_slash(ctx: Context, who: bytes, taken: int, reason: str) -> None:
     """Remove `taken` from `who`'s reserved balance: the treasury's share credited, the rest burned."""
     balances.take_reserved(ctx, who, taken)
-    to_treasury = taken * Params.get(ctx.state)[1] // PPB
+    to_treasury = taken * Params.get(ctx.state).slash_treasury_ppb // PPB
     treasury.credit(ctx, to_treasury, f"slash:{reason}")
     if taken - to_treasury:
         balances.burn(ctx, taken - to_treasury)
@@ -406,7 +418,7 @@ class Staking(Module):
         ensure(target != ctx.origin, SelfDelegation)
         ensure(amount > 0, ZeroAmount)
         ensure(bool(roles_of(ctx, target)), NotARoleAccount, "target has no bond for any role")
-        minimum = Params.get(ctx.state)[2]
+        minimum = Params.get(ctx.state).min_delegation
         ensure(amount >= minimum, BelowMinimum, f"a delegation must be at least {minimum}")
         balances.reserve(ctx, ctx.origin, amount)
         Delegators.put(ctx.state, target, _update_pairs(Delegators.get(ctx.state, target), ctx.origin, amount))
@@ -464,11 +476,11 @@ class Staking(Module):
         minimums = config.get("min_stake", {})
         for role in ROLES:
             MinStake.put(ctx.state, role, int(minimums.get(role, 0)))
-        Params.put(ctx.state, [
+        Params.put(ctx.state, StakingParams(
             int(config.get("unbonding_period", 100)),
             int(config.get("slash_treasury_ppb", 500_000_000)),
             int(config.get("min_delegation", 1)),
-        ])
+        ))
         for address, role, amount in config.get("bonds", []):
             if role not in ROLES:
                 raise ValueError(f"genesis bond for unknown role {role!r}")

@@ -1,8 +1,10 @@
 """System: block number, recent block hashes, account nonces, the randomness beacon, fees."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from runtime.crypto import blake2b_256
-from runtime.module import Bytes, Context, Module, StorageMap, StorageValue, call
+from runtime.module import Bytes, Context, Module, Record, RecordValue, StorageMap, StorageValue, call
 
 BLOCK_HASH_HISTORY = 2400  # mortal eras may not outlive this many blocks
 
@@ -12,8 +14,19 @@ Timestamp = StorageValue("system", "Timestamp", 0)
 BlockHash = StorageMap("system", "BlockHash", None)
 AccountNonce = StorageMap("system", "AccountNonce", 0)
 Randomness = StorageValue("system", "Randomness", bytes(32))
-# [base_fee, byte_fee, weight_fee, max_block_weight]
-FeeParams = StorageValue("system", "FeeParams", [0, 0, 0, 10**12])
+
+
+@dataclass(frozen=True)
+class FeeSchedule(Record):
+    """What an extrinsic pays (base + per byte + per unit of weight) and the block's weight limit."""
+
+    base_fee: int
+    byte_fee: int
+    weight_fee: int
+    max_block_weight: int
+
+
+FeeParams = RecordValue("system", "FeeParams", FeeSchedule(0, 0, 0, 10**12))
 EpochLength = StorageValue("system", "EpochLength", 20)  # blocks per epoch
 
 
@@ -70,10 +83,10 @@ class System(Module):
     @staticmethod
     def genesis(ctx: Context, config: dict) -> None:
         fees = config.get("fees", {})
-        FeeParams.put(ctx.state, [
+        FeeParams.put(ctx.state, FeeSchedule(
             int(fees.get("base", 0)), int(fees.get("per_byte", 0)),
             int(fees.get("per_weight", 0)), int(config.get("max_block_weight", 10**12)),
-        ])
+        ))
         EpochLength.put(ctx.state, int(config.get("epoch_length", 20)))
         seed = config.get("randomness_seed", "arena")
         Randomness.put(ctx.state, blake2b_256(str(seed).encode()))

@@ -1,5 +1,7 @@
 """Tasks: the life of a training task, from creation to the top model. Read top to bottom.
 
+(Over 500 lines on purpose: one file reads as a task's whole life, phase by phase — STYLE.md.)
+
     create ──(next block)── selection ──► training ──► validation ──► reveal ──► finalized
                                  │            │                          │
                                  └► cancelled (nobody eligible)          └► failed (nothing scored)
@@ -61,6 +63,7 @@ from runtime.module import (
     Module,
     Record,
     RecordMap,
+    RecordValue,
     StorageMap,
     StorageValue,
     call,
@@ -173,11 +176,32 @@ class ValidatorVote(Record):
     reveal_block: int
 
 
+@dataclass(frozen=True)
+class ModelOrigin(Record):
+    """Who first submitted a model CID, for which task, in which block (copies are refused)."""
+
+    trainer: bytes
+    task_id: int
+    block: int
+
+
 # ---------------------------------------------------------------- storage
 
-# [max_trainers, max_validators, max_window_blocks, min_reward_pool, max_active_tasks,
-#  max_tasks_per_creator, max_min_stake, min_validators_for_emission]
-Limits = StorageValue("tasks", "Limits", [32, 32, 10_000, 1, 64, 4, 0, 1])
+@dataclass(frozen=True)
+class TaskLimits(Record):
+    """The chain's bounds on tasks (genesis `modules.tasks`)."""
+
+    max_trainers: int
+    max_validators: int
+    max_window_blocks: int
+    min_reward_pool: int
+    max_active_tasks: int
+    max_tasks_per_creator: int     # open tasks per creator
+    max_min_stake: int             # the highest min_stake a creator may demand
+    min_validators_for_emission: int
+
+
+Limits = RecordValue("tasks", "Limits", TaskLimits(32, 32, 10_000, 1, 64, 4, 0, 1))
 Kinds = StorageValue("tasks", "Kinds", [])              # allowed task kinds ([] = any)
 NextTaskId = StorageValue("tasks", "NextTaskId", 0)
 TaskById = StorageMap("tasks", "Task", None)             # id -> Task.to_list()
@@ -189,7 +213,7 @@ Reveals = StorageMap("tasks", "Reveals", [])            # id -> [[validator, sco
 # id -> [[trainer, rank, consensus, reward, model_cid]] rank order
 Leaderboard = StorageMap("tasks", "Leaderboard", [])
 ValidatorResults = StorageMap("tasks", "ValidatorResults", [])  # id -> [[validator, agreement_ppb, reward]]
-ModelOwner = StorageMap("tasks", "ModelOwner", None)   # model_cid -> [first trainer, task_id, block]
+ModelOwner = RecordMap("tasks", "ModelOwner", ModelOrigin)  # model_cid -> its first submission
 SeatCredit = StorageMap("tasks", "SeatCredit", None)   # [role, account] -> selection credit (PPB = one seat)
 
 # ---------------------------------------------------------------- errors
@@ -483,7 +507,7 @@ def emission_weights(ctx: Context) -> list[tuple[int, int]]:
     `min_validators_for_emission` get weight 0: where one or two accounts decide the scores, the
     creator's pool is still paid but no new units are minted for it.
     """
-    min_validators = Limits.get(ctx.state)[7]
+    min_validators = Limits.get(ctx.state).min_validators_for_emission
     open_tasks = []
     seats: dict[tuple[bytes, str], int] = {}
     for task_id in Active.get(ctx.state):
@@ -540,7 +564,10 @@ class Tasks(Module):
         """Open a task: reserve `reward_pool` into the pool account; selection follows next block."""
         assert ctx.origin is not None
         kind, n_trainers, n_validators, min_stake, training, commit, reveal = params
-        max_trainers, max_validators, max_window, min_pool, max_active, per_creator, max_min_stake, _ = Limits.get(ctx.state)
+        limits = Limits.get(ctx.state)
+        max_trainers, max_validators, max_window = limits.max_trainers, limits.max_validators, limits.max_window_blocks
+        min_pool, max_active, per_creator = limits.min_reward_pool, limits.max_active_tasks, limits.max_tasks_per_creator
+        max_min_stake = limits.max_min_stake
         kinds = Kinds.get(ctx.state)
         ensure(not kinds or kind in kinds, UnknownKind, f"kind {kind!r} is not one of {', '.join(kinds)}")
         ensure(1 <= n_trainers <= max_trainers, InvalidParams, f"n_trainers must be 1..{max_trainers}, got {n_trainers}")
@@ -590,10 +617,10 @@ class Tasks(Module):
         assert work is not None
         ensure(work.model_cid == "", AlreadySubmitted, f"model {work.model_cid} was already submitted")
         owner = ModelOwner.get(ctx.state, model_cid)
-        ensure(owner is None or owner[0] == ctx.origin, DuplicateModel,
-               f"model {model_cid} was first submitted by another trainer (task {owner[1] if owner else 0})")
+        ensure(owner is None or owner.trainer == ctx.origin, DuplicateModel,
+               f"model {model_cid} was first submitted by another trainer (task {owner.task_id if owner else 0})")
         if owner is None:
-            ModelOwner.put(ctx.state, model_cid, [ctx.origin, task_id, ctx.block_number])
+            ModelOwner.put(ctx.state, model_cid, ModelOrigin(ctx.origin, task_id, ctx.block_number))
         Work.put(ctx.state, [task_id, ctx.origin],
                  replace(work, submitted_block=ctx.block_number, submitted_ms=ctx.timestamp_ms, model_cid=model_cid))
         Submissions.put(ctx.state, task_id, Submissions.get(ctx.state, task_id) + [ctx.origin])
@@ -710,11 +737,11 @@ class Tasks(Module):
 
     @staticmethod
     def genesis(ctx: Context, config: dict) -> None:
-        Limits.put(ctx.state, [
+        Limits.put(ctx.state, TaskLimits(
             int(config.get("max_trainers", 32)), int(config.get("max_validators", 32)),
             int(config.get("max_window_blocks", 10_000)), int(config.get("min_reward_pool", 1)),
             int(config.get("max_active_tasks", 64)), int(config.get("max_tasks_per_creator", 4)),
             int(config.get("max_min_stake", 0)), int(config.get("min_validators_for_emission", 1)),
-        ])
+        ))
         Kinds.put(ctx.state, [str(k) for k in config.get("kinds", [])])
 
