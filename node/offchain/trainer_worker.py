@@ -7,7 +7,9 @@ Per active task in which this account is a selected trainer, in the training pha
    (`kind.train`, CPU by default, CUDA with `--device auto|cuda` when present), progress as
    `event=train_progress` log lines (and a tqdm bar when attached to a terminal);
 3. write the model file to the worker's directory and record its CID in the state file *before*
-   submitting, so a restart re-uses the file instead of training again;
+   submitting, so a restart re-uses the file instead of training again; the file carries the
+   training curve the ML library recorded (per-epoch loss and accuracy, or per-window loss for
+   LoRA) as safetensors metadata `arena_training`, which the dashboard draws (docs/dashboard.md);
 4. `tasks.submit_model(task_id, cid)` (once).
 
 Options (`ctx.options`): `quality` good | poor | broken (demo: broken submits a truncated file
