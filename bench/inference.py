@@ -14,7 +14,8 @@ Raw limits measured in the same run: voucher verifications/s (`check_voucher`: o
 verification plus the channel checks), empty HTTP requests/s through the same server and
 clients (`GET /health`), and the bare forward rate of the model (one row per call). CPU per
 query is the host process's CPU time (all its threads) over the queries it answered, and the
-clients' beside it.
+clients' beside it; its inverse is what one host core sustains, the figure that holds on a
+machine shared with other work (queries/s swing with the machine's load, printed last).
 """
 from __future__ import annotations
 
@@ -198,6 +199,8 @@ def _rows(empty: dict, single: dict, batch: dict, single_commits: int, batch_com
             "empty HTTP requests/s (GET /health, same clients)", empty_rate),
         row("host CPU per paid query, batched", 1e6 * batch["host_cpu"] / many, "µs",
             "verification time per voucher (µs)", 1e6 / verify_rate),
+        row("paid queries/s one host core sustains (1 / host CPU per query)", many / max(batch["host_cpu"], 1e-9),
+            "queries/s", "voucher verifications/s (1 thread)", verify_rate),
         row("client CPU per paid query, batched", 1e6 * batch["client_cpu"] / many, "µs",
             "host CPU per paid query, batched (µs)", 1e6 * batch["host_cpu"] / many),
         row("host CPU per paid query, 1 per request", 1e6 * single["host_cpu"] / one, "µs",
