@@ -25,6 +25,7 @@ class FakeChain:
     def __init__(self):
         self.escrow = {USER.public_key: 10**9, POOR.public_key: 2 * PRICE}
         self.channels = {}  # (user, host) -> [balance, withdraw_requested, release_block]
+        self.redeemed = {}  # (user, model) -> (queries, amount, nonce) of the last redeemed voucher
         self.calls = 0
 
     def __call__(self, method, *params):
@@ -32,7 +33,8 @@ class FakeChain:
         if method == "arena_escrow":
             return {"available": self.escrow.get(bytes.fromhex(params[0][2:]), 0)}
         if method == "arena_voucherState":
-            return {"cumulativeQueries": 0, "cumulativeAmount": 0, "nonce": 0}
+            queries, amount, nonce = self.redeemed.get((bytes.fromhex(params[0][2:]), params[2]), (0, 0, 0))
+            return {"cumulativeQueries": queries, "cumulativeAmount": amount, "nonce": nonce}
         if method == "state_getStorage":
             for (user, host), value in self.channels.items():
                 if params[0] == "0x" + marketplace.Channel.key([user, host]).hex():
@@ -248,3 +250,17 @@ def test_escrow_counts_the_channel_to_this_host_and_other_models(host):
                         headers={"X-Arena-Voucher": v(1, user=POOR, model="QmCharLM")})
     assert reply.status_code == 200, reply.text
     assert error_of(predict(client, v(2, user=POOR))) == (402, "escrow_exhausted")
+
+
+def test_after_a_report_escrow_and_redeemed_state_are_read_afresh(host):
+    client, service, _ = host
+    chain = service.reader
+    chain.escrow[POOR.public_key] = 3 * PRICE
+    for n in (1, 2):
+        assert predict(client, v(n, user=POOR)).status_code == 200
+    # the host redeems vouchers 1..2: the escrow pays 2 units and the channel's redeemed state moves to 2
+    chain.escrow[POOR.public_key] = PRICE
+    chain.redeemed[(POOR.public_key, "QmDigits")] = (2, 2 * PRICE, 2)
+    service.forget_redeemed("QmDigits")
+    assert predict(client, v(3, user=POOR)).status_code == 200
+    assert error_of(predict(client, v(4, user=POOR))) == (402, "escrow_exhausted")

@@ -89,7 +89,10 @@ class HostService:
         return self._redeemed[key]
 
     def forget_redeemed(self, model_cid: str) -> None:
+        """After a report: read the redeemed state of `model_cid` and every escrow afresh (they moved together;
+        a cached escrow from before the redemption beside a fresh redeemed amount would count the paid part twice)."""
         self._redeemed = {k: v for k, v in self._redeemed.items() if k[1] != model_cid}
+        self._escrow = {}
 
     def owed_elsewhere(self, user: bytes, model_cid: str) -> int:
         """What `user`'s accepted, unredeemed vouchers for this host's other models owe (same escrow)."""
