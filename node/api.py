@@ -1,18 +1,21 @@
-"""The node's RPC methods: author_*, chain_*, state_*, system_* and the arena_* basics."""
+"""The node's core RPC methods: author_*, chain_*, state_*, system_* and the arena_* basics.
+
+Each group takes only what it reads: the chain view, the pool handle or the network view (node/views.py).
+`account_param` and `best_context` are shared with the other RPC namespaces.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from node.jsonfmt import block_json, event_json, header_json, hexify, unhex
 from node.rpc import RpcError, RpcServer
 from node.txpool import PoolError
+from node.views import ChainView, NetworkView, PoolHandle, StoreReader
 from runtime.crypto import CryptoError, blake2b_256, parse_account, ss58_encode
-from runtime.executive import SPEC_VERSION
+from runtime.executive import SPEC_VERSION, Runtime
+from runtime.module import Context
 from runtime.modules import balances, system
 from runtime.types import Block, Event
-
-if TYPE_CHECKING:
-    from node.service import ArenaNode
 
 UNKNOWN_BLOCK = 4001
 STATE_UNAVAILABLE = 4002
@@ -28,48 +31,69 @@ def account_param(text: Any) -> bytes:
         raise RpcError(-32602, f"bad account: {exc}") from exc
 
 
-def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
+def best_context(chain: ChainView) -> Context:
+    """A read context at the best block (its state, number, timestamp and author)."""
+    best = chain.best
+    return Context(chain.state(), best.number, best.timestamp_ms, best.author)
+
+
+def field_names(runtime: Runtime, event: Event) -> list[str] | None:
+    """The declared field names of an event, for its JSON form."""
+    module = runtime.modules.get(event.module)
+    return module.events.get(event.name) if module is not None else None
+
+
+def block_at(store: StoreReader, at: str | None) -> Block:
+    """The block `at` names (0x-hash), or the best block when `at` is None."""
+    block_hash = store.best_hash() if at is None else unhex(at, "block hash")
+    block = store.get_block(block_hash)
+    if block is None:
+        raise RpcError(UNKNOWN_BLOCK, f"block {at} is not known to this node")
+    return block
+
+
+def register_core_api(rpc: RpcServer, chain: ChainView, pool: PoolHandle, network: NetworkView) -> None:
     """Register the Substrate-named methods and the account/event helpers."""
-    chain = node.chain
-    store = chain.store
+    register_author(rpc, pool)
+    register_chain_and_state(rpc, chain)
+    register_system(rpc, chain, pool, network)
+    register_arena_basics(rpc, chain, pool)
 
-    def field_names(event: Event) -> list[str] | None:
-        module = chain.runtime.modules.get(event.module)
-        return module.events.get(event.name) if module is not None else None
 
-    def block_at(at: str | None) -> Block:
-        block_hash = store.best_hash() if at is None else unhex(at, "block hash")
-        block = store.get_block(block_hash)
-        if block is None:
-            raise RpcError(UNKNOWN_BLOCK, f"block {at} is not known to this node")
-        return block
-
-    def best_state_only(at: str | None) -> None:
-        if at is not None and unhex(at, "block hash") != store.best_hash():
-            raise RpcError(STATE_UNAVAILABLE, "this node keeps the state of its best block only; omit `at` or pass the best hash")
+def register_author(rpc: RpcServer, pool: PoolHandle) -> None:
+    """author_submitExtrinsic and author_pendingExtrinsics."""
 
     @rpc.method("author_submitExtrinsic")
     def submit_extrinsic(extrinsic: str) -> str:
         encoded = unhex(extrinsic, "extrinsic")
         try:
-            checked = node.submit_extrinsic(encoded)
+            checked = pool.submit(encoded)
         except PoolError as exc:
             raise RpcError(exc.code, f"{exc.kind}: {exc.message}", {"kind": exc.kind}) from exc
         return hexify(checked.hash)
 
     @rpc.method("author_pendingExtrinsics")
     def pending_extrinsics() -> list[str]:
-        return [hexify(x) for x in node.pool.pending()]
+        return [hexify(x) for x in pool.pending()]
+
+
+def register_chain_and_state(rpc: RpcServer, chain: ChainView) -> None:
+    """chain_* (blocks, headers, hashes, finalized head) and state_* (storage, read proofs)."""
+    store = chain.store
+
+    def best_state_only(at: str | None) -> None:
+        if at is not None and unhex(at, "block hash") != store.best_hash():
+            raise RpcError(STATE_UNAVAILABLE, "this node keeps the state of its best block only; omit `at` or pass the best hash")
 
     @rpc.method("chain_getBlock")
     def get_block(at: str | None = None) -> dict:
-        block = block_at(at)
+        block = block_at(store, at)
         justification = store.justification(block.hash)
         return {"block": block_json(block), "justification": hexify(justification) if justification else None}
 
     @rpc.method("chain_getHeader")
     def get_header(at: str | None = None) -> dict:
-        return header_json(block_at(at).header)
+        return header_json(block_at(store, at).header)
 
     @rpc.method("chain_getBlockHash")
     def get_block_hash(number: int | None = None) -> str | None:
@@ -99,6 +123,11 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
         return {"at": hexify(store.best_hash()), "stateRoot": hexify(store.state_root),
                 "proof": [hexify(p.encode()) for p in proofs]}
 
+
+def register_system(rpc: RpcServer, chain: ChainView, pool: PoolHandle, network: NetworkView) -> None:
+    """system_*: chain name and properties, health, peers, the next nonce of an account."""
+    store = chain.store
+
     @rpc.method("system_chain")
     def system_chain() -> str:
         return chain.spec.name
@@ -121,24 +150,28 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
 
     @rpc.method("system_health")
     def system_health() -> dict:
-        peers = node.peer_count()
-        return {"peers": peers, "isSyncing": node.is_syncing(), "shouldHavePeers": node.should_have_peers(),
+        peers = network.peer_count()
+        return {"peers": peers, "isSyncing": network.is_syncing(), "shouldHavePeers": network.should_have_peers(),
                 "best": store.best_header().number,
                 "finalized": chain.finalized.number}
 
     @rpc.method("system_peers")
     def system_peers() -> list:
-        return node.peer_info()
+        return network.peer_info()
 
     @rpc.method("system_localPeer")
     def local_peer() -> dict | None:
-        return node.local_peer()
+        return network.local_peer()
 
     @rpc.method("system_accountNextIndex")
     def next_index(address: str) -> int:
         who = account_param(address)
-        state_nonce = system.AccountNonce.get(chain.state(), who)
-        return node.pool.next_nonce(who, state_nonce)
+        return pool.next_nonce(who)
+
+
+def register_arena_basics(rpc: RpcServer, chain: ChainView, pool: PoolHandle) -> None:
+    """arena_account, arena_events, arena_extrinsic, arena_metadata, arena_hash."""
+    store = chain.store
 
     @rpc.method("arena_account")
     def account(address: str) -> dict:
@@ -150,19 +183,19 @@ def register_core_api(rpc: RpcServer, node: ArenaNode) -> None:
 
     @rpc.method("arena_events")
     def events(at: str | None = None) -> list:
-        return [event_json(e, field_names(e)) for e in store.events(block_at(at).hash)]
+        return [event_json(e, field_names(chain.runtime, e)) for e in store.events(block_at(store, at).hash)]
 
     @rpc.method("arena_extrinsic")
     def extrinsic(xt_hash: str) -> dict | None:
         digest = unhex(xt_hash, "extrinsic hash")
         found = store.extrinsic_location(digest)
         if found is None:
-            return {"status": "pending"} if node.pool.contains(digest) else None
+            return {"status": "pending"} if pool.contains(digest) else None
         block_hash, index = found
         block = store.get_block(block_hash)
         number = block.header.number if block else None
         return {"status": "inBlock", "blockHash": hexify(block_hash), "blockNumber": number, "index": index,
-                "events": [event_json(e, field_names(e)) for e in store.events(block_hash) if e.phase == index]}
+                "events": [event_json(e, field_names(chain.runtime, e)) for e in store.events(block_hash) if e.phase == index]}
 
     @rpc.method("arena_metadata")
     def metadata() -> dict:

@@ -5,16 +5,14 @@ fractions in parts per billion. docs/protocol.md ("RPC") documents every shape.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from node.api import account_param
+from node.api import account_param, best_context
 from node.rpc import RpcError, RpcServer
+from node.views import ChainView
 from runtime.crypto import ss58_encode
 from runtime.module import Context
 from runtime.modules import history, rewards, staking, tasks
-
-if TYPE_CHECKING:
-    from node.service import ArenaNode
 
 MAX_LISTED_TASKS = 500
 
@@ -102,34 +100,37 @@ def stakes_json(ctx: Context, who: bytes) -> dict:
     }
 
 
-def register(rpc: RpcServer, node: ArenaNode) -> None:
+def find_task(ctx: Context, task_id: Any) -> tasks.Task | None:
+    """The task with this id (checked as an RPC parameter), None if there is none."""
+    raw = tasks.TaskById.get(ctx.state, _task_id(task_id))
+    return None if raw is None else tasks.Task.from_list(raw)
+
+
+def register(rpc: RpcServer, chain: ChainView) -> None:
     """Register the arena_* methods of the task, staking and history modules."""
-    chain = node.chain
+    register_tasks(rpc, chain)
+    register_accounts(rpc, chain)
 
-    def context() -> Context:
-        best = chain.best
-        return Context(chain.state(), best.number, best.timestamp_ms, best.author)
 
-    def find(ctx: Context, task_id: Any) -> tasks.Task | None:
-        raw = tasks.TaskById.get(ctx.state, _task_id(task_id))
-        return None if raw is None else tasks.Task.from_list(raw)
+def register_tasks(rpc: RpcServer, chain: ChainView) -> None:
+    """arena_task, arena_tasks, arena_leaderboard, arena_topModel, arena_selection."""
 
     @rpc.method("arena_task")
     def task(task_id: int) -> dict | None:
-        ctx = context()
-        found = find(ctx, task_id)
+        ctx = best_context(chain)
+        found = find_task(ctx, task_id)
         return None if found is None else task_json(ctx, found)
 
     @rpc.method("arena_tasks")
     def task_list(status: str | None = None) -> list:
-        ctx = context()
+        ctx = best_context(chain)
         if status is not None and status not in (*tasks.ACTIVE, "active", "finalized", "failed", "cancelled"):
             raise RpcError(-32602, "status must be selection, training, validation, reveal, active, finalized, "
                                    "failed or cancelled")
         found = []
         last = tasks.NextTaskId.get(ctx.state) - 1
         for task_id in range(last, max(-1, last - MAX_LISTED_TASKS), -1):
-            t = find(ctx, task_id)
+            t = find_task(ctx, task_id)
             if t is None or (status == "active" and t.status not in tasks.ACTIVE) or (
                     status not in (None, "active") and t.status != status):
                 continue
@@ -140,14 +141,14 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
 
     @rpc.method("arena_leaderboard")
     def leaderboard(task_id: int) -> dict | None:
-        ctx = context()
-        found = find(ctx, task_id)
+        ctx = best_context(chain)
+        found = find_task(ctx, task_id)
         return None if found is None else leaderboard_json(ctx, found)
 
     @rpc.method("arena_topModel")
     def top_model(task_id: int) -> dict | None:
-        ctx = context()
-        found = find(ctx, task_id)
+        ctx = best_context(chain)
+        found = find_task(ctx, task_id)
         if found is None or not found.top_model:
             return None
         who, _, score, reward, cid = tasks.Leaderboard.get(ctx.state, found.id)[0]
@@ -155,30 +156,10 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
                 "reward": reward, "kind": found.kind, "specCid": found.spec_cid,
                 "auditKey": "0x" + found.audit_key.hex() if found.audit_key else None}
 
-    @rpc.method("arena_history")
-    def account_history(address: str, role: str | None = None) -> dict:
-        ctx = context()
-        who = account_param(address)
-        if role is not None:
-            return history_json(ctx, who, _role(role))
-        return {r: history_json(ctx, who, r) for r in staking.ROLES}
-
-    @rpc.method("arena_stakes")
-    def stakes(address: str) -> dict:
-        return stakes_json(context(), account_param(address))
-
-    @rpc.method("arena_roles")
-    def roles() -> dict:
-        ctx = context()
-        return {role: {"minStake": staking.min_stake(ctx, role),
-                       "members": [{"address": ss58_encode(w), "bonded": staking.bonded(ctx, w, role),
-                                    "live": staking.is_live(ctx, w)} for w in staking.role_members(ctx, role)]}
-                for role in staking.ROLES}
-
     @rpc.method("arena_selection")
     def selection(task_id: int) -> dict | None:
-        ctx = context()
-        found = find(ctx, task_id)
+        ctx = best_context(chain)
+        found = find_task(ctx, task_id)
         if found is None:
             return None
         eligible = {role: [{"address": ss58_encode(w), "weight": str(weight)}
@@ -188,3 +169,27 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
                 "trainers": [{"address": ss58_encode(a), "stake": s} for a, s in found.trainers],
                 "validators": [{"address": ss58_encode(a), "stake": s} for a, s in found.validators],
                 "eligibleNow": eligible}
+
+
+def register_accounts(rpc: RpcServer, chain: ChainView) -> None:
+    """arena_history, arena_stakes, arena_roles: what the chain records per account and role."""
+
+    @rpc.method("arena_history")
+    def account_history(address: str, role: str | None = None) -> dict:
+        ctx = best_context(chain)
+        who = account_param(address)
+        if role is not None:
+            return history_json(ctx, who, _role(role))
+        return {r: history_json(ctx, who, r) for r in staking.ROLES}
+
+    @rpc.method("arena_stakes")
+    def stakes(address: str) -> dict:
+        return stakes_json(best_context(chain), account_param(address))
+
+    @rpc.method("arena_roles")
+    def roles() -> dict:
+        ctx = best_context(chain)
+        return {role: {"minStake": staking.min_stake(ctx, role),
+                       "members": [{"address": ss58_encode(w), "bonded": staking.bonded(ctx, w, role),
+                                    "live": staking.is_live(ctx, w)} for w in staking.role_members(ctx, role)]}
+                for role in staking.ROLES}

@@ -5,16 +5,14 @@ docs/marketplace.md ("RPC") documents every shape.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from node.api import account_param
+from node.api import account_param, best_context
 from node.rpc import RpcError, RpcServer
+from node.views import ChainView
 from runtime.crypto import ss58_encode
 from runtime.module import Context
 from runtime.modules import marketplace, tasks
-
-if TYPE_CHECKING:
-    from node.service import ArenaNode
 
 
 def _cid(value: Any) -> str:
@@ -49,22 +47,17 @@ def model_json(ctx: Context, model_cid: str) -> dict | None:
             "hosts": hosts_json(ctx, model_cid)}
 
 
-def register(rpc: RpcServer, node: ArenaNode) -> None:
+def register(rpc: RpcServer, chain: ChainView) -> None:
     """Register the arena_* methods of the marketplace module."""
-    chain = node.chain
-
-    def context() -> Context:
-        best = chain.best
-        return Context(chain.state(), best.number, best.timestamp_ms, best.author)
 
     @rpc.method("arena_hosts")
     def hosts(model: str) -> list:
-        return hosts_json(context(), _cid(model))
+        return hosts_json(best_context(chain), _cid(model))
 
     @rpc.method("arena_marketModels")
     def models() -> list:
         """Top models of finalized tasks (newest first, up to 100) with their hosts."""
-        ctx = context()
+        ctx = best_context(chain)
         found = []
         last = tasks.NextTaskId.get(ctx.state) - 1
         for task_id in range(last, max(-1, last - 500), -1):
@@ -83,11 +76,11 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
 
     @rpc.method("arena_marketModel")
     def model(model: str) -> dict | None:
-        return model_json(context(), _cid(model))
+        return model_json(best_context(chain), _cid(model))
 
     @rpc.method("arena_usage")
     def usage(model: str, period: int | None = None) -> dict:
-        ctx = context()
+        ctx = best_context(chain)
         cid = _cid(model)
         p = marketplace.current_period(ctx) if period is None else _period(period)
         rows = marketplace.Usage.get(ctx.state, [cid, p])
@@ -99,7 +92,7 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
 
     @rpc.method("arena_escrow")
     def escrow(address: str) -> dict:
-        ctx = context()
+        ctx = best_context(chain)
         who = account_param(address)
         balance, requested, release = marketplace.escrow_of(ctx, who)
         return {"address": ss58_encode(who), "balance": balance, "withdrawRequested": requested,
@@ -108,14 +101,14 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
     @rpc.method("arena_voucherState")
     def voucher_state(user: str, host: str, model: str) -> dict:
         """The last redeemed voucher of a channel (user, host, model)."""
-        ctx = context()
+        ctx = best_context(chain)
         queries, amount, nonce = marketplace.Redeemed.get(
             ctx.state, [account_param(user), account_param(host), _cid(model)])
         return {"cumulativeQueries": queries, "cumulativeAmount": amount, "nonce": nonce}
 
     @rpc.method("arena_marketParams")
     def market_params() -> dict:
-        ctx = context()
+        ctx = best_context(chain)
         p = marketplace.params(ctx)
         return {"periodBlocks": p["period_blocks"], "withdrawDelay": p["withdraw_delay"],
                 "maxVouchersPerReport": p["max_vouchers_per_report"],

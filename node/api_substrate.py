@@ -9,19 +9,17 @@ docs/rpc.md ("Substrate compatibility") lists what differs from Substrate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from node.api import VERSION
 from node.jsonfmt import hexify, unhex
 from node.metadata import build_metadata
 from node.rpc import Notifier, RpcError, RpcServer
 from node.txpool import PoolError
+from node.views import ChainView, PoolHandle, StoreReader
 from runtime.codec import CodecError
 from runtime.executive import SPEC_VERSION
 from runtime.types import Extrinsic
-
-if TYPE_CHECKING:
-    from node.service import ArenaNode
 
 MAX_WATCHED_KEYS = 64
 TRANSACTION_VERSION = 1
@@ -31,9 +29,10 @@ METADATA_API_VERSION = 1
 class _Watches:
     """Extrinsic and storage watchers fed by the node's head and finality notifications."""
 
-    def __init__(self, rpc: RpcServer, node: ArenaNode) -> None:
+    def __init__(self, rpc: RpcServer, store: StoreReader, pool: PoolHandle) -> None:
         self.rpc = rpc
-        self.node = node
+        self.store = store
+        self.pool = pool
         self.extrinsics: dict[int, tuple[bytes, Notifier, list[bytes | None]]] = {}  # id -> (hash, channel, [block])
         self.storage: dict[int, tuple[list[bytes], Notifier, dict[bytes, bytes | None]]] = {}
         self._ids = 0
@@ -58,7 +57,7 @@ class _Watches:
         self.hook()
         self._ids += 1
         watch_id = self._ids
-        store = self.node.chain.store
+        store = self.store
         values = {k: store.get_state(k) for k in keys}
         channel.send_nowait({"block": hexify(store.best_hash()),
                              "changes": [[hexify(k), hexify(v) if v is not None else None] for k, v in values.items()]})
@@ -66,13 +65,13 @@ class _Watches:
         return lambda: self.storage.pop(watch_id, None) and None
 
     def on_head(self, header: dict) -> None:
-        store = self.node.chain.store
+        store = self.store
         for watch_id, (xt_hash, channel, reported) in list(self.extrinsics.items()):
             found = store.extrinsic_location(xt_hash)
             if found is not None and found[0] != reported[0]:
                 reported[0] = found[0]
                 channel.send_nowait({"inBlock": hexify(found[0])})
-            elif found is None and reported[0] is None and not self.node.pool.contains(xt_hash):
+            elif found is None and reported[0] is None and not self.pool.contains(xt_hash):
                 channel.send_nowait("dropped")
                 self.extrinsics.pop(watch_id, None)
         for keys, channel, values in self.storage.values():
@@ -86,7 +85,7 @@ class _Watches:
                 channel.send_nowait({"block": header["hash"], "changes": changes})
 
     def on_finalized(self, header: dict) -> None:
-        store = self.node.chain.store
+        store = self.store
         for watch_id, (_, channel, reported) in list(self.extrinsics.items()):
             block_hash = reported[0]
             if block_hash is None:
@@ -107,10 +106,9 @@ class _Callback:
         self.fn(payload)
 
 
-def register(rpc: RpcServer, node: ArenaNode) -> None:
+def register(rpc: RpcServer, chain: ChainView, pool: PoolHandle) -> None:
     """Register the Substrate-compatible methods and subscriptions."""
-    chain = node.chain
-    watches = _Watches(rpc, node)
+    watches = _Watches(rpc, chain.store, pool)
 
     def properties() -> dict:
         token = chain.spec.config.get("token", {})
@@ -151,7 +149,7 @@ def register(rpc: RpcServer, node: ArenaNode) -> None:
             raise RpcError(-32602, "author_submitAndWatchExtrinsic: params must be [0x-hex extrinsic]")
         try:
             encoded = unhex(params[0], "extrinsic")
-            checked = node.submit_extrinsic(encoded)
+            checked = pool.submit(encoded)
         except ValueError as exc:
             raise RpcError(-32602, f"author_submitAndWatchExtrinsic: {exc}") from exc
         except PoolError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 import trio
 import trio.lowlevel
@@ -19,18 +18,15 @@ import trio.lowlevel
 from consensus.grandpa import PREVOTE, FinalityError, Justification, SignedVote, Timing, sign_vote
 from consensus.slots import current_slot, now_ms
 from consensus.validity import InvalidHeader, expected_author
-from node.chain import BlockError, StaleBlock, UnknownParent
+from node.chain import BlockError, Chain, StaleBlock, UnknownParent
 from node.finality import FinalityGadget, decode_finality_message
 from node.txpool import PoolError
+from node.views import ExtrinsicSigner, FinalizedListener, PoolHandle
 from p2p import NetworkService, Penalty, RequestError, Topic, Verdict
 from runtime.codec import CodecError, decode, encode
-from runtime.crypto import ss58_encode, verify
+from runtime.crypto import Keypair, ss58_encode, verify
 from runtime.modules import session
-from runtime.state import Overlay
 from runtime.types import Block, Header
-
-if TYPE_CHECKING:
-    from node.service import ArenaNode
 
 log = logging.getLogger("arena.consensus")
 
@@ -43,15 +39,23 @@ FINALITY_TICK_S = 0.1
 
 
 class ConsensusService:
-    """Everything a networked node does on top of its chain and pool."""
+    """Everything a networked node does on top of its chain and pool.
 
-    def __init__(self, node: ArenaNode, network: NetworkService, equivocate: bool = False) -> None:
-        self.node = node
-        self.chain = node.chain
-        self.store = node.store
+    It writes the chain (imports, authors, finalizes) and reads the network; it reaches the rest of
+    the node only through the pool handle and `on_finalized`. As a `NetworkView` it also answers
+    the RPC's peer and sync questions."""
+
+    def __init__(self, chain: Chain, network: NetworkService, pool: PoolHandle, on_finalized: FinalizedListener,
+                 key: Keypair | None = None, equivocate: bool = False) -> None:
+        self.chain = chain
+        self.store = chain.store
         self.network = network
-        self.key = node.config.author_key
-        self.slot_ms = node.spec.slot_duration_ms
+        self.pool = pool
+        self.on_finalized = on_finalized
+        self.key = key
+        # the node's own equivocation reports are signed with its authoring key
+        self.signer = None if key is None else ExtrinsicSigner(key, chain.spec.genesis_hash, chain.runtime.spec_version)
+        self.slot_ms = chain.spec.slot_duration_ms
         self.finality = FinalityGadget(self.chain, self.key, finality_timing(self.slot_ms))
         self.equivocate = equivocate
         self.peer_status: dict[str, tuple[int, bytes, int]] = {}
@@ -77,15 +81,6 @@ class ConsensusService:
 
     async def _ignore(self, origin: str, payload: object) -> None:
         """Work happens in the validators (they run before forwarding)."""
-
-    # ------------------------------------------------------------ consensus rules
-
-    def expected_author(self, parent_state: Overlay, slot: int) -> bytes:
-        """The slot author chosen by the parent state's epoch data (consensus.validity)."""
-        try:
-            return expected_author(parent_state, slot)
-        except InvalidHeader as exc:
-            raise BlockError(str(exc)) from exc
 
     # ------------------------------------------------------------ gossip validators
 
@@ -132,7 +127,7 @@ class ConsensusService:
             return Verdict.IGNORE
         if vote.voter not in gadget.weights:
             return Verdict.REJECT
-        if not gadget.voter.accepts(vote) or not gadget.is_new(vote):
+        if not gadget.voter.accepts(vote) or not gadget.voter.is_new(vote):
             return Verdict.IGNORE
         if not vote.verify():
             return Verdict.REJECT
@@ -168,7 +163,7 @@ class ConsensusService:
         bad = 0
         for encoded in batch:
             try:
-                self.node.pool.submit(encoded)
+                self.pool.admit(encoded)
             except PoolError as exc:
                 if exc.kind in ("BadFormat", "BadSignature"):
                     bad += 1
@@ -180,8 +175,8 @@ class ConsensusService:
         """Whether the header's author owns its slot by our best state's epoch data: only a slot's
         rightful author can equivocate; anyone else's second header is just an invalid block."""
         try:
-            return self.expected_author(self.chain.state(), header.slot) == header.author
-        except BlockError:
+            return expected_author(self.chain.state(), header.slot) == header.author
+        except InvalidHeader:
             return False
 
     def _watch_equivocation(self, header: Header) -> None:
@@ -199,16 +194,16 @@ class ConsensusService:
 
     def _report(self, kind: int, offender: bytes, round_number: object, first: bytes, second: bytes) -> None:
         offence = (kind, offender, round_number)
-        if offence in self.reported or self.key is None:
+        if offence in self.reported or self.signer is None:
             return
         self.reported[offence] = None
         while len(self.reported) > MAX_REPORTED:
             self.reported.popitem(last=False)
         log.warning("equivocation by %s (kind %d, round %s): reporting", ss58_encode(offender), kind, round_number)
         try:
-            nonce = self.node.pool.next_nonce(self.key.public_key, self.node.account_nonce(self.key.public_key))
-            encoded = self.node.sign_local(self.key, "session", "report_equivocation", [kind, first, second], nonce)
-            self.node.submit_extrinsic(encoded, overload_exempt=True)
+            nonce = self.pool.next_nonce(self.signer.account)
+            encoded = self.signer.sign("session", "report_equivocation", [kind, first, second], nonce)
+            self.pool.submit(encoded, overload_exempt=True)
         except PoolError as exc:
             log.info("equivocation report not submitted: %s", exc)
 
@@ -225,7 +220,7 @@ class ConsensusService:
         return out.votes
 
     def _after_finality(self) -> None:
-        self.node.notify_finalized(self.chain.finalized.hash)
+        self.on_finalized(self.chain.finalized.hash)
 
     async def finality_loop(self) -> None:
         """Drive the voter: rounds advance on votes and on time; votes and justifications go out."""
@@ -265,11 +260,11 @@ class ConsensusService:
             if self.key is None or self.is_syncing():
                 continue
             try:
-                if self.expected_author(self.chain.state(), slot) != self.key.public_key:
+                if expected_author(self.chain.state(), slot) != self.key.public_key:
                     continue
-            except BlockError:
+            except InvalidHeader:
                 continue
-            block, _, rejected = self.chain.build_block(self.key, slot, slot * self.slot_ms, self.node.pool.ready())
+            block, _, rejected = self.chain.build_block(self.key, slot, slot * self.slot_ms, self.pool.ready())
             for _, exc in rejected:
                 if exc.kind != "Future":
                     log.debug("dropping extrinsic: %s", exc)
@@ -290,7 +285,7 @@ class ConsensusService:
         await self._publish(Topic.BLOCKS, Block(twin, block.extrinsics).encode())
 
     def _after_import(self) -> None:
-        self.node.revalidate_pool()
+        self.pool.revalidate()
         self._finality_step()
 
     async def _publish(self, topic: Topic, data: bytes) -> None:
@@ -303,7 +298,7 @@ class ConsensusService:
         for block in retracted:
             for encoded in block.extrinsics:
                 try:
-                    self.node.pool.submit(encoded, overload_exempt=True)   # retracted: must not be lost
+                    self.pool.admit(encoded, overload_exempt=True)   # retracted: must not be lost
                 except PoolError:
                     pass
 
@@ -333,7 +328,7 @@ class ConsensusService:
 
     def status(self) -> bytes:
         best, finalized = self.chain.best, self.chain.finalized
-        return encode([self.node.spec.genesis_hash, best.number, best.hash, finalized.number, finalized.hash])
+        return encode([self.chain.spec.genesis_hash, best.number, best.hash, finalized.number, finalized.hash])
 
     def blocks_by_range(self, start: int, count: int) -> list[bytes]:
         out = []
@@ -378,7 +373,7 @@ class ConsensusService:
             self.network.penalize(peer, Penalty.PROTOCOL_VIOLATION)
             return
         genesis, best_number, best_hash, fin_number, _ = fields
-        if genesis != self.node.spec.genesis_hash:
+        if genesis != self.chain.spec.genesis_hash:
             self.network.penalize(peer, Penalty.PROTOCOL_VIOLATION)
             return
         self.peer_status[peer] = (best_number, best_hash, fin_number)
@@ -430,21 +425,30 @@ class ConsensusService:
                         self._after_finality()
                 except FinalityError as exc:
                     log.info("sync: justification for #%d from %s ignored: %s", block.header.number, peer[:12], exc)
-        self.node.revalidate_pool()
+        self.pool.revalidate()
         self._finality_step()
         return progressed
 
     # ------------------------------------------------------------ run
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Sync, authoring and finality loops (the network itself runs beside this, in the node's nursery)."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.network.run)
             nursery.start_soon(self.sync_loop)
             nursery.start_soon(self.author_loop)
             nursery.start_soon(self.finality_loop)
-            # admission control (node/txpool.py): event-loop lag and finality lag
-            nursery.start_soon(self.node.pool.watch_loop_lag, lambda: self.chain.best.number - self.chain.finalized.number)
             task_status.started()
+
+    # ------------------------------------------------------------ NetworkView (system_* RPC)
+
+    def peer_count(self) -> int:
+        return len(self.network.peers())
+
+    def local_peer(self) -> dict | None:
+        return {"peerId": self.network.peer_id, "listen": self.network.listen_multiaddr}
+
+    def should_have_peers(self) -> bool:
+        return True
 
     def peer_info(self) -> list[dict]:
         out = []

@@ -1,4 +1,12 @@
-"""The node process: one trio nursery owning RPC, block authoring and (later) network and workers."""
+"""The node process and its composition root.
+
+`ArenaNode` builds the parts — storage, chain, transaction pool, network, consensus, content store,
+RPC — and hands each only the narrow handles it needs (node/views.py): the RPC namespaces a chain
+view, a pool handle and a network view; consensus the chain, the network, the pool handle and a
+finalized-block listener. No part calls back into the node. `run` owns one trio nursery with the
+RPC server, the network, consensus (or the dev author) and the off-chain workers as children;
+cancelling it shuts them all down.
+"""
 from __future__ import annotations
 
 import logging
@@ -23,15 +31,14 @@ from node.offchain.supervisor import supervise
 from node.rpc import RpcServer, serve
 from node.storage import ChainStore
 from node.txpool import TxPool
+from node.views import NetworkView, NoNetwork, PoolHandle
 from p2p import NetworkConfig, NetworkService
+from p2p.content.abc import ContentStore
 from p2p.content.bitswap import Exchange
 from p2p.content.blockstore import BlockStore
 from p2p.content.kubo import KuboContentStore
 from p2p.content.store import EmbeddedContentStore
 from runtime.crypto import Keypair
-from runtime.executive import CheckedExtrinsic
-from runtime.modules import system
-from runtime.types import Call, sign_extrinsic
 
 log = logging.getLogger("arena.node")
 
@@ -65,7 +72,7 @@ class NodeConfig:
 
 
 class ArenaNode:
-    """Storage, chain, pool and RPC of one node."""
+    """The composition root: storage, chain, pool, network, consensus and RPC of one node, wired once."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -73,30 +80,29 @@ class ArenaNode:
         self.spec = load_chain_spec(config.genesis_path)
         self.store = ChainStore(str(config.base_path / "db"))
         self.chain = Chain(self.spec, self.store)
-        self.pool = TxPool(self.chain.check_for_pool)
-        self.rpc = RpcServer(HttpLimits(cors=config.rpc_cors, max_connections=config.rpc_max_connections,
-                                        check_host=config.rpc_host in ("127.0.0.1", "::1", "localhost")))
-        self.rpc.refuse_unsafe = config.rpc_refuse_unsafe
-        register_core_api(self.rpc, self)
-        # RPC method groups defined next to the features they serve
-        api_arena.register(self.rpc, self)
-        api_market.register(self.rpc, self)
-        api_dashboard.register(self.rpc, self)
-        api_substrate.register(self.rpc, self)
         self.metrics = NodeMetrics()
-        self._touched_senders: set[bytes] = set()
+        self.network = None if config.dev else self._make_network()
+        self._gossip_send, self._gossip_receive = trio.open_memory_channel[bytes](20_000)
+        self.txpool = TxPool(self.chain.check_for_pool)
+        self.pool = PoolHandle(self.txpool, self.chain, gossip=None if self.network is None else self._queue_gossip)
+        self.consensus = None if self.network is None else ConsensusService(
+            self.chain, self.network, self.pool, self.notify_finalized,
+            key=config.author_key, equivocate=config.test_equivocate)
+        self.peers: NetworkView = NoNetwork() if self.consensus is None else self.consensus
+        self.content: ContentStore = self._make_content_store()
         self._head_channels: set = set()
         self._final_channels: set = set()
-        self.rpc.subscription("chain_subscribeNewHeads", "chain_unsubscribeNewHeads", "chain_newHead",
-                              self._attach(self._head_channels))
-        self.rpc.subscription("chain_subscribeFinalizedHeads", "chain_unsubscribeFinalizedHeads",
-                              "chain_finalizedHead", self._attach(self._final_channels))
+        self.rpc = self._make_rpc()
+        self.chain.listeners.append(self.pool.on_import)
         self.chain.listeners.append(self._on_import)
-        self.consensus = None if config.dev else self._make_consensus()
-        self.content = self._make_content_store()
-        self.rpc.extra_routes.extend(ipfs_routes(self.content))
-        self.rpc.extra_routes.extend(ui_routes())  # the web dashboard under /ui
-        self._gossip_send, self._gossip_receive = trio.open_memory_channel[bytes](20_000)
+
+    def _make_network(self) -> NetworkService:
+        bootnodes = tuple(self.config.bootnodes) or tuple(self.spec.config.get("bootnodes", []))
+        return NetworkService(NetworkConfig(
+            key_path=self.config.base_path / "node.key", genesis_hash=self.spec.genesis_hash,
+            listen_port=self.config.p2p_port, bootnodes=bootnodes, allowed_cidrs=self.config.allowed_cidrs,
+            listen_addrs=self.config.listen_addrs, public_addrs=self.config.public_addrs,
+        ))
 
     def _make_content_store(self):
         """The embedded IPFS store (bitswap on the node's libp2p host) or a Kubo daemon's API."""
@@ -104,20 +110,31 @@ class ArenaNode:
             return KuboContentStore(self.config.ipfs_api)
         blocks = BlockStore(self.store.content_db(), quota_bytes=self.config.ipfs_quota, disk_path=self.config.base_path)
         content = EmbeddedContentStore(blocks)
-        if self.consensus is not None:
-            network = self.consensus.network
+        if self.network is not None:
+            network = self.network
             content.attach_exchange(Exchange(network.host, blocks, penalize=network.penalize,
                                              peers=network.host.get_connected_peers))
         return content
 
-    def _make_consensus(self):
-        bootnodes = tuple(self.config.bootnodes) or tuple(self.spec.config.get("bootnodes", []))
-        network = NetworkService(NetworkConfig(
-            key_path=self.config.base_path / "node.key", genesis_hash=self.spec.genesis_hash,
-            listen_port=self.config.p2p_port, bootnodes=bootnodes, allowed_cidrs=self.config.allowed_cidrs,
-            listen_addrs=self.config.listen_addrs, public_addrs=self.config.public_addrs,
-        ))
-        return ConsensusService(self, network, equivocate=self.config.test_equivocate)
+    def _make_rpc(self) -> RpcServer:
+        """The RPC server with every namespace, each given only the handles it reads."""
+        config = self.config
+        rpc = RpcServer(HttpLimits(cors=config.rpc_cors, max_connections=config.rpc_max_connections,
+                                   check_host=config.rpc_host in ("127.0.0.1", "::1", "localhost")))
+        rpc.refuse_unsafe = config.rpc_refuse_unsafe
+        register_core_api(rpc, self.chain, self.pool, self.peers)
+        # RPC method groups defined next to the features they serve
+        api_arena.register(rpc, self.chain)
+        api_market.register(rpc, self.chain)
+        api_dashboard.register(rpc, self)  # a NodeView: chain, content store, settings
+        api_substrate.register(rpc, self.chain, self.pool)
+        rpc.subscription("chain_subscribeNewHeads", "chain_unsubscribeNewHeads", "chain_newHead",
+                         self._attach(self._head_channels))
+        rpc.subscription("chain_subscribeFinalizedHeads", "chain_unsubscribeFinalizedHeads",
+                         "chain_finalizedHead", self._attach(self._final_channels))
+        rpc.extra_routes.extend(ipfs_routes(self.content))
+        rpc.extra_routes.extend(ui_routes())  # the web dashboard under /ui
+        return rpc
 
     def _attach(self, registry: set):
         def attach(channel) -> Callable[[], None]:
@@ -125,76 +142,38 @@ class ArenaNode:
             return lambda: registry.discard(channel)
         return attach
 
-    # ------------------------------------------------------------ hooks used by RPC
+    # ------------------------------------------------------------ gossip of local extrinsics
 
-    def submit_extrinsic(self, encoded: bytes, overload_exempt: bool = False) -> CheckedExtrinsic:
-        """Add to the pool and gossip it (batched) to the network; `overload_exempt` for the
-        node's own extrinsics that must not be lost to admission control (equivocation reports)."""
-        checked = self.pool.submit(encoded, overload_exempt=overload_exempt)
-        if self.consensus is not None:
-            try:
-                self._gossip_send.send_nowait(encoded)
-            except trio.WouldBlock:
-                log.warning("gossip queue full; extrinsic stays in the local pool only")
-        return checked
+    def _queue_gossip(self, encoded: bytes) -> None:
+        """Queue a locally submitted extrinsic for gossip (batched by the network)."""
+        try:
+            self._gossip_send.send_nowait(encoded)
+        except trio.WouldBlock:
+            log.warning("gossip queue full; extrinsic stays in the local pool only")
 
-    def account_nonce(self, who: bytes) -> int:
-        return system.AccountNonce.get(self.chain.state(), who)
-
-    def sign_local(self, key: Keypair, module: str, function: str, args: list, nonce: int) -> bytes:
-        """Sign an extrinsic for this chain with an immortal era (used for the node's own reports)."""
-        return sign_extrinsic(key, Call(module, function, args), nonce, self.spec.genesis_hash,
-                              self.chain.runtime.spec_version)
-
-    def peer_count(self) -> int:
-        return len(self.consensus.network.peers()) if self.consensus else 0
-
-    def peer_info(self) -> list:
-        return self.consensus.peer_info() if self.consensus else []
-
-    def is_syncing(self) -> bool:
-        return self.consensus.is_syncing() if self.consensus else False
-
-    def local_peer(self) -> dict | None:
-        if self.consensus is None:
-            return None
-        net = self.consensus.network
-        return {"peerId": net.peer_id, "listen": net.listen_multiaddr}
-
-    async def _forward_gossip(self) -> None:
-        assert self.consensus is not None
+    async def _forward_gossip(self, network: NetworkService) -> None:
         async for encoded in self._gossip_receive:
             try:
-                await self.consensus.network.submit_extrinsic(encoded)
+                await network.submit_extrinsic(encoded)
             except Exception as exc:  # noqa: BLE001 - gossip is best effort; the pool still holds it
                 log.debug("extrinsic gossip failed: %s", exc)
 
-    def should_have_peers(self) -> bool:
-        return not self.config.dev
-
     # ------------------------------------------------------------ events
 
-    def revalidate_pool(self) -> None:
-        """Recheck the pool against the new best state: senders seen in new blocks, or all now and then."""
-        touched, self._touched_senders = self._touched_senders, set()
-        self.pool.revalidate(touched)
-
     def _on_import(self, imported: Imported) -> None:
-        for encoded in imported.block.extrinsics:
-            # canonical encoding: fixarray(4), bin8(32) signer — bytes 3..35 are the signer
-            self._touched_senders.add(encoded[3:35])
         header = imported.block.header
         self.metrics.blocks.inc()
         self.metrics.extrinsics.inc(len(imported.block.extrinsics))
         self.metrics.best.set(header.number)
         self.metrics.pool.set(len(self.pool))
-        self.metrics.peers.set(self.peer_count())
+        self.metrics.peers.set(self.peers.peer_count())
         log.info("imported #%d 0x%s xts=%d", header.number, header.hash.hex()[:16], len(imported.block.extrinsics))
         payload = header_json(header)
         for channel in list(self._head_channels):
             channel.send_nowait(payload)
 
     def notify_finalized(self, block_hash: bytes) -> None:
+        """The finalized-block listener: metrics and the finalized-heads subscription."""
         header = self.store.get_header(block_hash)
         if header is not None:
             self.metrics.finalized.set(header.number)
@@ -219,7 +198,7 @@ class ArenaNode:
             for encoded, exc in rejected:
                 if exc.kind != "Future":
                     log.info("dropping extrinsic from pool: %s", exc)
-            self.revalidate_pool()
+            self.pool.revalidate()
             self.store.set_finalized(block.hash)
             self.notify_finalized(block.hash)
 
@@ -239,13 +218,16 @@ class ArenaNode:
                 if self.config.prometheus_port:
                     self.metrics.serve(self.config.prometheus_port, self.config.prometheus_host)
                     log.info("metrics on http://%s:%d/metrics", self.config.prometheus_host, self.config.prometheus_port)
-                if self.config.dev:
+                if self.network is None or self.consensus is None:
                     nursery.start_soon(self.dev_author)
                 else:
-                    assert self.consensus is not None
+                    await nursery.start(self.network.run)
                     await nursery.start(self.consensus.run)
-                    nursery.start_soon(self._forward_gossip)
-                    log.info("p2p listening on %s", self.consensus.network.listen_multiaddr)
+                    # admission control (node/txpool.py): event-loop lag and finality lag
+                    nursery.start_soon(self.txpool.watch_loop_lag,
+                                       lambda: self.chain.best.number - self.chain.finalized.number)
+                    nursery.start_soon(self._forward_gossip, self.network)
+                    log.info("p2p listening on %s", self.network.listen_multiaddr)
                 if self.config.offchain:
                     nursery.start_soon(self._supervise_offchain)
                 task_status.started()

@@ -25,9 +25,6 @@ ALLOWED = {
 
 # Import circles inside node/ at the time this check was written (issue 14 removes them).
 KNOWN_CYCLES = [
-    # ArenaNode handed whole to the RPC namespaces and the consensus service, which import it back
-    {"node.api", "node.api_arena", "node.api_dashboard", "node.api_market", "node.api_substrate",
-     "node.consensus_service", "node.service"},
 ]
 
 
