@@ -157,13 +157,6 @@ class FinalityGadget:
 
     # ------------------------------------------------------------ votes and rounds
 
-    def is_new(self, vote: SignedVote) -> bool:
-        """Whether a vote of our set is one we have not recorded yet (replays are not forwarded)."""
-        rnd = self.voter.rounds.get(vote.round)
-        if rnd is None:
-            return True
-        return not any(v.target == vote.target for v in rnd.seen[vote.stage].get(vote.voter, []))
-
     def on_vote(self, vote: SignedVote) -> Output:
         return self.voter.on_vote(vote)
 
