@@ -37,6 +37,13 @@ def best_context(chain: ChainView) -> Context:
     return Context(chain.state(), best.number, best.timestamp_ms, best.author)
 
 
+def token_properties(chain: ChainView) -> dict:
+    """Address format, token and genesis hash: `system_properties` and the metadata's `properties`."""
+    token = chain.spec.config.get("token", {})
+    return {"ss58Format": 42, "tokenSymbol": token.get("symbol", "ARENA"),
+            "tokenDecimals": token.get("decimals", balances.DECIMALS), "genesisHash": hexify(chain.spec.genesis_hash)}
+
+
 def field_names(runtime: Runtime, event: Event) -> list[str] | None:
     """The declared field names of an event, for its JSON form."""
     module = runtime.modules.get(event.module)
@@ -142,10 +149,7 @@ def register_system(rpc: RpcServer, chain: ChainView, pool: PoolHandle, network:
 
     @rpc.method("system_properties")
     def system_properties() -> dict:
-        token = chain.spec.config.get("token", {})
-        return {"ss58Format": 42, "tokenSymbol": token.get("symbol", "ARENA"),
-                "tokenDecimals": token.get("decimals", balances.DECIMALS), "genesisHash": hexify(chain.spec.genesis_hash),
-                "specVersion": SPEC_VERSION, "slotDurationMs": chain.spec.slot_duration_ms,
+        return {**token_properties(chain), "specVersion": SPEC_VERSION, "slotDurationMs": chain.spec.slot_duration_ms,
                 "epochLength": system.EpochLength.get(chain.state())}
 
     @rpc.method("system_health")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from node.api import VERSION
+from node.api import VERSION, token_properties
 from node.jsonfmt import hexify, unhex
 from node.metadata import build_metadata
 from node.rpc import Notifier, RpcError, RpcServer
@@ -110,11 +110,6 @@ def register(rpc: RpcServer, chain: ChainView, pool: PoolHandle) -> None:
     """Register the Substrate-compatible methods and subscriptions."""
     watches = _Watches(rpc, chain.store, pool)
 
-    def properties() -> dict:
-        token = chain.spec.config.get("token", {})
-        return {"ss58Format": 42, "tokenSymbol": token.get("symbol", "ARENA"),
-                "tokenDecimals": token.get("decimals", 12), "genesisHash": hexify(chain.spec.genesis_hash)}
-
     @rpc.method("rpc_methods")
     def rpc_methods() -> dict:
         return {"version": 1, "methods": sorted([*rpc.methods, *rpc.subscriptions])}
@@ -127,7 +122,7 @@ def register(rpc: RpcServer, chain: ChainView, pool: PoolHandle) -> None:
 
     @rpc.method("state_getMetadata")
     def metadata(at: str | None = None) -> dict:
-        return build_metadata(chain.runtime, chain.state(), SPEC_VERSION, properties())
+        return build_metadata(chain.runtime, chain.state(), SPEC_VERSION, token_properties(chain))
 
     @rpc.method("payment_queryInfo")
     def query_info(extrinsic: str, at: str | None = None) -> dict:
