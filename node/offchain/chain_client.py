@@ -3,7 +3,10 @@
 Transport, call composition and signing are the public client's (node/client.py `ArenaClient`,
 as any external program would use it): calls are composed from the node's typed metadata (so a
 wrong argument is refused before anything is signed) and signed for the chain the metadata
-names. What this module adds is what a long-running worker needs on top.
+names. What this module adds is what a long-running worker needs on top. (It waits for inclusion
+by polling `arena_extrinsic` rather than `ArenaClient.submit_and_watch`: a watch is one WebSocket
+that a node restart ends, while the hash it records before sending can be looked up again by a
+restarted worker or after the node comes back.)
 
 Workers never assume the node is up. Every read goes through `ChainClient.call`, which retries
 transport failures with capped exponential backoff (logging one line per attempt) until the
