@@ -20,6 +20,7 @@ from consensus.slots import current_slot, now_ms
 from consensus.validity import InvalidHeader, expected_author
 from node.chain import BlockError, Chain, StaleBlock, UnknownParent
 from node.finality import FinalityGadget, decode_finality_message
+from node.sync import Prefetch, RangeItem, check_range, decode_range
 from node.txpool import PoolError
 from node.views import ExtrinsicSigner, FinalizedListener, PoolHandle
 from p2p import NetworkService, Penalty, RequestError, Topic, Verdict
@@ -377,35 +378,54 @@ class ConsensusService:
             self.network.penalize(peer, Penalty.PROTOCOL_VIOLATION)
             return
         self.peer_status[peer] = (best_number, best_hash, fin_number)
-        while best_number > self.chain.best.number or (
+        if best_number > self.chain.best.number or (
             best_number == self.chain.best.number and not self.store.has_block(best_hash) and best_number > 0
         ):
-            start = self.chain.best.number + 1
-            items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
-            if not items:
-                break
-            first = Block.decode(decode(items[0])[0])
-            if not self.store.has_block(first.header.parent_hash):
-                # we are on another fork: fetch from just above our finalized block instead
-                start = self.chain.finalized.number + 1
-                items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
-            if not await self._import_range(peer, items):
-                break
-            await trio.lowlevel.checkpoint()
+            await self._fetch_and_import(peer, best_number)
         # finality that the peer has and we lack: its justifications for blocks we may already hold
         while fin_number > self.chain.finalized.number:
             before = self.chain.finalized.number
             items = await self.network.request_blocks(peer, before + 1, min(SYNC_CHUNK, fin_number - before))
-            await self._import_range(peer, items)
+            await self._import_range(peer, await check_range(items))
             if self.chain.finalized.number == before:
                 break
 
-    async def _import_range(self, peer: str, items: list[bytes]) -> bool:
+    async def _fetch_and_import(self, peer: str, best_number: int) -> None:
+        """Import the peer's blocks above our best, with the next range always on its way (node.sync)."""
+        start = self.chain.best.number + 1
+        items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
+        if items and not self.store.has_block(decode_range(items[:1])[0][0].header.parent_hash):
+            # we are on another fork: fetch from just above our finalized block instead
+            start = self.chain.finalized.number + 1
+            items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
+        failed: Exception | None = None
+        first_best = self.chain.best.number
+        async with trio.open_nursery() as nursery:
+            ahead = Prefetch(nursery, lambda first: self.network.request_blocks(peer, first, SYNC_CHUNK))
+            try:
+                while items:
+                    start += len(items)
+                    if start <= best_number:
+                        ahead.start(start)
+                    if not await self._import_range(peer, await check_range(items)) or not ahead.pending:
+                        break
+                    items = await ahead.result()
+            except (RequestError, CodecError, ValueError) as exc:
+                failed = exc  # raised below, outside the nursery, as the plain error sync_loop expects
+            nursery.cancel_scope.cancel()
+        if self.chain.best.number > first_best + 1:
+            log.info("synced #%d..#%d from %s", first_best + 1, self.chain.best.number, peer[:12])
+        if failed is not None:
+            raise failed
+
+    async def _import_range(self, peer: str, items: list[RangeItem]) -> bool:
         """Import blocks and their justifications; False when nothing moved forward."""
         progressed = False
-        for item in items:
-            raw, justification = decode(item)
-            block = Block.decode(raw)
+        self.chain.verified_seals.update(item.block.hash for item in items if item.seals_ok)
+        for count, item in enumerate(items, 1):
+            block, justification = item.block, item.justification
+            if not count % 64:
+                await trio.lowlevel.checkpoint()  # RPC and gossip get the loop between slices of a range
             if not self.store.has_block(block.hash):
                 try:
                     self.chain.import_block(block)

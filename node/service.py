@@ -167,10 +167,13 @@ class ArenaNode:
         self.metrics.best.set(header.number)
         self.metrics.pool.set(len(self.pool))
         self.metrics.peers.set(self.peers.peer_count())
-        log.info("imported #%d 0x%s xts=%d", header.number, header.hash.hex()[:16], len(imported.block.extrinsics))
-        payload = header_json(header)
-        for channel in list(self._head_channels):
-            channel.send_nowait(payload)
+        # a block slots old is a catch-up import: sync logs its ranges, one line each
+        level = logging.INFO if now_ms() - header.timestamp_ms < 4 * self.spec.slot_duration_ms else logging.DEBUG
+        log.log(level, "imported #%d 0x%s xts=%d", header.number, header.hash.hex()[:16], len(imported.block.extrinsics))
+        if self._head_channels:
+            payload = header_json(header)
+            for channel in list(self._head_channels):
+                channel.send_nowait(payload)
 
     def notify_finalized(self, block_hash: bytes) -> None:
         """The finalized-block listener: metrics and the finalized-heads subscription."""

@@ -139,6 +139,47 @@ async def read_frame(stream: INetStream, max_size: int) -> tuple[int, bytes]:
     return body[0], body[1:]
 
 
+class FrameReader:
+    """The frames of one reply, read from the stream in pieces of up to `chunk` bytes.
+
+    `read_frame` asks the stream for each 4-byte header and each body separately: two yamux reads,
+    each with its window bookkeeping, per frame. A range reply of 256 blocks is 257 frames; read
+    here it takes a read per ~64 KiB instead. The frames and their limits are the same.
+    """
+
+    def __init__(self, stream: INetStream, chunk: int = 1 << 16) -> None:
+        self._stream = stream
+        self._chunk = chunk
+        self._buffer = b""
+        self._offset = 0
+
+    async def _exactly(self, size: int) -> bytes:
+        while len(self._buffer) - self._offset < size:
+            try:
+                more = await self._stream.read(max(self._chunk, size - (len(self._buffer) - self._offset)))
+            except StreamEOF:
+                more = b""
+            if not more:
+                missing = size - (len(self._buffer) - self._offset)
+                raise StreamEnded(f"stream ended with {missing} of {size} bytes missing")
+            self._buffer = self._buffer[self._offset:] + more
+            self._offset = 0
+        out = self._buffer[self._offset : self._offset + size]
+        self._offset += size
+        return out
+
+    async def frame(self, max_size: int) -> tuple[int, bytes]:
+        (length,) = _HEADER.unpack(await self._exactly(_HEADER.size))
+        if length == 0 or length > max_size + 1:
+            raise FrameError(f"frame of {length} bytes (limit {max_size + 1})")
+        body = await self._exactly(length)
+        return body[0], body[1:]
+
+
+def encode_frame(kind: int, body: bytes) -> bytes:
+    return _HEADER.pack(len(body) + 1) + bytes([kind]) + body
+
+
 async def close_quietly(stream: INetStream) -> None:
     """Close a stream, shielded and bounded to 1 s; a peer that already went away is not an error."""
     with trio.move_on_after(1, shield=True):  # type: ignore[call-arg]  # trio-typing stubs predate it
@@ -150,7 +191,7 @@ async def close_quietly(stream: INetStream) -> None:
 
 async def write_frame(stream: INetStream, kind: int, body: bytes) -> None:
     """Write one frame (header + kind + body) in a single write."""
-    await stream.write(_HEADER.pack(len(body) + 1) + bytes([kind]) + body)
+    await stream.write(encode_frame(kind, body))
 
 
 class ReqResp:
@@ -307,8 +348,9 @@ class ReqResp:
         items: list[bytes] = []
         parts: list[bytes] = []
         part_size = total = 0
+        reader = FrameReader(stream)
         while True:
-            kind, body = await read_frame(stream, limits.response_chunk_size)
+            kind, body = await reader.frame(limits.response_chunk_size)
             if kind == KIND_END:
                 if parts:
                     raise FrameError("reply ended inside an item")
@@ -390,15 +432,22 @@ class ReqResp:
             await close_quietly(stream)
 
     async def _write_items(self, stream: INetStream, items: list[bytes]) -> None:
+        """The reply's frames, written in batches of ~64 KiB (one stream write each, not one per frame)."""
         step = self._limits.response_chunk_size
+        pending: list[bytes] = []
+        size = 0
         for item in items:
             if len(item) > self._limits.max_response_item:
                 raise FrameError(f"item of {len(item)} B exceeds max_response_item")
             pieces = [item[i : i + step] for i in range(0, len(item), step)] or [b""]
-            for piece in pieces[:-1]:
-                await write_frame(stream, KIND_PART, piece)
-            await write_frame(stream, KIND_ITEM, pieces[-1])
-        await write_frame(stream, KIND_END, b"")
+            for index, piece in enumerate(pieces):
+                pending.append(encode_frame(KIND_ITEM if index == len(pieces) - 1 else KIND_PART, piece))
+                size += len(pending[-1])
+                if size >= 1 << 16:
+                    await stream.write(b"".join(pending))
+                    pending, size = [], 0
+        pending.append(encode_frame(KIND_END, b""))
+        await stream.write(b"".join(pending))
 
 
 class _BadRequest(Exception):
