@@ -34,7 +34,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
-from p2p.batcher import ExtrinsicBatcher, encode_batch
+from p2p.batcher import ExtrinsicBatcher
 from p2p.config import NetworkConfig
 from p2p.gossip import Gossip, Handler, Topic, Validator
 from p2p.peers import PeerManager, Penalty
@@ -238,10 +238,6 @@ class NetworkService:
         """Currently connected peer ids."""
         return [peer.to_base58() for peer in self.host.get_connected_peers()]
 
-    def connected_peer_ids(self) -> list[ID]:
-        """Currently connected peers as libp2p `ID`s (for protocols on `self.host`)."""
-        return list(self.host.get_connected_peers())
-
     def penalize(self, peer_id: str | ID, reason: Penalty | str, amount: float | None = None) -> float:
         """Lower a peer's score (`Penalty` or free text); bans and disconnects it below the threshold."""
         return self.peer_manager.penalize(peer_id, reason, amount)
@@ -269,10 +265,6 @@ class NetworkService:
     async def publish(self, topic: Topic, data: bytes) -> None:
         """Publish on a topic (EXTRINSICS takes an encoded batch; prefer `submit_extrinsic`)."""
         await self.gossip.publish(topic, data)
-
-    async def publish_extrinsics(self, extrinsics: list[bytes]) -> None:
-        """Publish a list of extrinsics as one batch message now."""
-        await self.gossip.publish(Topic.EXTRINSICS, encode_batch(extrinsics))
 
     async def submit_extrinsic(self, extrinsic: bytes) -> None:
         """Queue one extrinsic for batched gossip (flushed within `extrinsic_batch_window_s`)."""
@@ -485,13 +477,3 @@ class NetworkService:
                 logger.info("peer_disconnected peer=%s", peer_id)
             except Exception as exc:  # noqa: BLE001 - the peer may already be gone
                 logger.info("peer_disconnect_failed peer=%s error=%s", peer_id, exc)
-
-
-def describe(service: NetworkService) -> dict[str, Any]:
-    """A small health summary (for `system_health` / `system_peers`)."""
-    return {
-        "peer_id": service.peer_id,
-        "peers": service.peers(),
-        "banned": service.peer_manager.banned_peers(),
-        "dropped_deliveries": service.gossip.dropped_deliveries,
-    }

@@ -187,8 +187,8 @@ def test_plain_text_tasks(task, tmp_path):
 
 
 def test_scores_read_back_as_losses_in_nats():
+    from node.demo.tables import leaderboard_table
     from node.offchain.ml.spec import loss_from_score, score_from_loss_ppb
-    from node.offchain.narrate import leaderboard_table
 
     for loss_ppb in (0, 1, 362_000_000, 2_122_173_815, 10**12):
         assert loss_from_score(score_from_loss_ppb(loss_ppb)) == pytest.approx(loss_ppb / 1e9, rel=1e-6, abs=1e-7)

@@ -42,7 +42,7 @@ from node import localnet
 from node.demo.market import run_marketplace_demo
 from node.demo.network import ROOT, DemoError, DemoNet, Network
 from node.demo.story import follow_tasks
-from node.offchain.narrate import amount
+from node.demo.tables import amount
 from node.rpc_client import RpcClientError
 from runtime.crypto import Keypair
 from runtime.modules.balances import UNIT

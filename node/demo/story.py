@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from node.demo.network import DemoError, Network
-from node.offchain.narrate import amount, leaderboard_table, short, validators_table
+from node.demo.tables import amount, leaderboard_table, short, validators_table
 
 ENDED = ("finalized", "failed", "cancelled")
 

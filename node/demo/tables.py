@@ -1,16 +1,10 @@
-"""Rich renderings of a task for people: timeline, participants, leaderboard, validator results.
-
-Used by `arena task show ID` (when no other CLI plugin defines `arena task`) and by the demo.
-"""
+"""The demo's tables and amounts: a task's leaderboard and validator results, ARENA rounded for reading."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from node.rpc_client import RpcClient
 from runtime.modules.balances import UNIT
 
 
@@ -61,36 +55,3 @@ def validators_table(board: dict, names: dict[str, str] | None = None) -> Table:
     for v in board["validators"]:
         table.add_row(short(v["address"], names), f"{v['agreementPpb'] / 1e7:.2f} %", amount(v["reward"]))
     return table
-
-
-def timeline_table(task: dict) -> Table:
-    table = Table(title=f"Task {task['id']} timeline", title_justify="left")
-    table.add_column("phase")
-    table.add_column("block", justify="right")
-    for entry in task["timeline"]:
-        table.add_row(entry["status"], str(entry["block"]))
-    return table
-
-
-def print_task(rpc_url: str, task_id: int, console: Console | None = None,
-               names: dict[str, str] | None = None) -> int:
-    """Print a task's timeline, participants and leaderboard; 1 when the task does not exist."""
-    console = console or Console()
-    client = RpcClient(rpc_url, timeout=10)
-    task: dict[str, Any] | None = client.call("arena_task", task_id)
-    if task is None:
-        console.print(f"[red]task {task_id} does not exist on {rpc_url}[/red]")
-        return 1
-    console.print(f"[bold]Task {task_id}[/bold] kind={task['kind']} status={task['status']} "
-                  f"creator={short(task['creator'], names)} reward pool={amount(task['rewardPool'])} "
-                  f"emission={amount(task['emission'])} spec={task['specCid']}")
-    console.print(timeline_table(task))
-    board = client.call("arena_leaderboard", task_id)
-    if board and board["entries"]:
-        console.print(leaderboard_table(board, names))
-        console.print(validators_table(board, names))
-    else:
-        console.print("no leaderboard yet (the task is not finalized)")
-    if task["topModel"]:
-        console.print(f"top model: [bold]{task['topModel']}[/bold]")
-    return 0
