@@ -27,9 +27,9 @@ Spec (besides ``format``/``kind``)::
 
 from __future__ import annotations
 
-import json
 import math
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -39,6 +39,14 @@ from node.offchain.ml import llm_base, llm_data
 from node.offchain.ml.base import EvalResult, PreparedData, TaskKind
 from node.offchain.ml.errors import DataRejected, LimitExceeded, ModelRejected, SpecRejected
 from node.offchain.ml.evaluation import deterministic_cpu
+from node.offchain.ml.llm_adapter import (
+    ADAPTER_CONFIG,
+    ADAPTER_FILES,
+    ADAPTER_WEIGHTS,
+    MAX_ADAPTER_CONFIG_BYTES,
+    adapter_files,
+    check_adapter,
+)
 from node.offchain.ml.sources import read_source_text
 from node.offchain.ml.spec import (
     LOSS_SCALE,
@@ -49,14 +57,9 @@ from node.offchain.ml.spec import (
     quantize_loss,
     score_from_loss_ppb,
 )
-from node.offchain.ml.tensorfile import dump_tensors, load_tensors, parse_header
-from node.offchain.ml.training import CURVE_KEY, Progress, curve_metadata, resolve_device
+from node.offchain.ml.training import Progress, curve_metadata, resolve_device
 
 KIND = "causal_lm_lora"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
-MAX_ADAPTER_CONFIG_BYTES = 64 * 1024
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Hard caps a validator enforces whatever a (possibly hostile) planner writes into a spec.
 HARD_MAX_BASE_PARAMS = 8_000_000_000
@@ -277,24 +280,12 @@ class CausalLMLoRA(TaskKind):
         self.validate_spec(spec)
         if base_files is None:
             raise SpecRejected("causal_lm_lora training needs the base model folder (base_files)")
+        settings = self.training_settings(spec, epochs, lr, lora)
         limits = spec["limits"]
-        if not (isinstance(epochs, int) and 1 <= epochs <= limits["max_epochs"]):
-            raise LimitExceeded(f"epochs={epochs!r} is outside [1, limits.max_epochs={limits['max_epochs']}]")
-        if not (math.isfinite(lr) and 0 < lr <= limits["max_lr"]):
-            raise LimitExceeded(f"lr={lr!r} is outside (0, limits.max_lr={limits['max_lr']}]")
-        settings = {**spec["lora"], **(lora or {})}
-        self.check_spec({**spec, "lora": settings})
         base = self.load_base(spec, base_files)
         examples = self.decode_examples(spec, train_bytes, "train", base)
         target = resolve_device(device)
-        peft = llm_base.stack().peft
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = peft.get_peft_model(base.model, self.lora_config(settings))
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        if trainable > limits["max_trainable_params"]:
-            raise LimitExceeded(f"the adapter has {trainable} parameters, over limits.max_trainable_params")
+        model = self.lora_model(base, settings, seed, limits["max_trainable_params"])
         model.to(target).train()
         batch_size = spec["training"]["batch_size"]
         steps_per_epoch = -(-len(examples) // batch_size)
@@ -308,8 +299,7 @@ class CausalLMLoRA(TaskKind):
         # fp16 (GPUs without bf16) needs loss scaling so small adapter gradients do not underflow
         scaler = torch.amp.GradScaler("cuda") if target.type == "cuda" and not torch.cuda.is_bf16_supported() else None
         rank, world = (distributed.rank(), distributed.size()) if distributed is not None else (0, 1)
-        rng = random.Random(seed)
-        order: list[int] = []
+        batches = _shuffled_batches(len(examples), batch_size, seed)
         bar = None
         if progress == "tqdm" and rank == 0:
             from tqdm import tqdm
@@ -321,28 +311,13 @@ class CausalLMLoRA(TaskKind):
         curve: list[dict[str, Any]] = []
         window_sum = 0.0
         for step in range(1, total + 1):
-            if len(order) < batch_size:
-                fresh = list(range(len(examples)))
-                rng.shuffle(fresh)
-                order += fresh
-            batch, order = order[:batch_size], order[batch_size:]
+            batch = next(batches)
             mine = batch[rank::world] or batch[:1]
             input_ids, mask, labels = (t.to(target) for t in llm_base.collate([examples[i] for i in mine], pad))
             with autocast:
                 losses = llm_base.token_losses(model, input_ids, mask, labels)
             loss = losses.float().mean()
-            optimizer.zero_grad(set_to_none=True)
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-            if distributed is not None:  # data parallel: average the adapter gradients of every rank
-                for p in params:
-                    if p.grad is not None:
-                        torch.distributed.all_reduce(p.grad, group=distributed)
-                        p.grad /= world
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            _optimizer_step(loss, params, optimizer, scaler, distributed, world)
             value = float(loss.detach())
             window_sum += value
             if step % window == 0 or step == total:
@@ -355,100 +330,39 @@ class CausalLMLoRA(TaskKind):
                 progress(step, total, value)
         if bar is not None:
             bar.close()
-        return self.adapter_files(model.to("cpu"), settings, curve_metadata(curve, "token_cross_entropy", "step"))
+        return adapter_files(model.to("cpu"), settings, KIND, curve_metadata(curve, "token_cross_entropy", "step"))
 
-    def adapter_files(self, model: Any, settings: dict[str, Any], curve: str | None = None) -> dict[str, bytes]:
-        """The adapter folder `peft` writes (names without the adapter name), float32, deterministic."""
+    def training_settings(self, spec: dict[str, Any], epochs: int, lr: float, lora: dict[str, Any] | None
+                          ) -> dict[str, Any]:
+        """The LoRA settings a run uses (the spec's, overridden by `lora`), with epochs and lr in the limits."""
+        limits = spec["limits"]
+        if not (isinstance(epochs, int) and 1 <= epochs <= limits["max_epochs"]):
+            raise LimitExceeded(f"epochs={epochs!r} is outside [1, limits.max_epochs={limits['max_epochs']}]")
+        if not (math.isfinite(lr) and 0 < lr <= limits["max_lr"]):
+            raise LimitExceeded(f"lr={lr!r} is outside (0, limits.max_lr={limits['max_lr']}]")
+        settings = {**spec["lora"], **(lora or {})}
+        self.check_spec({**spec, "lora": settings})
+        return settings
+
+    def lora_model(self, base: llm_base.BaseModel, settings: dict[str, Any], seed: int, max_trainable: int) -> Any:
+        """The base wrapped with a freshly seeded LoRA adapter (`LimitExceeded` over `max_trainable`)."""
         peft = llm_base.stack().peft
 
-        state = peft.get_peft_model_state_dict(model)
-        tensors = {k: v.detach().to(torch.float32).cpu().contiguous() for k, v in state.items()}
-        config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": int(settings["r"]),
-                  "lora_alpha": settings["alpha"], "lora_dropout": float(settings["dropout"]),
-                  "target_modules": sorted(settings["target_modules"]), "bias": "none",
-                  "fan_in_fan_out": False, "inference_mode": True, "base_model_name_or_path": None}
-        return {ADAPTER_CONFIG: json.dumps(config, indent=1, sort_keys=True).encode(),
-                ADAPTER_WEIGHTS: dump_tensors(tensors, {"format": "pt", "arena_kind": KIND,
-                                                        **({CURVE_KEY: curve} if curve else {})})}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = peft.get_peft_model(base.model, self.lora_config(settings))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if trainable > max_trainable:
+            raise LimitExceeded(f"the adapter has {trainable} parameters, over limits.max_trainable_params")
+        return model
 
     # ------------------------------------------------------------ validator
-
-    def check_adapter(self, spec: dict[str, Any], base: llm_base.BaseModel, files: dict[str, bytes]
-                      ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Validated LoRA settings and tensors of an untrusted adapter folder (`ModelRejected`).
-
-        Order: file names, byte caps, config fields against the spec's limits, then the exact
-        tensor table (names, shapes, F32) computed from the base architecture, the trainable
-        parameter cap, and only then safetensors parsing and a finiteness check.
-        """
-        limits = spec["limits"]
-        if not isinstance(files, dict) or set(files) != set(ADAPTER_FILES):
-            raise ModelRejected(f"an adapter folder holds exactly {list(ADAPTER_FILES)}, got {sorted(files)[:6]}")
-        if len(files[ADAPTER_CONFIG]) > MAX_ADAPTER_CONFIG_BYTES:
-            raise ModelRejected(f"{ADAPTER_CONFIG} is over {MAX_ADAPTER_CONFIG_BYTES} bytes")
-        if len(files[ADAPTER_WEIGHTS]) > limits["max_adapter_bytes"]:
-            raise ModelRejected(f"{ADAPTER_WEIGHTS} is {len(files[ADAPTER_WEIGHTS])} bytes, over "
-                                f"limits.max_adapter_bytes={limits['max_adapter_bytes']}")
-        try:
-            config = json.loads(files[ADAPTER_CONFIG])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ModelRejected(f"{ADAPTER_CONFIG} is not JSON") from None
-        if not isinstance(config, dict) or config.get("peft_type") != "LORA":
-            raise ModelRejected(f"{ADAPTER_CONFIG} must be a LoRA config (peft_type 'LORA')")
-        if config.get("bias", "none") != "none" or config.get("fan_in_fan_out", False) \
-                or config.get("modules_to_save") or config.get("use_dora") or config.get("layers_to_transform"):
-            raise ModelRejected(f"{ADAPTER_CONFIG}: only plain LoRA is accepted (bias none, no DoRA, "
-                                "no modules_to_save, no layer selection)")
-        r, alpha, modules = config.get("r"), config.get("lora_alpha"), config.get("target_modules")
-        if not (isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= limits["max_rank"]):
-            raise ModelRejected(f"adapter rank r={r!r} is outside [1, limits.max_rank={limits['max_rank']}]")
-        if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0 < alpha <= 4096
-                and math.isfinite(alpha)):
-            raise ModelRejected(f"adapter lora_alpha={alpha!r} must be a number in (0, 4096]")
-        if not (isinstance(modules, list) and modules and all(isinstance(m, str) for m in modules)
-                and set(modules) <= set(limits["target_modules"])):
-            raise ModelRejected(f"adapter target_modules {modules!r:.120} are not a subset of the spec's "
-                                f"{limits['target_modules']}")
-        settings = {"r": r, "alpha": alpha, "dropout": 0.0, "target_modules": sorted(set(modules))}
-        table, _ = parse_header(files[ADAPTER_WEIGHTS], max_bytes=limits["max_adapter_bytes"],
-                                what="adapter weights", error=ModelRejected)
-        expected = self.expected_adapter(base, settings)
-        if set(table) != set(expected):
-            missing, extra = sorted(set(expected) - set(table)), sorted(set(table) - set(expected))
-            raise ModelRejected(f"adapter tensors do not match the base model and target modules: missing "
-                                f"{missing[:3]}, unexpected {extra[:3]}")
-        for name, shape in expected.items():
-            if table[name].shape != shape or table[name].dtype != "F32":
-                raise ModelRejected(f"adapter tensor {name!r} is {table[name].dtype} {list(table[name].shape)}, "
-                                    f"the base model needs F32 {list(shape)}")
-        trainable = sum(math.prod(s) for s in expected.values())
-        if trainable > limits["max_trainable_params"]:
-            raise ModelRejected(f"the adapter has {trainable} parameters, over limits.max_trainable_params="
-                                f"{limits['max_trainable_params']}")
-        tensors = load_tensors(files[ADAPTER_WEIGHTS], what="adapter weights", error=ModelRejected)
-        for name, tensor in tensors.items():
-            if not bool(torch.isfinite(tensor).all()):
-                raise ModelRejected(f"adapter tensor {name!r} contains NaN or infinite values")
-        return settings, tensors
-
-    def expected_adapter(self, base: llm_base.BaseModel, settings: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        """Names and shapes `peft` saves for a LoRA of `settings` on the base architecture."""
-        config = llm_base.build_config(base.config)
-        shapes: dict[str, tuple[int, ...]] = {}
-        with torch.device("meta"):
-            model = llm_base.meta_model(config)
-        r = settings["r"]
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in settings["target_modules"]:
-                shapes[f"base_model.model.{name}.lora_A.weight"] = (r, module.in_features)
-                shapes[f"base_model.model.{name}.lora_B.weight"] = (module.out_features, r)
-        return shapes
 
     def load_adapter(self, spec: dict[str, Any], base: llm_base.BaseModel, files: dict[str, bytes]) -> Any:
         """A `peft` model: base + the checked adapter (the base module is wrapped in place)."""
         peft = llm_base.stack().peft
 
-        settings, tensors = self.check_adapter(spec, base, files)
+        settings, tensors = check_adapter(spec["limits"], base, files)
         model = peft.get_peft_model(base.model, self.lora_config(settings))
         result = peft.set_peft_model_state_dict(model, tensors)
         if getattr(result, "unexpected_keys", None):
@@ -501,6 +415,36 @@ def heldout_loss(model: nn.Module, examples: list[tuple[list[int], list[int]]], 
         return math.inf
 
 
+def _shuffled_batches(count: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Example indices, `batch_size` at a time, from epoch after epoch of seeded shuffles (endless)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            fresh = list(range(count))
+            rng.shuffle(fresh)
+            order += fresh
+        batch, order = order[:batch_size], order[batch_size:]
+        yield batch
+
+
+def _optimizer_step(loss: torch.Tensor, params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+                    scaler: Any, distributed: Any, world: int) -> None:
+    """Backward, average the adapter gradients over the ranks (data parallel), step (through `scaler` if fp16)."""
+    optimizer.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if distributed is not None:
+        for p in params:
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad, group=distributed)
+                p.grad /= world
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 def _autocast(device: torch.device) -> Any:
     """bf16 autocast on GPUs that support it, fp16 otherwise; nothing on the CPU."""
     import contextlib
@@ -519,4 +463,5 @@ def loss_units(loss_ppb: int | None) -> dict[str, float] | None:
     return {"loss_nats": round(nats, 6), "perplexity": round(math.exp(min(nats, 700.0)), 4)}
 
 
-__all__ = ["KIND", "CausalLMLoRA", "heldout_loss", "loss_units"]
+__all__ = ["ADAPTER_CONFIG", "ADAPTER_FILES", "ADAPTER_WEIGHTS", "KIND", "MAX_ADAPTER_CONFIG_BYTES", "CausalLMLoRA",
+           "heldout_loss", "loss_units"]

@@ -25,7 +25,7 @@ from node.offchain.ml.models import param_count
 from node.offchain.ml.sources import read_source_text
 from node.offchain.ml.spec import blake2b_hex, common_sections, ensure
 from node.offchain.ml.splits import decode_xy, encode_xy
-from node.offchain.ml.tables import parse_table
+from node.offchain.ml.tables import Table, parse_table
 
 MAX_AUTO_CLASSES = 20
 MAX_CLASSES = 1000
@@ -56,6 +56,52 @@ def _standardise(values: torch.Tensor, train: torch.Tensor) -> tuple[torch.Tenso
     return (values - mean) / std, mean.tolist(), std.tolist()
 
 
+def _read_table(source: str | None, fmt: str | None, label_column: str | None) -> tuple[Table, str]:
+    """The planner's table and its format (``csv`` | ``jsonl``, from the suffix unless given)."""
+    text = read_source_text(source, what="custom_csv")
+    fmt = fmt or ("jsonl" if str(source).lower().endswith((".jsonl", ".ndjson")) else "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise DataRejected(f"format must be 'csv' or 'jsonl', got {fmt!r}")
+    table = parse_table(text, Path(str(source)).name, fmt, label_column)
+    if len(table.labels) < MIN_ROWS:
+        raise DataRejected(f"{source}: {len(table.labels)} data rows, need at least {MIN_ROWS}")
+    return table, fmt
+
+
+def _problem_and_classes(source: str | None, table: Table, problem: str) -> tuple[str, list[str]]:
+    """The problem (``auto`` resolved) and the distinct labels, checked to fit it."""
+    classes = _class_order(table.labels)
+    if problem == "auto":
+        numeric = all(_is_number(label) for label in classes)
+        problem = "regression" if numeric and len(classes) > MAX_AUTO_CLASSES else "classification"
+    if problem == "regression":
+        bad = next((i for i, label in enumerate(table.labels) if not _is_number(label)), None)
+        if bad is not None:
+            raise DataRejected(
+                f"{source}: line {table.label_lines[bad]}: label {table.labels[bad]!r} is not a number "
+                "(regression needs numeric labels)"
+            )
+    elif problem == "classification":
+        if not 2 <= len(classes) <= MAX_CLASSES:
+            raise DataRejected(
+                f"{source}: classification needs 2..{MAX_CLASSES} classes, found {len(classes)}"
+            )
+    else:
+        raise DataRejected(f"problem must be 'classification', 'regression' or 'auto', got {problem!r}")
+    return problem, classes
+
+
+def _targets(table: Table, problem: str, classes: list[str], train: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Class indices, or targets standardised by the training split, and what the spec records of them."""
+    if problem == "classification":
+        index = {label: i for i, label in enumerate(classes)}
+        return torch.tensor([index[label] for label in table.labels], dtype=torch.int64), {"classes": classes}
+    raw = torch.tensor([float(label) for label in table.labels], dtype=torch.float64)
+    y, target_mean, target_std = _standardise(raw.unsqueeze(1), train)
+    return y.squeeze(1), {"target_mean": target_mean[0], "target_std": target_std[0]}
+
+
 class CustomTable(TaskKind):
     """Tabular classification/regression from a planner file."""
 
@@ -75,35 +121,8 @@ class CustomTable(TaskKind):
         unknown = set(options) - OPTION_NAMES
         if unknown:
             raise DataRejected(f"unknown custom_csv options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}")
-        text = read_source_text(source, what="custom_csv")
-        fmt = options.get("format") or (
-            "jsonl" if str(source).lower().endswith((".jsonl", ".ndjson")) else "csv"
-        )
-        if fmt not in ("csv", "jsonl"):
-            raise DataRejected(f"format must be 'csv' or 'jsonl', got {fmt!r}")
-        table = parse_table(text, Path(str(source)).name, fmt, options.get("label_column"))
-        if len(table.labels) < MIN_ROWS:
-            raise DataRejected(f"{source}: {len(table.labels)} data rows, need at least {MIN_ROWS}")
-        problem = options.get("problem", "auto")
-        classes = _class_order(table.labels)
-        if problem == "auto":
-            numeric = all(_is_number(label) for label in classes)
-            problem = "regression" if numeric and len(classes) > MAX_AUTO_CLASSES else "classification"
-        if problem == "regression":
-            bad = next((i for i, label in enumerate(table.labels) if not _is_number(label)), None)
-            if bad is not None:
-                raise DataRejected(
-                    f"{source}: line {table.label_lines[bad]}: label {table.labels[bad]!r} is not a number "
-                    "(regression needs numeric labels)"
-                )
-        elif problem == "classification":
-            if not 2 <= len(classes) <= MAX_CLASSES:
-                raise DataRejected(
-                    f"{source}: classification needs 2..{MAX_CLASSES} classes, found {len(classes)}"
-                )
-        else:
-            raise DataRejected(f"problem must be 'classification', 'regression' or 'auto', got {problem!r}")
-
+        table, fmt = _read_table(source, options.get("format"), options.get("label_column"))
+        problem, classes = _problem_and_classes(source, table, options.get("problem", "auto"))
         count = len(table.labels)
         order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
         cut = max(1, count * HELDOUT_PCT // 100)
@@ -117,15 +136,8 @@ class CustomTable(TaskKind):
             "feature_mean": mean,
             "feature_std": std,
         }
-        if problem == "classification":
-            index = {label: i for i, label in enumerate(classes)}
-            y = torch.tensor([index[label] for label in table.labels], dtype=torch.int64)
-            task["classes"] = classes
-        else:
-            raw = torch.tensor([float(label) for label in table.labels], dtype=torch.float64)
-            y, target_mean, target_std = _standardise(raw.unsqueeze(1), train)
-            y = y.squeeze(1)
-            task["target_mean"], task["target_std"] = target_mean[0], target_std[0]
+        y, target = _targets(table, problem, classes, train)
+        task.update(target)
         train_bytes = encode_xy(self.name, "train", x[train], y[train])
         heldout_bytes = encode_xy(self.name, "heldout", x[heldout], y[heldout])
         outputs = len(classes) if problem == "classification" else 1
