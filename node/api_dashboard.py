@@ -24,10 +24,11 @@ from p2p.content.errors import ContentError
 from runtime.codec import CodecError
 from runtime.crypto import Keypair, blake2b_256, ss58_encode
 from runtime.modules import tasks
+from runtime.state import Overlay
 from runtime.types import Block, Extrinsic
 
 if TYPE_CHECKING:
-    from node.views import NodeView
+    from node.views import ChainView, NodeView
 
 MAX_BLOCKS = 100
 SCORE_ONE_NAT = 10**9  # inv_loss_v1: score = 10**18 // (10**9 + loss_ppb), so loss = 10**9 / score - 1
@@ -63,6 +64,49 @@ def extrinsic_json(encoded: bytes) -> dict:
     return out
 
 
+def recent_blocks(chain: ChainView, count: int, before: int | None) -> list:
+    """Up to `count` canonical block summaries, newest first, ending below `before` (default: the best)."""
+    store = chain.store
+    best = store.best_header().number
+    top = best if before is None else min(best, int(before) - 1)
+    finalized = chain.finalized.number
+    out = []
+    for number in range(top, max(-1, top - count), -1):
+        block_hash = store.canonical_hash(number)
+        block = store.get_block(block_hash) if block_hash else None
+        if block is None:
+            continue
+        header = header_json(block.header)
+        out.append({"number": number, "hash": header["hash"], "author": header["author"],
+                    "timestamp": header["timestamp"], "extrinsics": len(block.extrinsics),
+                    "events": len(store.events(block.hash)), "finalized": number <= finalized})
+    return out
+
+
+def score_matrix(state: Overlay, task_id: int) -> dict | None:
+    """A task's revealed scores (rows validators, columns trainers) with the consensus ranks; None if unknown."""
+    raw = tasks.TaskById.get(state, task_id)
+    if raw is None:
+        return None
+    task = tasks.Task.from_list(raw)
+    trainers = [who for who, _ in task.trainers]
+    reveals = tasks.Reveals.get(state, task_id)
+    board = {bytes(who): (rank, score, reward) for who, rank, score, reward, _ in tasks.Leaderboard.get(state, task_id)}
+    rows = []
+    for validator, row in reveals:
+        by_trainer = {bytes(t): s for t, s in row}
+        rows.append({"validator": ss58_encode(validator),
+                     "scores": [by_trainer.get(bytes(t)) for t in trainers]})
+    consensus = []
+    for who in trainers:
+        rank, score, reward = board.get(bytes(who), (None, None, None))
+        consensus.append({"trainer": ss58_encode(who), "rank": rank, "consensusScore": score, "reward": reward,
+                          "lossNats": loss_from_score(score) if score is not None else None})
+    return {"taskId": task_id, "status": task.status, "kind": task.kind,
+            "trainers": [ss58_encode(t) for t in trainers], "rows": rows, "consensus": consensus,
+            "scoreRule": "inv_loss_v1: score = 10^18 // (10^9 + loss_ppb); loss_nats = 10^9 / score - 1"}
+
+
 def register(rpc: RpcServer, node: NodeView) -> None:
     """Register arena_blocks, arena_blockDetail and arena_scores."""
     chain = node.chain
@@ -91,20 +135,7 @@ def register(rpc: RpcServer, node: NodeView) -> None:
         """Up to `count` canonical blocks, newest first, ending below `before` (default: the best)."""
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_BLOCKS:
             raise RpcError(-32602, f"count must be an integer from 1 to {MAX_BLOCKS}")
-        best = store.best_header().number
-        top = best if before is None else min(best, int(before) - 1)
-        finalized = chain.finalized.number
-        out = []
-        for number in range(top, max(-1, top - count), -1):
-            block_hash = store.canonical_hash(number)
-            block = store.get_block(block_hash) if block_hash else None
-            if block is None:
-                continue
-            header = header_json(block.header)
-            out.append({"number": number, "hash": header["hash"], "author": header["author"],
-                        "timestamp": header["timestamp"], "extrinsics": len(block.extrinsics),
-                        "events": len(store.events(block.hash)), "finalized": number <= finalized})
-        return out
+        return recent_blocks(chain, count, before)
 
     @rpc.method("arena_blockDetail")
     def block_detail(ref: Any = None) -> dict:
@@ -121,27 +152,7 @@ def register(rpc: RpcServer, node: NodeView) -> None:
         """The revealed score matrix of a task: rows validators, columns trainers, plus consensus."""
         if not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 0:
             raise RpcError(-32602, "task id must be a non-negative integer")
-        state = chain.state()
-        raw = tasks.TaskById.get(state, task_id)
-        if raw is None:
-            return None
-        task = tasks.Task.from_list(raw)
-        trainers = [who for who, _ in task.trainers]
-        reveals = tasks.Reveals.get(state, task_id)
-        board = {bytes(who): (rank, score, reward) for who, rank, score, reward, _ in tasks.Leaderboard.get(state, task_id)}
-        rows = []
-        for validator, row in reveals:
-            by_trainer = {bytes(t): s for t, s in row}
-            rows.append({"validator": ss58_encode(validator),
-                         "scores": [by_trainer.get(bytes(t)) for t in trainers]})
-        consensus = []
-        for who in trainers:
-            rank, score, reward = board.get(bytes(who), (None, None, None))
-            consensus.append({"trainer": ss58_encode(who), "rank": rank, "consensusScore": score, "reward": reward,
-                              "lossNats": loss_from_score(score) if score is not None else None})
-        return {"taskId": task_id, "status": task.status, "kind": task.kind,
-                "trainers": [ss58_encode(t) for t in trainers], "rows": rows, "consensus": consensus,
-                "scoreRule": "inv_loss_v1: score = 10^18 // (10^9 + loss_ppb); loss_nats = 10^9 / score - 1"}
+        return score_matrix(chain.state(), task_id)
 
     @rpc.method("arena_trainingCurve")
     def training_curve_view(model_cid: str) -> dict | None:
