@@ -169,6 +169,10 @@ class ChainClient:
         self.log.warning("event=inclusion_slow action=%s xt=%s waited=%.0fs", action, xt_hash[:18], timeout)
         return None
 
+    def was_submitted(self, action: str) -> bool:
+        """Whether the logical `action` was submitted before (it has a record in the state file)."""
+        return bool(self.state.data.get("sent", {}).get(action))
+
     def submit_once(self, action: str, module: str, function: str, args: list,
                     timeout: float = INCLUSION_TIMEOUT_S) -> Inclusion:
         """Submit `module.function(args)` for the logical `action` at most once; wait for inclusion.

@@ -135,7 +135,7 @@ class Planner(RoleLoop):
                 self.state.save()
                 self.log.error("event=plan_failed plan=%d kind=%s reason=%r", index, plan.kind, entry["failed"])
                 return True
-        if plan.wait_eligible and not self.chain.state.data.get("sent", {}).get(f"create/{index}") \
+        if plan.wait_eligible and not self.chain.was_submitted(f"create/{index}") \
                 and not self.enough_live(plan):
             return False
         inclusion = self.chain.submit_once(f"create/{index}", "tasks", "create",
