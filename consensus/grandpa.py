@@ -13,10 +13,11 @@ as possibly for it. Two prevotes or two precommits by one voter in one round for
 blocks are an equivocation: the evidence is reported on chain and slashed.
 
 This module is pure: no clock, no I/O, no network. The node and the model-based checker in
-tests/ drive the same `Voter` with votes, block-tree queries and the time. It is longer than our
-other files (about 600 lines) on purpose: the wire types, the round rules, the voter loop and the
-justification check are one protocol, read against one description, and the safety argument
-spans all four.
+tests/ drive the same `Voter` with votes, block-tree queries and the time.
+
+One file because the wire types, the round rules, the voter loop and the justification check
+(about 600 lines) are one protocol, read against one description, and the safety argument spans
+all four.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The incentive mathematics: aggregation of validator scores, ranking, and every reward split.
 
-(Over 500 lines on purpose: every formula of docs/incentives.md in one pure file, checked side by side.)
+One file because every formula of docs/incentives.md sits in one pure file, checked side by side.
 
 Consensus-critical and pure. Every function takes integers, bytes and lists and returns the same;
 there are no floats (not even intermediate), no clock, no randomness, no I/O, and no dependence

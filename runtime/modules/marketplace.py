@@ -1,6 +1,6 @@
 """Marketplace: hosts serve a finished task's top model, users pay per query from an escrow.
 
-(Over 500 lines on purpose: hosts, escrows, channels and vouchers are one payment state machine.)
+One file because hosts, escrows, channels and vouchers are one payment state machine.
 
     deposit ─► escrow ─(user-signed vouchers, off chain)─► report_usage ─► host / trainer /
                  │                                                          validators / treasury

@@ -1,6 +1,6 @@
 """Tasks: the life of a training task, from creation to the top model. Read top to bottom.
 
-(Over 500 lines on purpose: one file reads as a task's whole life, phase by phase — STYLE.md.)
+One file because it reads as a task's whole life, phase by phase (STYLE.md).
 
     create ──(next block)── selection ──► training ──► validation ──► reveal ──► finalized
                                  │            │                          │
