@@ -467,7 +467,7 @@ class NetworkService:
         then the connection. Nothing here may raise: a ban must never take the node down."""
         peer = ID.from_base58(peer_id)
         try:
-            # ArenaPubsub's teardown task is idempotent against the disconnect below (see gossip.py).
+            # ArenaPubsub's teardown task is idempotent against the disconnect below (see pubsub.py).
             self.gossip.pubsub.add_to_blacklist(peer)
         except Exception as exc:  # noqa: BLE001 - pubsub stopping; the disconnect below still applies
             logger.debug("blacklist_failed peer=%s error=%s", peer_id, exc)
