@@ -120,7 +120,7 @@ class Runtime:
         """Every check an extrinsic must pass to be included in block `block_number`.
 
         `block_hashes` supplies hashes not yet in state (the current head, for the pool);
-        `verified` is a cache of extrinsic hashes whose signature is known to be good.
+        `verified` is a cache of (extrinsic hash + birth hash) whose signature is known to be good.
         """
         if len(encoded) > MAX_EXTRINSIC_SIZE:
             raise invalid("ExhaustsResources", f"extrinsic is {len(encoded)} bytes, limit is {MAX_EXTRINSIC_SIZE}")
@@ -145,7 +145,10 @@ class Runtime:
         if xt.nonce == account_nonce and free < fee + xt.tip:
             raise invalid("Payment", f"fee {fee} + tip {xt.tip} exceeds free balance {free}")
         xt_hash = blake2b_256(encoded)
-        if verified is None or xt_hash not in verified:
+        # the signature covers the era's birth hash: the same bytes can verify on one fork and not
+        # on another, so a cached verification is keyed by both
+        verified_key = xt_hash + birth_hash
+        if verified is None or verified_key not in verified:
             payload = signing_payload(xt.call, xt.nonce, xt.era, xt.tip, self.genesis_hash, self.spec_version, birth_hash)
             if not verify(xt.signer, payload, xt.signature):
                 raise invalid(
@@ -154,7 +157,7 @@ class Runtime:
                     f"(wrong key, wrong genesis hash, wrong spec version or wrong era birth hash)",
                 )
             if verified is not None:
-                verified.add(xt_hash)
+                verified.add(verified_key)
         return CheckedExtrinsic(xt, encoded, xt_hash, info, fee, xt.nonce - account_nonce)
 
     def _check_args(self, xt: Extrinsic, info: CallInfo) -> None:

@@ -104,3 +104,20 @@ def test_authority_set_rotates_at_epoch_boundary(tmp_path):
         assert session.EpochRandomness.get(state) != bytes(32)
     finally:
         chain.store.close()
+
+
+def test_a_cached_signature_does_not_carry_a_mortal_extrinsic_onto_another_fork(chains):
+    """The verified-signature cache is keyed by the era's birth hash too: a mortal transfer signed
+    for fork A's block 1 verifies there, and on fork B (another block 1) it is still refused."""
+    from runtime.executive import InvalidTransaction
+    from runtime.types import Era
+
+    a, b = chains
+    a_one = a.build_block(ALICE, 1, ts(a, 1), [])[0]
+    b.build_block(ALICE, 2, ts(b, 2), [])  # fork B: another block 1
+    assert b.best.hash != a_one.hash
+    xt = sign(a, BOB, "balances", "transfer", [ALICE.public_key, 5], 0, era=Era(1, 64), birth_hash=a_one.hash)
+    a.check_for_pool(xt)
+    b.verified_signatures = a.verified_signatures  # one node's cache, seen from the other fork
+    with pytest.raises(InvalidTransaction, match="signature does not verify"):
+        b.check_for_pool(xt)
