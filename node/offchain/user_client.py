@@ -27,9 +27,10 @@ from node.rpc_client import RpcClient, call_failed
 from runtime.codec import decode
 from runtime.crypto import Keypair, ss58_decode
 from runtime.modules import marketplace
+from runtime.modules.balances import UNIT
 
 DEFAULT_STATE_DIR = Path.home() / ".arena" / "client"
-DEFAULT_DEPOSIT = 10**9  # 1 ARENA when the escrow runs short
+DEFAULT_DEPOSIT = UNIT  # 1 ARENA when the escrow runs short
 COMPLETION_KINDS = ("char_lm", "custom_text")
 MAX_BATCH_QUERIES = 64  # per `POST /v1/batch` (node.offchain.host_http)
 
