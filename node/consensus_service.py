@@ -161,14 +161,22 @@ class ConsensusService:
         return Verdict.ACCEPT
 
     def validate_extrinsics(self, peer: str, batch: list[bytes]) -> Verdict:
-        bad = 0
+        """Admit a gossiped batch; forward it only if this node took something new from it.
+
+        A batch refused whole — the node is overloaded ("pool full, retry"), or it held every
+        extrinsic already — is not forwarded: passing on work a loaded node could not take only
+        moves the load to its peers, ahead of their blocks and votes. All invalid: the sender pays."""
+        bad = admitted = 0
         for encoded in batch:
             try:
                 self.pool.admit(encoded)
+                admitted += 1
             except PoolError as exc:
                 if exc.kind in ("BadFormat", "BadSignature"):
                     bad += 1
-        return Verdict.REJECT if batch and bad == len(batch) else Verdict.ACCEPT
+        if batch and bad == len(batch):
+            return Verdict.REJECT
+        return Verdict.ACCEPT if admitted else Verdict.IGNORE
 
     # ------------------------------------------------------------ equivocation
 
