@@ -42,11 +42,18 @@ def _task_list(client: RpcClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_view(client: RpcClient, method: str, task_id: int) -> dict | None:
+    """An `arena_*` view of one task, or None after saying on stderr that there is no such task."""
+    view = client.call(method, task_id)
+    if view is None:
+        print(f"no task {task_id}", file=sys.stderr)
+    return view
+
+
 def _task_show(client: RpcClient, args: argparse.Namespace) -> int:
     """A task, its participants and its leaderboard (ranks, consensus scores, rewards, top model)."""
-    task = client.call("arena_task", args.task_id)
+    task = _task_view(client, "arena_task", args.task_id)
     if task is None:
-        print(f"no task {args.task_id}", file=sys.stderr)
         return 1
     board = client.call("arena_leaderboard", args.task_id)
     if args.json:
@@ -73,9 +80,8 @@ def _task_show(client: RpcClient, args: argparse.Namespace) -> int:
 
 def _task_timeline(client: RpcClient, args: argparse.Namespace) -> int:
     """Every phase a task entered (block, time), then each participant's steps by block."""
-    task = client.call("arena_task", args.task_id)
+    task = _task_view(client, "arena_task", args.task_id)
     if task is None:
-        print(f"no task {args.task_id}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"timeline": task["timeline"], "trainers": task["trainers"], "validators": task["validators"]},
@@ -99,9 +105,8 @@ def _task_timeline(client: RpcClient, args: argparse.Namespace) -> int:
 
 def _task_selection(client: RpcClient, args: argparse.Namespace) -> int:
     """Who was selected (with stake) and who is eligible now, with selection weights."""
-    sel = client.call("arena_selection", args.task_id)
+    sel = _task_view(client, "arena_selection", args.task_id)
     if sel is None:
-        print(f"no task {args.task_id}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(sel, indent=2))
