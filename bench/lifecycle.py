@@ -30,6 +30,9 @@ from rich.console import Console
 from bench.common import print_rows, row
 
 SLOT_S = 0.5
+# the model reveal window after training (genesis `modules.tasks.model_reveal_blocks`, default 3)
+MODEL_REVEAL_BLOCKS = int(json.loads((Path(__file__).resolve().parents[1] / "genesis.json").read_text())
+                          ["modules"]["tasks"].get("model_reveal_blocks", 3))
 RAW_SECONDS = 2.0
 
 
@@ -111,16 +114,17 @@ def run() -> list[dict]:
         wall = time.monotonic() - wall_start
         rates = _validator_rates((network.log_dir / "validators.log").read_text())
         windows = dict(zip(("training", "validation", "reveal"), WINDOWS))
+        windows["model_reveal"] = MODEL_REVEAL_BLOCKS
         for task in tasks:
             kind = task["kind"]
             stamps = {e["status"]: e["timestamp"] for e in task["timeline"]}
-            order = ["selection", "training", "validation", "reveal", "finalized"]
+            order = ["selection", "training", "model_reveal", "validation", "reveal", "finalized"]
             for before, after in itertools.pairwise(order):
                 limit = windows.get(before, 1) * SLOT_S
                 rows.append(row(f"lifecycle {kind}: {before} phase", (stamps[after] - stamps[before]) / 1000, "s",
                                 f"window allowed ({before})", limit))
             rows.append(row(f"lifecycle {kind}: created → finalized", (stamps["finalized"] - stamps["selection"])
-                            / 1000, "s", "sum of windows", (1 + sum(WINDOWS)) * SLOT_S))
+                            / 1000, "s", "sum of windows", (1 + sum(WINDOWS) + MODEL_REVEAL_BLOCKS) * SLOT_S))
             raw = _raw_rate(task, urls[3])
             scored, fetched_and_scored = rates.get(task["id"], (0.0, 0.0))
             rows.append(row(f"lifecycle {kind}: validator models scored/min", scored, "models/min",

@@ -33,11 +33,13 @@ def task_json(ctx: Context, task: tasks.Task) -> dict:
     """Everything the chain knows about a task."""
     trainers = []
     for who, stake in task.trainers:
-        work = tasks.Work.get(ctx.state, [task.id, who]) or tasks.TrainerWork(0, 0, 0, 0, "")
+        work = tasks.Work.get(ctx.state, [task.id, who]) or tasks.TrainerWork(0, 0, 0, 0, "", None, 0)
         trainers.append({"address": ss58_encode(who), "stake": stake,
                          "startedBlock": work.started_block or None, "startedAt": work.started_ms or None,
                          "submittedBlock": work.submitted_block or None, "submittedAt": work.submitted_ms or None,
-                         "modelCid": work.model_cid or None})
+                         "modelCid": work.model_cid or None,
+                         "modelCommitment": "0x" + work.commitment.hex() if work.commitment else None,
+                         "commitBlock": work.committed_block or None})
     validators = []
     for who, stake in task.validators:
         vote = tasks.Votes.get(ctx.state, [task.id, who]) or tasks.ValidatorVote(0, 0, None, 0, 0)

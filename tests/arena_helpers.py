@@ -11,9 +11,10 @@ from tests.runtime_harness import (
     fails_with,
     failures,
     fake_cid,
+    model_hash,
     named,
     only_fee_and_nonce_changed,
 )
 
-__all__ = ["KEYS", "UNIT", "Failure", "commit_hash", "fails_with", "failures", "fake_cid", "named",
+__all__ = ["KEYS", "UNIT", "Failure", "commit_hash", "fails_with", "failures", "fake_cid", "model_hash", "named",
            "only_fee_and_nonce_changed"]

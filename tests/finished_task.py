@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from node.rpc_client import RpcClient, call_failed
-from tests.arena_helpers import KEYS, UNIT, commit_hash, fake_cid
+from tests.arena_helpers import KEYS, UNIT, commit_hash, fake_cid, model_hash
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
 
@@ -29,6 +29,14 @@ def wait_status(client: RpcClient, task_id: int, status: str, timeout: float = 3
     raise AssertionError(f"task {task_id} never reached {status}: {client.call('arena_task', task_id)}")
 
 
+def submit_models(client: RpcClient, task_id: int, models: dict) -> None:
+    """Commit every trainer's model, wait for the model reveal phase, reveal them all."""
+    submit_all(client, [(k, "tasks", "commit_model", [task_id, model_hash(task_id, k.public_key, cid)])
+                        for k, cid in models.items()])
+    wait_status(client, task_id, "model_reveal")
+    submit_all(client, [(k, "tasks", "submit_model", [task_id, cid]) for k, cid in models.items()])
+
+
 def run_finished_task(client: RpcClient, spec_cid: str | None = None, models: dict | None = None,
                       endpoint: str = "http://127.0.0.1:9/v1") -> dict:
     """Bond roles, run task 0 to `finalized` with known scores, register FERDIE as a host of the top model.
@@ -48,7 +56,7 @@ def run_finished_task(client: RpcClient, spec_cid: str | None = None, models: di
     wait_status(client, 0, "training")
     models = models or {BOB: fake_cid("bob-model"), CHARLIE: fake_cid("charlie-model")}
     submit_all(client, [(k, "tasks", "start_training", [0]) for k in models])
-    submit_all(client, [(k, "tasks", "submit_model", [0, cid]) for k, cid in models.items()])
+    submit_models(client, 0, models)
     wait_status(client, 0, "validation")
     submit_all(client, [(ALICE, "tasks", "publish_validation_share", [0, fake_cid("sealed")])])
     scores = {DAVE: {BOB: 910_000_000, CHARLIE: 400_000_000}, EVE: {BOB: 890_000_000, CHARLIE: 420_000_000}}

@@ -16,7 +16,7 @@ from runtime.crypto import Keypair, blake2b_256
 from runtime.executive import CheckedExtrinsic, InvalidTransaction, Runtime
 from runtime.merkle import BucketTree, bucket_hash, bucket_of
 from runtime.module import Context
-from runtime.modules import balances, system, treasury
+from runtime.modules import balances, system, tasks, treasury
 from runtime.registry import MODULES
 from runtime.state import Overlay
 from runtime.types import Call, Era, Event, Header, extrinsics_root, sign_extrinsic
@@ -247,6 +247,25 @@ def fake_cid(label: str) -> str:
 
 def commit_hash(task_id: int, validator: bytes, scores: list, salt: bytes) -> bytes:
     return blake2b_256(encode([task_id, validator, scores, salt]))
+
+
+def model_hash(task_id: int, trainer: bytes, model_cid: str) -> bytes:
+    """A trainer's model commitment (tasks.model_commitment)."""
+    return blake2b_256(encode([task_id, trainer, model_cid]))
+
+
+def submit_models(h, task_id: int, models: dict) -> list[Event]:
+    """Commit every trainer's model in one block, then reveal them all in the next (model_reveal phase).
+
+    `models` maps a started trainer's key to its model CID; every call must succeed."""
+    events = h.block(*[(k, "tasks", "commit_model", [task_id, model_hash(task_id, k.public_key, cid)])
+                       for k, cid in models.items()])
+    task = tasks.get_task(h.ctx(), task_id)
+    if len(tasks._model_committed(h.ctx(), task)) < len(task.trainers):  # the window runs out before the reveal
+        events += h.until(task.phase_end - 1)
+    events += h.block(*[(k, "tasks", "submit_model", [task_id, cid]) for k, cid in models.items()])
+    assert not failures(events), failures(events)
+    return events
 
 
 @dataclass

@@ -19,7 +19,9 @@ from tests.runtime_harness import (
     fails_with,
     failures,
     fake_cid,
+    model_hash,
     named,
+    submit_models,
 )
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
@@ -167,7 +169,7 @@ def test_selected_validator_cannot_unbond_its_way_out_of_a_slash(h):
     task_id = _validator_task(h, MAL_V)
     fails_with(h, MAL_V, "staking", "unbond", ["validator", 1000 * UNIT], "BondLocked")
     ok(h.block((BOB, "tasks", "start_training", [task_id])))
-    ok(h.block((BOB, "tasks", "submit_model", [task_id, fake_cid("bob-model")])))
+    submit_models(h, task_id, {BOB: fake_cid("bob-model")})
     h.block()
     scores = [[BOB.public_key, 500]]
     ok(h.block((MAL_V, "tasks", "start_validation", [task_id])))
@@ -186,7 +188,7 @@ def test_delegated_stake_is_slashed_like_bonded_stake(h):
     ok(h.block((MALLORY, "staking", "delegate", [MAL_V.public_key, 990 * UNIT])))
     task_id = _validator_task(h, MAL_V)
     ok(h.block((BOB, "tasks", "start_training", [task_id])))
-    ok(h.block((BOB, "tasks", "submit_model", [task_id, fake_cid("bob-model")])))
+    submit_models(h, task_id, {BOB: fake_cid("bob-model")})
     events = h.until(h.number + 15)  # never commits
     slashed = {(e.data[0], e.data[1]): e.data[2] for e in named(events, "staking", "Slashed")}
     assert slashed == {(MAL_V.public_key, "validator"): 10 * UNIT // 100,
@@ -202,7 +204,7 @@ def test_undelegating_mid_task_does_not_escape_the_slash(h):
     ok(h.block((MALLORY, "staking", "undelegate", [MAL_V.public_key, 990 * UNIT])))
     assert staking.delegated_to(h.ctx(), MAL_V.public_key) == 0
     ok(h.block((BOB, "tasks", "start_training", [task_id])))
-    ok(h.block((BOB, "tasks", "submit_model", [task_id, fake_cid("bob-model")])))
+    submit_models(h, task_id, {BOB: fake_cid("bob-model")})
     events = h.until(h.number + 15)  # never commits
     assert tasks.get_task(h.ctx(), task_id).status == "failed"  # nothing revealed; the absentee is still slashed
     slashed = {(e.data[0], e.data[1]): e.data[2] for e in named(events, "staking", "Slashed")}
@@ -222,7 +224,9 @@ def test_undelegated_stake_is_held_until_the_operators_tasks_close():
     events = h.block((MALLORY, "staking", "undelegate", [MAL_V.public_key, 990 * UNIT]))
     (left,) = named(events, "staking", "Undelegated")
     task = tasks.get_task(h.ctx(), task_id)
-    assert left.data[3] > task.timeline[-1][1] + task.training_blocks + task.commit_blocks + task.reveal_blocks
+    model_reveal = tasks.Limits.get(h.ctx().state).model_reveal_blocks
+    assert left.data[3] > (task.timeline[-1][1] + task.training_blocks + model_reveal + task.commit_blocks
+                           + task.reveal_blocks)
     h.block()
     fails_with(h, MALLORY, "staking", "withdraw_unbonded", [], "NothingToWithdraw")
 
@@ -231,14 +235,52 @@ def test_undelegated_stake_is_held_until_the_operators_tasks_close():
 
 
 def test_a_copied_model_cid_is_refused(h):
+    """Two trainers that reveal the same CID: the first reveal owns it, the second is refused."""
     bond(h, trainers=[(BOB, 20 * UNIT), (MAL_T, 200 * UNIT)], validators=[(DAVE, 30 * UNIT)])
     ok(h.block((ALICE, "tasks", "create", [SPEC, 100 * UNIT, params(2, 1)])))
     h.block()
     task_id = tasks.NextTaskId.get(h.ctx().state) - 1
     ok(h.block((BOB, "tasks", "start_training", [task_id]), (MAL_T, "tasks", "start_training", [task_id])))
     honest = fake_cid("bob-original")
+    ok(h.block(*[(k, "tasks", "commit_model", [task_id, model_hash(task_id, k.public_key, honest)]) for k in (BOB, MAL_T)]))
     ok(h.block((BOB, "tasks", "submit_model", [task_id, honest])))
     fails_with(h, MAL_T, "tasks", "submit_model", [task_id, honest], "DuplicateModel")
+    assert tasks.Submissions.get(h.ctx().state, task_id) == [BOB.public_key]
+
+
+def test_a_copier_cannot_copy_or_tweak_a_model_it_sees():
+    """Models are committed in the training window and revealed after it: no CID is on chain before the
+    commit deadline, a commitment is bound to its trainer, and a reveal must match the revealer's own
+    commitment. On the old rule (CIDs submitted in the training window) the copier fetched the honest
+    model, changed one byte and was paid for the new CID."""
+    h = RuntimeHarness(attack_genesis(model_reveal_blocks=10))
+    bond(h, trainers=[(BOB, 20 * UNIT), (CHARLIE, 20 * UNIT), (MAL_T, 200 * UNIT)], validators=[(DAVE, 30 * UNIT)])
+    ok(h.block((ALICE, "tasks", "create", [SPEC, 100 * UNIT, params(3, 1, windows=(8, 8, 8))])))
+    h.block()
+    task_id = tasks.NextTaskId.get(h.ctx().state) - 1
+    ok(h.block(*[(k, "tasks", "start_training", [task_id]) for k in (BOB, CHARLIE, MAL_T)]))
+    honest, tweaked = fake_cid("bob-original"), fake_cid("bob-original, one byte changed")
+    events = ok(h.block((BOB, "tasks", "commit_model", [task_id, model_hash(task_id, BOB.public_key, honest)])))
+    assert not [e for e in events if honest in e.data]
+    bob_commitment = tasks.Work.get(h.ctx().state, [task_id, BOB.public_key]).commitment
+    # all the copier sees before the deadline is Bob's commitment: it copies those bytes (charlie never commits)
+    ok(h.block((MAL_T, "tasks", "commit_model", [task_id, bob_commitment])))
+    assert tasks.Work.get(h.ctx().state, [task_id, BOB.public_key]).model_cid == ""
+    assert tasks.Submissions.get(h.ctx().state, task_id) == []
+    fails_with(h, MAL_T, "tasks", "submit_model", [task_id, honest], "WrongPhase")  # no reveal in the training window
+    h.until(tasks.get_task(h.ctx(), task_id).phase_end)
+    assert tasks.get_task(h.ctx(), task_id).status == "model_reveal"
+    fails_with(h, CHARLIE, "tasks", "submit_model", [task_id, fake_cid("charlie")], "ModelNotCommitted")
+    fails_with(h, MAL_T, "tasks", "commit_model", [task_id, model_hash(task_id, MAL_T.public_key, honest)],
+               "WrongPhase")
+    # Bob's commitment is bound to Bob: revealed by another trainer it does not match
+    fails_with(h, MAL_T, "tasks", "submit_model", [task_id, honest], "CommitmentMismatch")
+    ok(h.block((BOB, "tasks", "submit_model", [task_id, honest])))
+    # the honest CID is public now, but the copier cannot reveal a tweak of it either
+    fails_with(h, MAL_T, "tasks", "submit_model", [task_id, tweaked], "CommitmentMismatch")
+    h.until(tasks.get_task(h.ctx(), task_id).phase_end)
+    assert tasks.get_task(h.ctx(), task_id).status == "validation"
+    fails_with(h, MAL_T, "tasks", "submit_model", [task_id, tweaked], "WrongPhase")
     assert tasks.Submissions.get(h.ctx().state, task_id) == [BOB.public_key]
 
 
@@ -255,7 +297,7 @@ def run_task(h, trainers, scores_by_validator):
     assert sorted(a for a, _ in t.trainers) == sorted(k.public_key for k in trainers)
     assert sorted(a for a, _ in t.validators) == sorted(k.public_key for k in validators)
     ok(h.block(*[(k, "tasks", "start_training", [task_id]) for k in trainers]))
-    ok(h.block(*[(k, "tasks", "submit_model", [task_id, fake_cid(f"model-{k.address}")]) for k in trainers]))
+    submit_models(h, task_id, {k: fake_cid(f"model-{k.address}") for k in trainers})
     h.block()
     reveal = {k: (sorted([[t.public_key, s] for t, s in row.items()]), b"salt") for k, row in scores_by_validator.items()}
     ok(h.block(*[(k, "tasks", "start_validation", [task_id]) for k in validators]))

@@ -84,18 +84,26 @@ def test_training_is_told_in_block_order_from_chain_events(tmp_path: Path) -> No
     narrator.on_block(7, [_event("TrainingStarted", task_id=0, trainer=poor, block=7, timestamp_ms=3_500),
                           _event("TrainingStarted", task_id=7, trainer=poor, block=7, timestamp_ms=3_500)])
     narrator.on_block(8, [_event("TrainingStarted", task_id=0, trainer=good, block=8, timestamp_ms=4_000)])
-    narrator.on_block(20, [_event("ModelSubmitted", task_id=0, trainer=good, model_cid="QmGood", block=20,
+    narrator.on_block(20, [_event("ModelCommitted", task_id=0, trainer=good, commitment=b"g" * 32, block=20,
                                   timestamp_ms=10_000)])
-    narrator.on_block(31, [_event("ModelSubmitted", task_id=0, trainer=poor, model_cid="QmPoor", block=31,
+    narrator.on_block(31, [_event("ModelCommitted", task_id=0, trainer=poor, commitment=b"p" * 32, block=31,
                                   timestamp_ms=15_500)])
+    narrator.on_block(32, [_event("PhaseChanged", task_id=0, status="model_reveal", block=32, window_end=37)])
+    narrator.on_block(33, [_event("ModelSubmitted", task_id=0, trainer=good, model_cid="QmGood", block=33,
+                                  timestamp_ms=16_500),
+                           _event("ModelSubmitted", task_id=0, trainer=poor, model_cid="QmPoor", block=33,
+                                  timestamp_ms=16_500)])
     told = [re.sub(r"^\s*[0-9.]+s ", "", line).strip() for line in out.getvalue().splitlines()]
     assert told == [
         "task 0 created by eve: kind digits_classifier, reward pool 200 ARENA, spec QmSpec",
         "task 0 → phase training at block #6 (window until #246)",
         "task 0: trainer-poor start_training at block #7",
         "task 0: trainer-good start_training at block #8",
-        "task 0: trainer-good submit_model at block #20 after 6.0 s of training: QmGood",
-        "task 0: trainer-poor submit_model at block #31 after 12.0 s of training: QmPoor",
+        "task 0: trainer-good commit_model at block #20 after 6.0 s of training (CID hidden until reveal)",
+        "task 0: trainer-poor commit_model at block #31 after 12.0 s of training (CID hidden until reveal)",
+        "task 0 → phase model_reveal at block #32 (window until #37)",
+        "task 0: trainer-good submit_model (reveal) at block #33: QmGood",
+        "task 0: trainer-poor submit_model (reveal) at block #33: QmPoor",
     ]
     assert not narrator.done and demo.net.failures == []
 

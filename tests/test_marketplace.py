@@ -14,6 +14,7 @@ from tests.runtime_harness import (
     failures,
     fake_cid,
     named,
+    submit_models,
 )
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
@@ -53,7 +54,7 @@ def finish_task(h: RuntimeHarness) -> str:
     h.block()
     task_id = tasks.NextTaskId.get(h.ctx().state) - 1
     ok(h.block(*[(k, "tasks", "start_training", [task_id]) for k in (BOB, CHARLIE)]))
-    ok(h.block(*[(k, "tasks", "submit_model", [task_id, fake_cid(f"model-{k.address}")]) for k in (BOB, CHARLIE)]))
+    submit_models(h, task_id, {k: fake_cid(f"model-{k.address}") for k in (BOB, CHARLIE)})
     h.block()
     scores = {DAVE: ([[BOB.public_key, 900], [CHARLIE.public_key, 600]], b"d"),
               EVE: ([[BOB.public_key, 700], [CHARLIE.public_key, 650]], b"e")}

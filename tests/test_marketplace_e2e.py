@@ -62,6 +62,9 @@ def finished_task(client, model: bytes, spec: dict, train: bytes) -> tuple[int, 
     task_id = max(t["id"] for t in client.call("arena_tasks"))
     wait(lambda: client.call("arena_task", task_id)["status"] == "training", 20, "selection")
     ok(client.submit_and_wait(BOB, "tasks", "start_training", [task_id]))
+    ok(client.submit_and_wait(BOB, "tasks", "commit_model",
+                              [task_id, tasks.model_commitment(task_id, BOB.public_key, model_cid)]))
+    wait(lambda: client.call("arena_task", task_id)["status"] == "model_reveal", 20, "model reveal")
     ok(client.submit_and_wait(BOB, "tasks", "submit_model", [task_id, model_cid]))
     wait(lambda: client.call("arena_task", task_id)["status"] == "validation", 20, "validation")
     scores, salt = [[BOB.public_key, 900_000_000]], b"salt"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from runtime.crypto import Keypair
 from runtime.modules import balances, staking, tasks, treasury
-from tests.runtime_harness import KEYS, UNIT, RuntimeHarness, commit_hash, dev_genesis, fake_cid
+from tests.runtime_harness import KEYS, UNIT, RuntimeHarness, commit_hash, dev_genesis, fake_cid, model_hash
 
 ACTORS = [KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie")] + [Keypair.from_dev_name("grace")]
 ROLES = staking.ROLES
@@ -53,7 +53,7 @@ def make_call(h: RuntimeHarness, op: int, actor: int, size: int):
         5: ("staking", "heartbeat", [[1, "cpu", 512]]),
         6: ("tasks", "create", [fake_cid("spec"), amount, ["char_lm", 1 + size % 3, 1 + actor % 3, 0, 2, 2, 2]]),
         7: ("tasks", "start_training", [task_id]),
-        8: ("tasks", "submit_model", [task_id, fake_cid(f"m{actor}")]),
+        8: model_step(ctx, task_id, key),
         9: ("tasks", "start_validation", [task_id]),
         10: ("tasks", "commit_scores", [task_id, commit_hash(task_id, key.public_key, scores, b"s")]),
         11: ("tasks", "reveal_scores", [task_id, scores, b"s"]),
@@ -64,6 +64,18 @@ def make_call(h: RuntimeHarness, op: int, actor: int, size: int):
         return next_step(h, actor, size)
     module, function, args = calls[op]
     return key, module, function, args
+
+
+def model_cid(who: bytes) -> str:
+    return fake_cid(f"m{who.hex()}")
+
+
+def model_step(ctx, task_id: int, key) -> tuple[str, str, list]:
+    """commit_model while the task trains, else submit_model (the reveal), for the trainer's own model."""
+    task = tasks.TaskById.get(ctx.state, task_id)
+    if task is not None and tasks.Task.from_list(task).status == "training":
+        return "tasks", "commit_model", [task_id, model_hash(task_id, key.public_key, model_cid(key.public_key))]
+    return "tasks", "submit_model", [task_id, model_cid(key.public_key)]
 
 
 def next_step(h: RuntimeHarness, actor: int, size: int):
@@ -82,7 +94,9 @@ def next_step(h: RuntimeHarness, actor: int, size: int):
         work = tasks.Work.get(ctx.state, [t.id, who])
         if work is None:
             return key, "tasks", "start_training", [t.id]
-        return key, "tasks", "submit_model", [t.id, fake_cid(f"m{actor}")]
+        return key, "tasks", "commit_model", [t.id, model_hash(t.id, who, model_cid(who))]
+    if t.status == "model_reveal":
+        return key, "tasks", "submit_model", [t.id, model_cid(who)]
     scores = [[tr, 50 + 13 * i + size] for i, tr in enumerate(sorted(tasks.Submissions.get(ctx.state, t.id)))]
     if t.status == "validation":
         if tasks.Votes.get(ctx.state, [t.id, who]) is None:
@@ -150,7 +164,9 @@ def test_scripted_sequence_mints_slashes_and_pays():
     h.block((ACTORS[0], "tasks", "create", [fake_cid("s"), 50 * UNIT, ["char_lm", 1, 2, 0, 3, 3, 3]]))
     names = []
     for calls in [
-        [], [(bob, "tasks", "start_training", [0])], [(bob, "tasks", "submit_model", [0, fake_cid("m")])], [],
+        [], [(bob, "tasks", "start_training", [0])],
+        [(bob, "tasks", "commit_model", [0, model_hash(0, bob.public_key, fake_cid("m"))])],
+        [(bob, "tasks", "submit_model", [0, fake_cid("m")])], [],
         [(dave, "tasks", "start_validation", [0]),
          (dave, "tasks", "commit_scores", [0, commit_hash(0, dave.public_key, [[bob.public_key, 9]], b"")])],
         [], [], [], [(dave, "tasks", "reveal_scores", [0, [[bob.public_key, 9]], b""])], [], [], [],

@@ -6,6 +6,7 @@ import pytest
 from node import cli
 from node.rpc_client import call_failed
 from tests.arena_helpers import KEYS, UNIT, commit_hash, fake_cid
+from tests.finished_task import submit_models
 from tests.helpers import NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_task_lifecycle_on_dev_node(node, capsys):
 
     models = {BOB: fake_cid("bob-model"), CHARLIE: fake_cid("charlie-model")}
     submit_all(client, [(k, "tasks", "start_training", [0]) for k in models])
-    submit_all(client, [(k, "tasks", "submit_model", [0, cid]) for k, cid in models.items()])
+    submit_models(client, 0, models)
     task = wait_status(client, 0, "validation")
     assert all(t["submittedBlock"] >= t["startedBlock"] for t in task["trainers"])
     submit_all(client, [(ALICE, "tasks", "publish_validation_share", [0, fake_cid("sealed")])])

@@ -18,14 +18,14 @@ def test_records_are_stored_as_the_documented_lists():
     raw = h.state().get(tasks.Work.key([task_id, BOB.public_key]))
     assert raw is not None
     stamp = h.config["timestamp_ms"] + h.best.slot * 1000
-    # [started_block, started_ms, submitted_block, submitted_ms, model_cid]: the layout before the record type
-    assert decode(raw) == [started, stamp, 0, 0, ""]
-    assert tasks.Work.get(h.state(), [task_id, BOB.public_key]) == tasks.TrainerWork(started, stamp, 0, 0, "")
-    assert encode(tasks.TrainerWork(started, stamp, 0, 0, "").to_list()) == raw
+    # [started_block, started_ms, submitted_block, submitted_ms, model_cid, commitment, committed_block]
+    assert decode(raw) == [started, stamp, 0, 0, "", None, 0]
+    assert tasks.Work.get(h.state(), [task_id, BOB.public_key]) == tasks.TrainerWork(started, stamp, 0, 0, "", None, 0)
+    assert encode(tasks.TrainerWork(started, stamp, 0, 0, "", None, 0).to_list()) == raw
 
 
 def test_a_stored_list_of_the_wrong_shape_is_refused():
-    with pytest.raises(ValueError, match="TrainerWork is a list of 5 fields"):
+    with pytest.raises(ValueError, match="TrainerWork is a list of 7 fields"):
         tasks.TrainerWork.from_list([1, 2, 3, 4])
     with pytest.raises(ValueError):
         tasks.ValidatorVote.from_list({"started_block": 1})
@@ -51,7 +51,9 @@ def test_task_json_shows_work_and_votes():
     bob = next(t for t in view["trainers"] if t["address"] == ss58_encode(BOB.public_key))
     submitted = tasks.Work.get(h.state(), [task_id, BOB.public_key])
     assert submitted is not None
-    assert bob["startedBlock"] == submitted.started_block and bob["submittedBlock"] == submitted.started_block + 1
+    assert bob["startedBlock"] == submitted.started_block and bob["commitBlock"] == submitted.started_block + 1
+    assert bob["submittedBlock"] == submitted.started_block + 2
+    assert bob["modelCommitment"] == "0x" + submitted.commitment.hex()
     assert bob["startedAt"] == submitted.started_ms and bob["submittedAt"] == submitted.submitted_ms > 0
     assert bob["modelCid"] == fake_cid(f"model-{BOB.address}")
     dave = next(v for v in view["validators"] if v["address"] == ss58_encode(DAVE.public_key))

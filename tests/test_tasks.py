@@ -11,7 +11,10 @@ from tests.runtime_harness import (
     fails_with,
     failures,
     fake_cid,
+    genesis_with,
+    model_hash,
     named,
+    submit_models,
 )
 
 ALICE, BOB, CHARLIE, DAVE, EVE, FERDIE = (KEYS[n] for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie"))
@@ -54,7 +57,7 @@ def task(h, task_id):
 
 def train(h, task_id, trainers):
     ok(h.block(*[(k, "tasks", "start_training", [task_id]) for k in trainers]))
-    ok(h.block(*[(k, "tasks", "submit_model", [task_id, fake_cid(f"model-{k.address}")]) for k in trainers]))
+    submit_models(h, task_id, {k: fake_cid(f"model-{k.address}") for k in trainers})
 
 
 def scores_for(h, task_id, values):
@@ -80,7 +83,8 @@ def test_full_lifecycle(h):
 
     train(h, task_id, [CHARLIE, BOB])  # charlie submits first (same block, earlier index)
     work = tasks.Work.get(h.ctx().state, [task_id, BOB.public_key])
-    assert work.started_block > 0 and work.submitted_block == work.started_block + 1
+    assert work.started_block > 0 and work.committed_block == work.started_block + 1
+    assert work.submitted_block == work.committed_block + 1
     assert work.model_cid == fake_cid(f"model-{BOB.address}")
     assert tasks.Submissions.get(h.ctx().state, task_id) == [CHARLIE.public_key, BOB.public_key]
 
@@ -152,7 +156,7 @@ def test_missing_validator_is_slashed_and_missing_trainer_recorded(h):
     setup_roles(h)
     task_id, _ = create(h, windows=(4, 4, 4))
     train(h, task_id, [BOB])  # charlie never submits
-    h.until(task(h, task_id).phase_end)
+    h.block()  # bob revealed: validation opens
     assert task(h, task_id).status == "validation"
     scores = scores_for(h, task_id, {BOB: 500})
     ok(h.block((DAVE, "tasks", "start_validation", [task_id])))
@@ -226,12 +230,15 @@ def test_bad_arguments_never_reach_a_block(h):
         h.check(h.sign(ALICE, "tasks", "reveal_scores", [0, [[b"x", 1]], b""], 0))
 
 
-def test_out_of_phase_and_unselected_calls(h):
+def test_out_of_phase_and_unselected_calls():
+    h = RuntimeHarness(genesis_with(tasks={"model_reveal_blocks": 6}))
     setup_roles(h)
     task_id, _ = create(h, windows=(15, 8, 8))
     cid = fake_cid("m")
     fails_with(h, FERDIE, "tasks", "start_training", [task_id], "NotSelected")
-    fails_with(h, BOB, "tasks", "submit_model", [task_id, cid], "TrainingNotStarted")
+    fails_with(h, BOB, "tasks", "commit_model", [task_id, model_hash(task_id, BOB.public_key, cid)],
+               "TrainingNotStarted")
+    fails_with(h, BOB, "tasks", "submit_model", [task_id, cid], "WrongPhase")  # no reveal while training
     fails_with(h, DAVE, "tasks", "start_validation", [task_id], "WrongPhase")
     fails_with(h, DAVE, "tasks", "commit_scores", [task_id, bytes(32)], "WrongPhase")
     fails_with(h, BOB, "tasks", "publish_validation_share", [task_id, cid], "NotCreator")
@@ -239,12 +246,20 @@ def test_out_of_phase_and_unselected_calls(h):
     fails_with(h, ALICE, "tasks", "publish_audit_key", [task_id, b"key"], "WrongPhase")
     ok(h.block((BOB, "tasks", "start_training", [task_id])))
     fails_with(h, BOB, "tasks", "start_training", [task_id], "AlreadyStarted")
-    ok(h.block((BOB, "tasks", "submit_model", [task_id, cid])))
-    fails_with(h, BOB, "tasks", "submit_model", [task_id, cid], "AlreadySubmitted")
+    ok(h.block((BOB, "tasks", "commit_model", [task_id, bytes(32)])))
+    events = ok(h.block((BOB, "tasks", "commit_model", [task_id, model_hash(task_id, BOB.public_key, cid)])))
+    assert named(events, "tasks", "ModelCommitted")[0].data[:3] == [task_id, BOB.public_key,
+                                                                       model_hash(task_id, BOB.public_key, cid)]
     ok(h.block((CHARLIE, "tasks", "start_training", [task_id])))
-    h.until(task(h, task_id).phase_end)  # training window over
+    other = fake_cid("charlie")
+    ok(h.block((CHARLIE, "tasks", "commit_model", [task_id, model_hash(task_id, CHARLIE.public_key, other)])))
+    ok(h.block((BOB, "tasks", "submit_model", [task_id, cid])))  # every trainer committed: reveal opens early
+    assert task(h, task_id).status == "model_reveal"
+    fails_with(h, BOB, "tasks", "submit_model", [task_id, cid], "AlreadySubmitted")
+    fails_with(h, CHARLIE, "tasks", "submit_model", [task_id, cid], "CommitmentMismatch")
+    h.until(task(h, task_id).phase_end)  # reveal window over
     assert task(h, task_id).status == "validation"
-    fails_with(h, CHARLIE, "tasks", "submit_model", [task_id, cid], "WrongPhase")  # after the window
+    fails_with(h, CHARLIE, "tasks", "submit_model", [task_id, other], "WrongPhase")  # after the window
     fails_with(h, BOB, "tasks", "start_validation", [task_id], "NotSelected")  # a trainer acting as validator
     fails_with(h, DAVE, "tasks", "commit_scores", [task_id, bytes(32)], "ValidationNotStarted")
     fails_with(h, DAVE, "tasks", "reveal_scores", [task_id, [], b""], "WrongPhase")

@@ -105,10 +105,13 @@ class Narrator:
         elif name == "TrainingStarted":
             story.started_ms[data["trainer"]] = data["timestamp_ms"]
             self.say(f"  task {tid}: {self.name(data['trainer'])} start_training at block #{data['block']}")
-        elif name == "ModelSubmitted":
+        elif name == "ModelCommitted":
             began = story.started_ms.get(data["trainer"])
             took = f" after {(data['timestamp_ms'] - began) / 1000:.1f} s of training" if began else ""
-            self.say(f"  task {tid}: {self.name(data['trainer'])} submit_model at block #{data['block']}{took}: "
+            self.say(f"  task {tid}: {self.name(data['trainer'])} commit_model at block #{data['block']}{took} "
+                     "(CID hidden until reveal)")
+        elif name == "ModelSubmitted":
+            self.say(f"  task {tid}: {self.name(data['trainer'])} submit_model (reveal) at block #{data['block']}: "
                      f"{data['model_cid']}")
         elif name == "ValidationShared":
             self.say(f"  task {tid}: planner sealed the held-out set to the {story.validators} validators "

@@ -160,7 +160,7 @@ class Planner(RoleLoop):
             self.state.save()
             self.log.warning("event=task_cancelled task=%d reason=%r", task_id, "no eligible trainer or validator")
             return
-        if status in ("training", "validation", "reveal") and not task["validationShare"]:
+        if status in ("training", "model_reveal", "validation", "reveal") and not task["validationShare"]:
             self.share(entry, task)
         if status in ("finalized", "failed"):
             if entry.get("data_key") and not task["auditKey"] and task["validationShare"]:

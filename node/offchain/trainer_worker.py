@@ -1,4 +1,5 @@
-"""Trainer worker: on selection, start training, train with torch, publish the model, submit its CID.
+"""Trainer worker: on selection, start training, train with torch, publish the model, commit to its
+CID, then reveal it.
 
 Per active task in which this account is a selected trainer, in the training phase:
 
@@ -10,7 +11,10 @@ Per active task in which this account is a selected trainer, in the training pha
    submitting, so a restart re-uses the file instead of training again; the file carries the
    training curve the ML library recorded (per-epoch loss and accuracy, or per-window loss for
    LoRA) as safetensors metadata `arena_training`, which the dashboard draws (docs/dashboard.md);
-4. `tasks.submit_model(task_id, cid)` (once).
+4. `tasks.commit_model(task_id, blake2b-256(encode([task_id, trainer, cid])))` (once);
+5. once the task's status (`arena_task`, read on every finalized block) is `model_reveal`, the
+   reveal `tasks.submit_model(task_id, cid)` (once). No CID is on chain before the training
+   window closes, so no other trainer can copy the model (docs/incentives.md).
 
 Options (`ctx.options`): `quality` good | poor | broken (demo: broken submits a truncated file
 that does not load), `broken_mode` truncated | wrong_arch | pickle | huge, `epochs`, `device`,
@@ -28,7 +32,8 @@ from node.offchain.llm_worker import warm_up
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.spec import HARD_MAX_DATA_BYTES
 from node.offchain.worker import RoleLoop
-from runtime.crypto import ss58_decode
+from runtime.codec import encode
+from runtime.crypto import blake2b_256, ss58_decode
 
 MAX_SPEC_BYTES = 1 << 20
 QUALITIES = ("good", "poor", "broken")
@@ -94,7 +99,7 @@ class Trainer(RoleLoop):
         for summary in self.chain.active_tasks():
             warm_up(str(summary.get("kind")))
             record = self.tasks.get(str(summary["id"]), {})
-            if summary["status"] != "training" or record.get("done"):
+            if summary["status"] not in ("training", "model_reveal") or record.get("done"):
                 continue
             task = self.chain.task(summary["id"])
             if task is None or my_entry(task, "trainers", self.ctx.key.address) is None:
@@ -115,6 +120,11 @@ class Trainer(RoleLoop):
             return
         if record.get("abandoned"):
             return
+        if task["status"] == "model_reveal":
+            self.reveal(task, me, record)
+            return
+        if me.get("modelCommitment"):
+            return  # committed: the reveal waits for the model_reveal phase
         if not me["startedBlock"]:
             self.chain.submit_once(f"task/{task_id}/start_training", "tasks", "start_training", [task_id])
             self.log.info("event=training_started task=%d kind=%s", task_id, task["kind"])
@@ -139,6 +149,22 @@ class Trainer(RoleLoop):
                 record["model_path"] = str(path)
                 record["model_cid"] = self.content.add(model, f"model task={task_id}")
             self.state.save()
+        commitment = blake2b_256(encode([task_id, self.ctx.key.public_key, record["model_cid"]]))
+        inclusion = self.chain.submit_once(f"task/{task_id}/commit_model", "tasks", "commit_model",
+                                           [task_id, commitment])
+        record.update(committed_block=inclusion.block_number)
+        self.state.save()
+        self.log.info("event=model_committed task=%d cid=%s block=%d", task_id, record["model_cid"],
+                      inclusion.block_number)
+
+    def reveal(self, task: dict, me: dict, record: dict) -> None:
+        """Reveal the committed model's CID (model_reveal phase); without a commitment it is too late."""
+        task_id = task["id"]
+        if not me.get("modelCommitment") or not record.get("model_cid"):
+            record.update(done=True, missed="no model committed in the training window")
+            self.state.save()
+            self.log.warning("event=model_reveal_missed task=%d", task_id)
+            return
         inclusion = self.chain.submit_once(f"task/{task_id}/submit_model", "tasks", "submit_model",
                                            [task_id, record["model_cid"]])
         record.update(done=True, submitted_block=inclusion.block_number)

@@ -2,9 +2,10 @@
 
 One file because it reads as a task's whole life, phase by phase (STYLE.md).
 
-    create ──(next block)── selection ──► training ──► validation ──► reveal ──► finalized
-                                 │            │                          │
-                                 └► cancelled (nobody eligible)          └► failed (nothing scored)
+    create ──(next block)── selection ──► training ──► model_reveal ──► validation ──► reveal ──► finalized
+                                 │            │              │                              │
+                                 │            └──────────────┴► failed (no model revealed)  └► failed (nothing scored)
+                                 └► cancelled (nobody eligible)
 
 1. `create(spec_cid, reward_pool, params)` moves the reward pool from the creator into the tasks
    pool account and opens the task in status "selection". Params are the fixed-order list
@@ -23,11 +24,17 @@ One file because it reads as a task's whole life, phase by phase (STYLE.md).
    for its role is locked (staking.lock) until the task closes, so the stake recorded at selection
    can be neither unbonded nor dodged when a slash is due.
 3. Training window [selected, selected + training_blocks): a selected trainer calls
-   `start_training` then `submit_model(model_cid)`; block numbers and timestamps are recorded.
-   A CID belongs to the first trainer that submitted it (any task): another trainer's copy is
-   refused with `DuplicateModel`.
-4. Commit window (training_blocks over, or every trainer submitted, whichever is first;
-   no submission at all → the task fails): a selected validator calls `start_validation`
+   `start_training` then `commit_model(commitment)` with commitment = blake2b-256 of
+   encode([task_id, trainer, model_cid]) (`model_commitment`; re-committing replaces it); block
+   numbers and timestamps are recorded. No model CID is on chain before the window closes, and a
+   commitment is bound to its trainer, so nobody can copy (or byte-tweak) a model seen there.
+3b. Model reveal window (training_blocks over, or every trainer committed, whichever is first;
+   no commitment at all → the task fails) of `model_reveal_blocks` (genesis limit): a committed
+   trainer calls `submit_model(model_cid)`, which must match its commitment. A CID belongs to the
+   first trainer that revealed it (any task): another trainer's copy is refused with
+   `DuplicateModel`. No reveal = no submission.
+4. Commit window (model_reveal_blocks over, or every committed trainer revealed, whichever is
+   first; no submission at all → the task fails): a selected validator calls `start_validation`
    (the planner has published the sealed held-out set with `publish_validation_share`) and
    `commit_scores(hash)`.
 5. Reveal window (commit_blocks over, or every validator committed): `reveal_scores(scores,
@@ -75,7 +82,7 @@ from runtime.selection import NEW_ACCOUNT_CREDIT, Seating, credit_select, select
 POOL_ACCOUNT = blake2b_256(b"arena/module/tasks")  # holds every open task's pool and emission
 MAX_SCORES = 256
 MAX_SCORE = 10**9  # the scoring rule's maximum (inv_loss_v1: a perfect model scores 10**9)
-ACTIVE = ("selection", "training", "validation", "reveal")
+ACTIVE = ("selection", "training", "model_reveal", "validation", "reveal")
 
 # ---------------------------------------------------------------- argument types
 
@@ -163,6 +170,8 @@ class TrainerWork(Record):
     submitted_block: int
     submitted_ms: int
     model_cid: str
+    commitment: bytes | None  # blake2b-256(encode([task_id, trainer, model_cid])), None until committed
+    committed_block: int      # block of the latest commit_model (0 until then)
 
 
 @dataclass(frozen=True)
@@ -199,9 +208,10 @@ class TaskLimits(Record):
     max_tasks_per_creator: int     # open tasks per creator
     max_min_stake: int             # the highest min_stake a creator may demand
     min_validators_for_emission: int
+    model_reveal_blocks: int       # the model reveal window after training
 
 
-Limits = RecordValue("tasks", "Limits", TaskLimits(32, 32, 10_000, 1, 64, 4, 0, 1))
+Limits = RecordValue("tasks", "Limits", TaskLimits(32, 32, 10_000, 1, 64, 4, 0, 1, 3))
 Kinds = StorageValue("tasks", "Kinds", [])              # allowed task kinds ([] = any)
 NextTaskId = StorageValue("tasks", "NextTaskId", 0)
 TaskById = StorageMap("tasks", "Task", None)             # id -> Task.to_list()
@@ -271,6 +281,10 @@ class AlreadySubmitted(_TaskError):
     """The trainer already submitted a model for this task."""
 
 
+class ModelNotCommitted(_TaskError):
+    """Commit to the model (commit_model) in the training window before revealing it."""
+
+
 class ValidationNotStarted(_TaskError):
     """Call start_validation before committing scores."""
 
@@ -323,6 +337,11 @@ def put_task(ctx: Context, task: Task) -> None:
 def commitment(task_id: int, validator: bytes, scores: list, salt: bytes) -> bytes:
     """The score commitment: blake2b-256(encode([task_id, validator, scores, salt]))."""
     return blake2b_256(encode([task_id, validator, scores, salt]))
+
+
+def model_commitment(task_id: int, trainer: bytes, model_cid: str) -> bytes:
+    """What a trainer commits to in the training window: bound to the task, the trainer and the CID."""
+    return blake2b_256(encode([task_id, trainer, model_cid]))
 
 
 def _require_phase(task: Task, *phases: str) -> None:
@@ -386,7 +405,8 @@ def select_participants(ctx: Context, task: Task) -> None:
             SeatCredit.put(ctx.state, [role, who], credit)
     task.trainers = [[t, rewards.effective_stake(ctx, t, "trainer")] for t in chosen["trainer"]]
     task.validators = [[v, rewards.effective_stake(ctx, v, "validator")] for v in chosen["validator"]]
-    closes_by = ctx.block_number + task.training_blocks + task.commit_blocks + task.reveal_blocks
+    closes_by = (ctx.block_number + task.training_blocks + Limits.get(ctx.state).model_reveal_blocks
+                 + task.commit_blocks + task.reveal_blocks)
     for role, accounts in chosen.items():
         for who in accounts:
             history.add(ctx, who, role, tasks_joined=1)
@@ -398,8 +418,9 @@ def select_participants(ctx: Context, task: Task) -> None:
 # ---------------------------------------------------------------- phase advance and finalization
 
 
-def _all_submitted(ctx: Context, task: Task) -> bool:
-    return len(Submissions.get(ctx.state, task.id)) == len(task.trainers)
+def _model_committed(ctx: Context, task: Task) -> list[bytes]:
+    works = [(t, Work.get(ctx.state, [task.id, t])) for t, _ in task.trainers]
+    return [t for t, work in works if work is not None and work.commitment is not None]
 
 
 def _committed(ctx: Context, task: Task) -> list[bytes]:
@@ -416,7 +437,13 @@ def advance(ctx: Context, task: Task) -> None:
     over = ctx.block_number >= task.phase_end
     if task.status == "selection" and over:
         select_participants(ctx, task)
-    elif task.status == "training" and (over or _all_submitted(ctx, task)):
+    elif task.status == "training" and (over or len(_model_committed(ctx, task)) == len(task.trainers)):
+        if _model_committed(ctx, task):
+            task.enter(ctx, "model_reveal", Limits.get(ctx.state).model_reveal_blocks)
+        else:
+            finalize_task(ctx, task)
+    elif task.status == "model_reveal" and (
+            over or len(Submissions.get(ctx.state, task.id)) == len(_model_committed(ctx, task))):
         if Submissions.get(ctx.state, task.id):
             task.enter(ctx, "validation", task.commit_blocks)
         else:
@@ -540,7 +567,7 @@ class Tasks(Module):
     storage = (Limits, Kinds, NextTaskId, TaskById, Active, Work, Submissions, Votes, Reveals,
                Leaderboard, ValidatorResults, ModelOwner, SeatCredit)
     errors = (UnknownTask, InvalidParams, UnknownKind, PoolTooSmall, TooManyActiveTasks, WrongPhase,
-              NotSelected, NotCreator, AlreadyStarted, TrainingNotStarted, AlreadySubmitted,
+              NotSelected, NotCreator, AlreadyStarted, TrainingNotStarted, AlreadySubmitted, ModelNotCommitted,
               ValidationNotStarted, AlreadyCommitted, NotCommitted, AlreadyRevealed,
               CommitmentMismatch, UnknownTrainer, IncompleteScores, AlreadyPublished, NotFinished, DuplicateModel)
     events: ClassVar[dict[str, list[str]]] = {
@@ -548,6 +575,7 @@ class Tasks(Module):
         "PhaseChanged": ["task_id", "status", "block", "window_end"],
         "Selected": ["task_id", "trainers", "validators"],
         "TrainingStarted": ["task_id", "trainer", "block", "timestamp_ms"],
+        "ModelCommitted": ["task_id", "trainer", "commitment", "block", "timestamp_ms"],
         "ModelSubmitted": ["task_id", "trainer", "model_cid", "block", "timestamp_ms"],
         "ValidationShared": ["task_id", "share_cid"],
         "ValidationStarted": ["task_id", "validator", "block", "timestamp_ms"],
@@ -601,13 +629,13 @@ class Tasks(Module):
         _require_phase(task, "training")
         _require_member(task, ctx.origin, "trainer")
         ensure(not Work.contains(ctx.state, [task_id, ctx.origin]), AlreadyStarted, "training already started")
-        Work.put(ctx.state, [task_id, ctx.origin], TrainerWork(ctx.block_number, ctx.timestamp_ms, 0, 0, ""))
+        Work.put(ctx.state, [task_id, ctx.origin], TrainerWork(ctx.block_number, ctx.timestamp_ms, 0, 0, "", None, 0))
         ctx.deposit_event("tasks", "TrainingStarted", task_id, ctx.origin, ctx.block_number, ctx.timestamp_ms)
 
-    @call(weight=30_000)
+    @call(weight=20_000)
     @staticmethod
-    def submit_model(ctx: Context, task_id: U64, model_cid: Cid) -> None:
-        """A selected trainer publishes its model's CID within the training window."""
+    def commit_model(ctx: Context, task_id: U64, commitment_hash: Hash) -> None:
+        """A selected trainer commits to its model (see `model_commitment`) within the training window."""
         assert ctx.origin is not None
         task = get_task(ctx, task_id)
         _require_phase(task, "training")
@@ -615,7 +643,26 @@ class Tasks(Module):
         work = Work.get(ctx.state, [task_id, ctx.origin])
         ensure(work is not None, TrainingNotStarted, "call start_training first")
         assert work is not None
+        Work.put(ctx.state, [task_id, ctx.origin],
+                 replace(work, commitment=commitment_hash, committed_block=ctx.block_number))
+        ctx.deposit_event("tasks", "ModelCommitted", task_id, ctx.origin, commitment_hash, ctx.block_number,
+                          ctx.timestamp_ms)
+
+    @call(weight=30_000)
+    @staticmethod
+    def submit_model(ctx: Context, task_id: U64, model_cid: Cid) -> None:
+        """A committed trainer reveals its model's CID within the model reveal window."""
+        assert ctx.origin is not None
+        task = get_task(ctx, task_id)
+        _require_phase(task, "model_reveal")
+        _require_member(task, ctx.origin, "trainer")
+        work = Work.get(ctx.state, [task_id, ctx.origin])
+        ensure(work is not None and work.commitment is not None, ModelNotCommitted,
+               "no model commitment to reveal (commit_model in the training window)")
+        assert work is not None
         ensure(work.model_cid == "", AlreadySubmitted, f"model {work.model_cid} was already submitted")
+        ensure(model_commitment(task_id, ctx.origin, model_cid) == work.commitment, CommitmentMismatch,
+               "blake2b-256(encode([task_id, trainer, model_cid])) differs from the commitment")
         owner = ModelOwner.get(ctx.state, model_cid)
         ensure(owner is None or owner.trainer == ctx.origin, DuplicateModel,
                f"model {model_cid} was first submitted by another trainer (task {owner.task_id if owner else 0})")
@@ -634,7 +681,7 @@ class Tasks(Module):
         assert ctx.origin is not None
         task = get_task(ctx, task_id)
         ensure(task.creator == ctx.origin, NotCreator, "only the task's creator publishes the validation share")
-        _require_phase(task, "training", "validation", "reveal")
+        _require_phase(task, "training", "model_reveal", "validation", "reveal")
         task.validation_share = share_cid
         put_task(ctx, task)
         ctx.deposit_event("tasks", "ValidationShared", task_id, share_cid)
@@ -742,6 +789,7 @@ class Tasks(Module):
             int(config.get("max_window_blocks", 10_000)), int(config.get("min_reward_pool", 1)),
             int(config.get("max_active_tasks", 64)), int(config.get("max_tasks_per_creator", 4)),
             int(config.get("max_min_stake", 0)), int(config.get("min_validators_for_emission", 1)),
+            int(config.get("model_reveal_blocks", 3)),
         ))
         Kinds.put(ctx.state, [str(k) for k in config.get("kinds", [])])
 

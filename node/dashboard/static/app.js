@@ -92,7 +92,7 @@ async function tasksPage() {
     `<span class="mono">${esc(t.topModel)}</span>`]), "tasks")}`;
 }
 
-const PHASES = ["selection", "training", "validation", "reveal", "finalized"];
+const PHASES = ["selection", "training", "model_reveal", "validation", "reveal", "finalized"];
 
 function heatColour(score, max) {
   if (score === null || score === undefined) return "#eee";
