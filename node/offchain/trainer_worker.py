@@ -12,9 +12,11 @@ Per active task in which this account is a selected trainer, in the training pha
    training curve the ML library recorded (per-epoch loss and accuracy, or per-window loss for
    LoRA) as safetensors metadata `arena_training`, which the dashboard draws (docs/dashboard.md);
 4. `tasks.commit_model(task_id, blake2b-256(encode([task_id, trainer, cid])))` (once);
-5. once the task's status (`arena_task`, read on every finalized block) is `model_reveal`, the
-   reveal `tasks.submit_model(task_id, cid)` (once). No CID is on chain before the training
-   window closes, so no other trainer can copy the model (docs/incentives.md).
+5. once the task's status (`arena_tasks`, polled) is `model_reveal`, the reveal
+   `tasks.submit_model(task_id, cid)` (once). No CID is on chain before the training window
+   closes, so no other trainer can copy the model (docs/incentives.md). The reveal runs in its own
+   thread (own chain client and state file `reveal.json`): training another task may take longer
+   than the short reveal window.
 
 Options (`ctx.options`): `quality` good | poor | broken (demo: broken submits a truncated file
 that does not load), `broken_mode` truncated | wrong_arch | pickle | huge, `epochs`, `device`,
@@ -24,14 +26,16 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any
 
+from node.offchain.chain_client import CallFailed, ChainClient, WorkerStopped
 from node.offchain.context import WorkerContext
 from node.offchain.llm_worker import warm_up
 from node.offchain.ml import MLError, get_kind
 from node.offchain.ml.spec import HARD_MAX_DATA_BYTES
-from node.offchain.worker import RoleLoop
+from node.offchain.worker import POLL_S, RoleLoop
 from runtime.codec import encode
 from runtime.crypto import blake2b_256, ss58_decode
 
@@ -94,6 +98,10 @@ class Trainer(RoleLoop):
         if quality not in QUALITIES:
             raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
         self.tasks = self.state.data.setdefault("tasks", {})
+        if getattr(self, "_revealer", None) is None:
+            self._revealer = threading.Thread(target=self._reveal_loop, daemon=True,
+                                              name=f"reveal-{self.ctx.key.address[:8]}")
+            self._revealer.start()
 
     def step(self) -> None:
         for summary in self.chain.active_tasks():
@@ -121,8 +129,11 @@ class Trainer(RoleLoop):
         if record.get("abandoned"):
             return
         if task["status"] == "model_reveal":
-            self.reveal(task, me, record)
-            return
+            if not me.get("modelCommitment"):
+                record.update(done=True, missed="no model committed in the training window")
+                self.state.save()
+                self.log.warning("event=model_reveal_missed task=%d", task_id)
+            return  # committed: the reveal thread reveals it
         if me.get("modelCommitment"):
             return  # committed: the reveal waits for the model_reveal phase
         if not me["startedBlock"]:
@@ -157,19 +168,36 @@ class Trainer(RoleLoop):
         self.log.info("event=model_committed task=%d cid=%s block=%d", task_id, record["model_cid"],
                       inclusion.block_number)
 
-    def reveal(self, task: dict, me: dict, record: dict) -> None:
-        """Reveal the committed model's CID (model_reveal phase); without a commitment it is too late."""
-        task_id = task["id"]
-        if not me.get("modelCommitment") or not record.get("model_cid"):
-            record.update(done=True, missed="no model committed in the training window")
-            self.state.save()
-            self.log.warning("event=model_reveal_missed task=%d", task_id)
+    def _reveal_loop(self) -> None:
+        """Reveal every committed model as soon as its task is in `model_reveal` (module docstring, step 5)."""
+        chain = ChainClient(self.ctx, self.ctx.state("reveal"))
+        reported: set[str] = set()
+        while not self.ctx.stop.wait(POLL_S):
+            try:
+                for summary in chain.active_tasks():
+                    if summary["status"] == "model_reveal":
+                        self._reveal(chain, int(summary["id"]))
+            except WorkerStopped:
+                return
+            except CallFailed as exc:
+                if exc.action not in reported:
+                    reported.add(exc.action)
+                    self.log.warning("event=model_reveal_failed action=%s error=%s", exc.action, exc.error)
+            except Exception as exc:  # noqa: BLE001 - a failed poll must not end the reveals
+                self.log.warning("event=reveal_error error=%s detail=%r", type(exc).__name__, str(exc)[:200])
+                self.ctx.stop.wait(1.0)
+
+    def _reveal(self, chain: ChainClient, task_id: int) -> None:
+        record = self.tasks.get(str(task_id)) or {}
+        cid = record.get("model_cid")
+        task = chain.task(task_id) if cid else None
+        me = my_entry(task, "trainers", self.ctx.key.address) if task else None
+        if me is None or me["modelCid"] or not me.get("modelCommitment"):
             return
-        inclusion = self.chain.submit_once(f"task/{task_id}/submit_model", "tasks", "submit_model",
-                                           [task_id, record["model_cid"]])
-        record.update(done=True, submitted_block=inclusion.block_number)
-        self.state.save()
-        self.log.info("event=model_submitted task=%d cid=%s block=%d quality=%s", task_id, record["model_cid"],
+        if "0x" + blake2b_256(encode([task_id, self.ctx.key.public_key, cid])).hex() != me["modelCommitment"]:
+            return  # committed to another file (lost state): nothing to reveal
+        inclusion = chain.submit_once(f"task/{task_id}/submit_model", "tasks", "submit_model", [task_id, cid])
+        self.log.info("event=model_submitted task=%d cid=%s block=%d quality=%s", task_id, cid,
                       inclusion.block_number, self.ctx.options.get("quality", "good"))
 
     def train(self, task: dict) -> bytes | dict[str, bytes]:
