@@ -121,8 +121,9 @@ def test_history_selection_roles_and_timeline_commands(node, capsys):
     code, out, _ = run(capsys, "task", "timeline", "0", *rpc)
     assert code == 0
     phases = [line.split()[1] for line in out.splitlines() if line.startswith("  #") and len(line.split()) == 2]
-    assert phases == ["selection", "training", "validation", "reveal", "finalized"]
+    assert phases == ["selection", "training", "model_reveal", "validation", "reveal", "finalized"]
     assert f"validator {DAVE.address} revealed scores" in out and f"trainer {BOB.address} submitted" in out
+    assert f"trainer {BOB.address} committed its model" in out
     code, out, _ = run(capsys, "task", "selection", "0", *rpc)
     assert code == 0 and BOB.address in out and "selected validators" in out
     code, out, _ = run(capsys, "stake", "roles", *rpc)

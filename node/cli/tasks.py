@@ -93,6 +93,7 @@ def _task_timeline(client: RpcClient, args: argparse.Namespace) -> int:
     steps = []
     for t in task["trainers"]:
         steps += [(t["startedBlock"], f"trainer {t['address']} started training"),
+                  (t.get("commitBlock"), f"trainer {t['address']} committed its model"),
                   (t["submittedBlock"], f"trainer {t['address']} submitted {t['modelCid']}")]
     for v in task["validators"]:
         steps += [(v["startedBlock"], f"validator {v['address']} started validation"),
