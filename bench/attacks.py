@@ -255,7 +255,10 @@ def main() -> int:
     rows.append(("3 delegator undelegates its 990 mid-task: slashed", "0",
                  f"{slash_amount(990 * UNIT, 10_000_000) / UNIT:g}", f"{slash_amount(990 * UNIT, 10_000_000) / UNIT:g}",
                  "= staying"))
-    rows.append(("4 copied model CID: copier's pay / original's", "2.00", "0 (refused)", "n/a", "0"))
+    # not simulated here: the rules are checked in tests/test_attacks.py (exact copy refused; no CID on
+    # chain before the commit deadline, and a reveal must match the revealer's own commitment)
+    rows.append(("4 copied or byte-tweaked model: copier's pay / original's", "2.00",
+                 "0 (refused; see tests/test_attacks.py)", "n/a", "0"))
     for share, n in ((0.49, 5), (0.5, 5), (0.5, 2)):
         rows.append((f"5 best model first, coalition {share:.0%} of {n} validators", f"{coalition(share, n, 'old'):.1%}",
                      f"{coalition(share, n, 'now'):.1%}", f"{coalition(0.0, n, 'now'):.1%}", "≥ 95 % at 49 %"))

@@ -308,3 +308,8 @@ def test_commitment_matches_offchain_library():
     validator, a, b = (bytes([i]) * 32 for i in (1, 2, 3))
     scores = [[a, 5], [b, 2**64 - 1]]
     assert tasks.commitment(9, validator, scores, b"salt") == score_commitment(9, validator, scores, b"salt")
+
+
+def test_genesis_refuses_a_model_reveal_window_of_zero_blocks():
+    with pytest.raises(ValueError, match="model_reveal_blocks"):
+        RuntimeHarness(genesis_with(tasks={"model_reveal_blocks": 0}))

@@ -784,6 +784,8 @@ class Tasks(Module):
 
     @staticmethod
     def genesis(ctx: Context, config: dict) -> None:
+        if int(config.get("model_reveal_blocks", 3)) < 1:
+            raise ValueError("tasks.model_reveal_blocks must be at least 1 (trainers need a block to reveal in)")
         Limits.put(ctx.state, TaskLimits(
             int(config.get("max_trainers", 32)), int(config.get("max_validators", 32)),
             int(config.get("max_window_blocks", 10_000)), int(config.get("min_reward_pool", 1)),
