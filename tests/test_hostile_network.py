@@ -74,8 +74,10 @@ def test_hostile_peers_are_banned_and_the_network_keeps_finalizing(tmp_path: Pat
 
                 replayer.subscribe(Topic.VOTES, keep_vote)
                 replayer.subscribe(Topic.EXTRINSICS, keep_batch)
+                # submitted to the victim itself: it publishes the batch to its mesh, the replayer among
+                # them (a node forwards a peer's batch only if it takes something new from it)
                 await trio.to_thread.run_sync(
-                    lambda: net.client(1).submit_and_wait(Keypair.from_dev_name("eve"), "balances", "transfer",
+                    lambda: net.client(0).submit_and_wait(Keypair.from_dev_name("eve"), "balances", "transfer",
                                                           [BOB.public_key, 7], timeout=30))
                 await wait_until(lambda: len(votes) >= 4 and batches, "real votes and a batch to replay", timeout=30)
 

@@ -137,7 +137,8 @@ def completion_body(answer: ChatAnswer, model_cid: str, request_id: str, arena: 
 
 
 def sse_chunks(answer: ChatAnswer, model_cid: str, request_id: str, arena: dict) -> Iterator[bytes]:
-    """Server-sent events of a streamed answer: role, one delta per token, finish (with usage), [DONE]."""
+    """Server-sent events of a streamed answer: role, one delta per token (the tokens of one
+    multi-byte character in one delta), finish (with usage), [DONE]."""
     created = int(time.time())
 
     def event(delta: dict, finish: str | None = None, **extra: Any) -> bytes:
