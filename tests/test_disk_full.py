@@ -39,6 +39,13 @@ def namespace(tmp_path: Path):
     disk.mkdir()
     holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "3600"])
     try:
+        # `unshare` is ours until it has made its namespace: mounting before that would mount on
+        # this (the host's) namespace and leave the tmpfs behind
+        ours, deadline = os.readlink("/proc/self/ns/mnt"), time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == ours:
+            if time.monotonic() > deadline:
+                pytest.fail("unshare did not make a mount namespace within 10 s")
+            time.sleep(0.01)
         mounted = subprocess.run(["nsenter", "-t", str(holder.pid), "-m", "mount", "-t", "tmpfs", "-o",
                                   f"size={DISK_BYTES}", "tmpfs", str(disk)], check=False, capture_output=True,
                                  text=True)
