@@ -600,3 +600,24 @@ def usage_split(revenue: int, shares_ppb: list[tuple[str, int]]) -> tuple[list[t
     amounts = [(name, revenue * share // PPB) for name, share in sorted(shares_ppb)]
     amounts = [(name, amount) for name, amount in amounts if amount]
     return amounts, revenue - sum(amount for _, amount in amounts)
+
+
+RECOVERABLE_USAGE_PARTIES = ("host", "trainer", "validators")
+
+
+def usage_emission_budget(emission: int, revenue: int, shares_ppb: list[tuple[str, int]]) -> int:
+    """The usage emission a period may mint: min(E, ⌊revenue · u / PPB⌋).
+
+    u = PPB − Σ shares of "host", "trainer" and "validators": the share of revenue that no party to
+    a query can get back (the treasury's share plus any unassigned share). A host that pays itself
+    through a second account and is also the model's trainer and every one of its task's validators
+    recovers at most (1 − u) of what it pays; with each (model, host) entry's emission at most u ×
+    its revenue, and that emission split like revenue, a wash trade of W returns at most
+    (1 − u)·W + (1 − u)·u·W, a loss of u²·W. The caller splits the budget ∝ revenue (`pro_rata`),
+    so every entry's part is at most u × its revenue, and mints nothing of E − budget.
+    """
+    _check_int("emission", emission)
+    _check_int("revenue", revenue)
+    usage_split(0, shares_ppb)  # checks the shares
+    recoverable = sum(share for name, share in shares_ppb if name in RECOVERABLE_USAGE_PARTIES)
+    return min(emission, revenue * (PPB - recoverable) // PPB)

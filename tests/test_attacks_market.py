@@ -2,6 +2,7 @@
 import pytest
 
 from runtime.modules import marketplace
+from tests.attack_scenarios import wash_trade
 from tests.runtime_harness import UNIT, RuntimeHarness, fails_with, named
 from tests.test_marketplace import (
     ENDPOINT,
@@ -41,6 +42,22 @@ def test_usage_is_reported_only_by_a_registered_bonded_host(h):
     # the honest host still redeems
     events = ok(report(h, cid, [voucher(h, 3)]))
     assert named(events, "marketplace", "UsageReported")[0].data[5] == 3 * PRICE
+
+
+def test_a_bonded_host_loses_by_paying_itself():
+    """Wash trade by a registered, bonded host that is also the model's trainer and every validator of its task.
+
+    It pays 0.1 ARENA to itself from a second account in a period where an honest host of the same
+    model serves 0.1 ARENA, with 1 ARENA of usage emission. On the old rule (the whole emission split
+    ∝ revenue) it gained +0.24 ARENA, +2.4 per ARENA paid, and halved the honest host's emission;
+    with the emission capped at the treasury's tenth of the revenue it loses u² = 1 % of what it
+    pays (fees aside), and the honest host's emission is what it would be without the trade.
+    """
+    trade = wash_trade(wash=UNIT // 10, honest_queries=100, emission=UNIT)
+    assert trade.gain <= 0
+    assert trade.gain <= -(trade.paid // 100) + 2        # u² of it, give or take rounding
+    assert trade.honest_emission == trade.honest_emission_alone == trade.honest_revenue // 10
+    assert trade.minted <= (trade.paid + trade.honest_revenue) // 10
 
 
 def test_a_channel_pays_only_its_host(h):

@@ -310,8 +310,9 @@ def test_voucher_wire_round_trip(h, market):
 # ---------------------------------------------------------------- usage emission
 
 
-def test_usage_emission_split_by_redeemed_usage():
-    h = RuntimeHarness(market_genesis(usage_emission_per_period=1_000_000_007))
+def _two_hosts_report(emission):
+    """Ferdie redeems 3 queries and heidi 1 in one period; returns (h, cid, period, events up to its payout)."""
+    h = RuntimeHarness(market_genesis(usage_emission_per_period=emission))
     cid = finish_task(h)
     ok(h.block((FERDIE, "staking", "bond", ["host", 10 * UNIT]), (HEIDI, "staking", "bond", ["host", 10 * UNIT]),
                (GRACE, "marketplace", "deposit", [UNIT])))
@@ -325,14 +326,21 @@ def test_usage_emission_split_by_redeemed_usage():
     issuance = balances.TotalIssuance.get(h.ctx().state)
     events = h.until((p + 2) * PERIOD)
     minted = sum(e.data[1] for e in named(events, "balances", "Minted"))
-    emitted = {e.data[2]: e.data[3] for e in named(events, "marketplace", "UsageEmission")}
-    assert sum(emitted.values()) + (1_000_000_007 - sum(emitted.values())) == 1_000_000_007
-    assert emitted[FERDIE.public_key] == 1_000_000_007 * 3 // 4
-    assert emitted[HEIDI.public_key] == 1_000_000_007 * 1 // 4
-    # every minted unit is the emission (plus any task emission minted at epoch starts)
     task_minted = sum(e.data[1] for e in named(events, "rewards", "EpochEmission"))
-    assert minted - task_minted == 1_000_000_007
     assert balances.TotalIssuance.get(h.ctx().state) - issuance == minted
+    return h, cid, p, events, minted - task_minted
+
+
+def test_usage_emission_split_by_redeemed_usage():
+    # revenue 4 × PRICE: the treasury's tenth of it (400,001) is above the emission, so all of it is minted
+    emission = 100_007
+    h, cid, p, events, usage_minted = _two_hosts_report(emission)
+    emitted = {e.data[2]: e.data[3] for e in named(events, "marketplace", "UsageEmission")}
+    assert emitted[FERDIE.public_key] == emission * 3 // 4
+    assert emitted[HEIDI.public_key] == emission * 1 // 4
+    assert not named(events, "marketplace", "UsageEmissionCapped")
+    # every minted unit is the emission (task emission minted at epoch starts aside)
+    assert usage_minted == emission
     paid = sum(e.data[4] for e in named(events, "marketplace", "UsagePaid") if e.data[5] == "emission")
     payouts = marketplace.Payouts.get(h.ctx().state, [cid, p])
     assert sum(a for _, _, a in payouts) == 4 * PRICE + sum(emitted.values())
@@ -340,8 +348,35 @@ def test_usage_emission_split_by_redeemed_usage():
     assert h.free(marketplace.POOL_ACCOUNT) == marketplace.escrow_of(h.ctx(), GRACE.public_key)[0]
 
 
+def test_usage_emission_is_capped_at_the_treasury_share_of_revenue():
+    """1 ARENA of emission against 4 × PRICE of revenue: only the treasury's tenth of the revenue is minted."""
+    h, cid, p, events, usage_minted = _two_hosts_report(UNIT)
+    revenue = 4 * PRICE
+    budget = revenue * 100_000_000 // 10**9
+    assert named(events, "marketplace", "UsageEmissionCapped")[0].data == [p, revenue, UNIT, budget]
+    emitted = {e.data[2]: e.data[3] for e in named(events, "marketplace", "UsageEmission")}
+    assert emitted == {FERDIE.public_key: budget * 3 // 4, HEIDI.public_key: budget // 4}
+    for host, queries in ((FERDIE, 3), (HEIDI, 1)):
+        assert emitted[host.public_key] <= queries * PRICE // 10   # no entry above its own revenue's tenth
+    assert usage_minted == budget      # the rest of the period's 1 ARENA is never minted
+    payouts = marketplace.Payouts.get(h.ctx().state, [cid, p])
+    assert sum(a for _, _, a in payouts) == revenue + sum(emitted.values())  # + the pro-rata dust, minted to the treasury
+    assert h.free(marketplace.POOL_ACCOUNT) == marketplace.escrow_of(h.ctx(), GRACE.public_key)[0]
+
+
 def test_genesis_rejects_bad_parameters():
     for bad in ({"withdraw_delay": PERIOD}, {"usage_shares_ppb": [["host", 900_000_000], ["trainer", 200_000_000]]},
-                {"usage_shares_ppb": [["miner", 1]]}, {"max_vouchers_per_report": 0}):
+                {"usage_shares_ppb": [["miner", 1]]}, {"max_vouchers_per_report": 0},
+                {"usage_emission_per_period": -1}):
         with pytest.raises(ValueError):
             RuntimeHarness(market_genesis(**bad))
+
+
+def test_genesis_refuses_usage_emission_that_the_cap_would_never_mint():
+    no_treasury = [["host", 600_000_000], ["trainer", 250_000_000], ["validators", 150_000_000]]
+    with pytest.raises(ValueError, match="give the treasury a share"):
+        RuntimeHarness(market_genesis(usage_shares_ppb=no_treasury, usage_emission_per_period=UNIT))
+    RuntimeHarness(market_genesis(usage_shares_ppb=no_treasury, usage_emission_per_period=0))
+    # an unassigned share is as unrecoverable as the treasury's
+    RuntimeHarness(market_genesis(usage_shares_ppb=no_treasury[:2] + [["validators", 100_000_000]],
+                                  usage_emission_per_period=UNIT))

@@ -28,9 +28,11 @@ One file because hosts, escrows, channels and vouchers are one payment state mac
 5. The revenue of a report is split by `usage_shares_ppb` (runtime.incentives.usage_split):
    "host" to the caller, "trainer" to the trainer of the model, "validators" among the task's
    validators ∝ stake × agreement, "treasury" and every rounding remainder to the treasury.
-6. At the first block of period p + 2, `usage_emission_per_period` is minted for period p (if
-   anything was redeemed for it), split across (model, host) ∝ revenue redeemed for p, and
-   each part is split like revenue.
+6. At the first block of period p + 2, the usage emission of period p is minted: at most
+   `usage_emission_per_period`, and at most the unrecoverable share u of the revenue redeemed
+   for p (u = the treasury's share: what no host, trainer or validator gets back), so a host
+   that pays itself through a second account loses money (wash trading). It is split across
+   (model, host) ∝ revenue redeemed for p, and each part is split like revenue.
 7. `request_withdraw(amount)` starts the withdraw delay (≥ 2 periods, so hosts can redeem the
    vouchers they accepted); `withdraw()` then pays out min(requested, escrow left).
 
@@ -360,14 +362,26 @@ def channel_of(ctx: Context, user: bytes, host: bytes) -> list[int]:
 
 
 def pay_period_emission(ctx: Context, period: int) -> None:
-    """Mint the usage emission of `period` and split it ∝ redeemed revenue, then like revenue."""
+    """Mint the usage emission of `period`, capped, and split it ∝ redeemed revenue, then like revenue.
+
+    The cap (`incentives.usage_emission_budget`): at most the unrecoverable (treasury) share of
+    the period's revenue is minted, so every (model, host) entry gets at most that share of its
+    own revenue and paying oneself through a second account loses money (docs/incentives.md,
+    attack 9). What the cap leaves of `usage_emission_per_period` is not minted.
+    """
     emission = Params.get(ctx.state).usage_emission_per_period
     entries = PeriodUsage.get(ctx.state, period)
-    if emission == 0 or not entries or sum(r for _, _, r in entries) == 0:
+    revenue = sum(r for _, _, r in entries)
+    if emission == 0 or revenue == 0:
+        return
+    budget = incentives.usage_emission_budget(emission, revenue, [(p, s) for p, s in Shares.get(ctx.state)])
+    if budget < emission:
+        ctx.deposit_event("marketplace", "UsageEmissionCapped", period, revenue, emission, budget)
+    if budget == 0:
         return
     keys = {blake2b_256(encode([m, h])): (m, h) for m, h, _ in entries}
-    dist = incentives.pro_rata(emission, [(blake2b_256(encode([m, h])), r) for m, h, r in entries])
-    balances.mint(ctx, POOL_ACCOUNT, emission - dist.remainder)
+    dist = incentives.pro_rata(budget, [(blake2b_256(encode([m, h])), r) for m, h, r in entries])
+    balances.mint(ctx, POOL_ACCOUNT, budget - dist.remainder)
     if dist.remainder:
         balances.mint(ctx, treasury.TREASURY_ACCOUNT, dist.remainder)
         ctx.deposit_event("treasury", "Deposit", dist.remainder, f"usage emission remainder period {period}")
@@ -400,6 +414,7 @@ class Marketplace(Module):
         "UsageReported": ["model_cid", "period", "host", "vouchers", "queries", "revenue", "shortfall"],
         "UsagePaid": ["model_cid", "period", "who", "party", "amount", "reason"],
         "UsageEmission": ["model_cid", "period", "host", "amount"],
+        "UsageEmissionCapped": ["period", "revenue", "total", "amount"],
     }
 
     @call(weight=100_000)
@@ -577,6 +592,14 @@ class Marketplace(Module):
         if len(set(parties)) != len(parties) or any(p not in PARTIES for p in parties):
             raise ValueError(f"marketplace.usage_shares_ppb parties must be distinct, from {', '.join(PARTIES)}")
         incentives.usage_split(0, pairs)  # checks each share and the sum ≤ PPB
+        if emission < 0:
+            raise ValueError(f"marketplace.usage_emission_per_period ({emission}) must be at least 0")
+        if emission and incentives.usage_emission_budget(emission, PPB, pairs) == 0:
+            raise ValueError(
+                f"marketplace.usage_emission_per_period is {emission} but usage_shares_ppb give host, trainer and "
+                f"validators all of the revenue: usage emission is capped at the treasury's share of the revenue "
+                f"(so that paying oneself does not pay), so none could ever be minted; give the treasury a share "
+                f"or set usage_emission_per_period to 0")
         shares = [[p, s] for p, s in pairs]
         Params.put(ctx.state, MarketParams(period_blocks, delay, max_vouchers, emission))
         Shares.put(ctx.state, shares)
