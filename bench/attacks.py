@@ -1,18 +1,23 @@
 """Attacks on the incentives (issue 12): the attacker's gain under the old rules, under today's, and honestly.
 
-Run: `.venv/bin/python -m bench.attacks` (about a minute on one core). Every figure comes from the
+Run: `.venv/bin/python -m bench.attacks` (about a minute on one core). Most figures come from the
 runtime's own pure functions (runtime.incentives, runtime.selection) fed with simulated tasks; the
 "old" column re-creates the rule the review attacked (emission ∝ S^½ per task with one stake counted
 in every task, the plain stake-weighted lower median, agreement = closeness only, slash of the
-current bond, copies and reports accepted), the "now" column is the rule on main. The chain-level
-defences (refused calls, locks) are asserted by tests/test_attacks*.py; here they appear as the
-gain they leave the attacker. Honest noise is Gaussian, seeded: the figures are reproducible.
+current bond, copies and reports accepted), the "now" column is the rule on main. Rows 4 and 9 run
+the runtime itself in process (tests/attack_scenarios.py, the harness the tests use) with signed
+calls; row 9's old column runs the same blocks with the old usage-emission rule put back. The other
+chain-level defences (refused calls, locks) are asserted by tests/test_attacks*.py; here they appear
+as the gain they leave the attacker. Honest noise is Gaussian, seeded: the figures are reproducible.
 """
 from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from runtime import incentives
 from runtime.incentives import (
     PPB,
     aggregate_scores,
@@ -26,6 +31,7 @@ from runtime.incentives import (
 )
 from runtime.modules.balances import UNIT
 from runtime.selection import credit_select, selection_weight, weighted_sample
+from tests.attack_scenarios import copy_attack, wash_trade
 
 SHARE_CAP = PPB // 3
 TASKS = 1000
@@ -61,19 +67,20 @@ def _task_scores(rng: random.Random, n_models: int, noise: float) -> tuple[list[
     return quality, [[max(0.0, q + rng.gauss(0, noise)) for q in quality] for _ in range(8)]
 
 
-def coalition(share: float, validators: int, rule: str, seed: int = 1, push: float | None = None) -> float:
+def coalition(share: float, validators: int, rule: str, seed: int = 1, push: float | None = None,
+              noise: float = 0.02) -> float:
     """Fraction of tasks whose best model ranks first when a coalition holds `share` of the stake.
 
     push None: the coalition scores the best model 0 and its friend (the worst model) the maximum.
     push δ: it scores every model at its true quality but the best δ lower and its friend δ higher
     (staying close to the consensus to keep its vote under the refined rule). Honest validators
-    see each model's quality plus Gaussian noise (sd 0.02).
+    see each model's quality plus Gaussian noise (sd `noise`, 0.02 as in the issue).
     """
     rng = random.Random(seed)
     good = 0
     n_coal = max(1, round(validators * share)) if share else 0
     for _ in range(TASKS):
-        quality, honest_rows = _task_scores(rng, 4, 0.02)
+        quality, honest_rows = _task_scores(rng, 4, noise)
         trainers = [acct(100 + i) for i in range(4)]
         vals = [acct(i + 1) for i in range(validators)]
         # the coalition splits `share` of the stake over its seats, the honest the rest
@@ -240,6 +247,51 @@ def sybil(seed: int = 4) -> dict[str, tuple[float, float]]:
     return out
 
 
+# ---------------------------------------------------------------- 5. how far honest validators disagree
+
+
+def validator_score_spread() -> tuple[int, int]:
+    """(largest difference between scores of one model, models scored): digits models, 1 / 2 / 4 torch threads.
+
+    Each model is scored by the validator worker's own path (`kind.evaluate`, as
+    node/offchain/validator_worker.score_models and node/offchain/audit.py call it), with the
+    process's torch thread count set to 1, 2 and 4 before the call.
+    """
+    import torch
+
+    from node.offchain.ml import get_kind
+
+    kind = get_kind("digits_classifier")
+    prepared = kind.prepare(None, seed=7)
+    models = [kind.train(prepared.spec, prepared.train_bytes, epochs=e, lr=0.01, seed=e) for e in (2, 6)]
+    threads_before = torch.get_num_threads()
+    spread = 0
+    try:
+        for model in models:
+            scores = []
+            for threads in (1, 2, 4):
+                torch.set_num_threads(threads)
+                scores.append(kind.evaluate(prepared.spec, model, prepared.heldout_bytes).score)
+            spread = max(spread, max(scores) - min(scores))
+    finally:
+        torch.set_num_threads(threads_before)
+    return spread, len(models)
+
+
+# ---------------------------------------------------------------- 9. wash trading by a bonded host
+
+
+@contextmanager
+def old_usage_emission_rule() -> Iterator[None]:
+    """The rule before the cap: a period mints its whole usage emission whatever the revenue."""
+    capped = incentives.usage_emission_budget
+    incentives.usage_emission_budget = lambda emission, revenue, shares: emission  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        incentives.usage_emission_budget = capped
+
+
 def main() -> int:
     rows: list[tuple[str, str, str, str, str]] = []
     old, new, baseline = self_dealing()
@@ -255,10 +307,11 @@ def main() -> int:
     rows.append(("3 delegator undelegates its 990 mid-task: slashed", "0",
                  f"{slash_amount(990 * UNIT, 10_000_000) / UNIT:g}", f"{slash_amount(990 * UNIT, 10_000_000) / UNIT:g}",
                  "= staying"))
-    # not simulated here: the rules are checked in tests/test_attacks.py (exact copy refused; no CID on
-    # chain before the commit deadline, and a reveal must match the revealer's own commitment)
-    rows.append(("4 copied or byte-tweaked model: copier's pay / original's", "2.00",
-                 "0 (refused; see tests/test_attacks.py)", "n/a", "0"))
+    copy = copy_attack()
+    refused = sum(1 for error in copy.refused.values() if error)
+    copy_now = f"{copy.copier_pay / copy.original_pay:.2f} ({refused} of {len(copy.refused)} tries refused²)"
+    rows.append(("4 copied or byte-tweaked model: copier's pay / original's (old: review's figure¹)", "2.00",
+                 copy_now, "n/a", "0"))
     for share, n in ((0.49, 5), (0.5, 5), (0.5, 2)):
         rows.append((f"5 best model first, coalition {share:.0%} of {n} validators", f"{coalition(share, n, 'old'):.1%}",
                      f"{coalition(share, n, 'now'):.1%}", f"{coalition(0.0, n, 'now'):.1%}", "≥ 95 % at 49 %"))
@@ -267,6 +320,14 @@ def main() -> int:
     new_subtle = min(coalition(0.49, 5, "now", push=d) for d in pushes)
     rows.append(("5 … 49 %, subtle push (worst of 6 sizes)", f"{old_subtle:.1%}", f"{new_subtle:.1%}",
                  f"{coalition(0.0, 5, 'now'):.1%}", "≥ 95 % at 49 %"))
+    for sd in (0.02, 0.005, 0.001):
+        sizes = pushes + (sd / 2, sd, 2 * sd, 4 * sd)
+        worst = {rule: min(coalition(0.49, 5, rule, push=d, noise=sd) for d in sizes) for rule in ("old", "now")}
+        rows.append((f"5 … subtle push, honest noise sd {sd:g} (worst of 10 sizes)", f"{worst['old']:.1%}",
+                     f"{worst['now']:.1%}", f"{coalition(0.0, 5, 'now', noise=sd):.1%}", "≥ 95 % at 49 %"))
+    spread, scored = validator_score_spread()
+    rows.append((f"5 real validators: score spread, {scored} digits models, 1/2/4 threads", "n/a",
+                 f"{spread} of 10^9", "n/a", "≤ sd 0.005"))
     old_cap, new_cap = heavy_validator_capture()
     rows.append(("5 20 % stake holds ≥ ½ of a 5-seat task's vote", f"{old_cap:.1%}", f"{new_cap:.1%}", "0 %", "0"))
     c_old, c_new, g_old, g_new = lazy()
@@ -282,11 +343,30 @@ def main() -> int:
                  f"{sy['now-1'][1]:.2f} → {sy['now-10'][1]:.2f}", f"{sy['now-1'][1]:.2f}", "no gain"))
     rows.append(("8 reputation of a fresh key / of the worst record", "1.0 / 0.1", "0.1 / 0.1", "n/a", "fresh ≤ worst"))
     rows.append(("9 usage report by an unbonded non-host: gain", "+68 % of emission", "0 (refused)", "0", "0"))
+    with old_usage_emission_rule():
+        wash_old = wash_trade()
+    wash_now = wash_trade()
+    rows.append(("9 wash trade by a bonded host³: net gain per ARENA paid", f"{wash_old.gain_per_unit_paid:+.3f}",
+                 f"{wash_now.gain_per_unit_paid:+.3f}", "0 (no trade)", "≤ 0"))
+    per_unit = {name: (w.honest_emission / w.honest_revenue, w.honest_emission_alone / w.honest_revenue)
+                for name, w in (("old", wash_old), ("now", wash_now))}
+    rows.append(("9 … honest host beside it: usage emission per ARENA served",
+                 "{:.2f} (alone {:.2f})".format(*per_unit["old"]), "{:.2f} (alone {:.2f})".format(*per_unit["now"]),
+                 "n/a", "= alone"))
     rows.append(("10 second host on one 0.99 escrow: paid", "0 of 0.99", "channel: 0.99 each", "0.99", "all"))
     widths = [max(len(r[i]) for r in rows + [("attack", "old rules", "now", "honest", "target")]) for i in range(5)]
     header = ("attack", "old rules", "now", "honest", "target")
     for r in [header] + rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)))
+    print("\n¹ recorded by the review: a copier that submitted the original's CID in the training window was paid"
+          " 4,040 ARENA against\n  the original's 2,020 (pay scales with stake); the runtime no longer has that"
+          " submit-in-training rule to re-create in process.")
+    print("² in process, signed calls (tests/attack_scenarios.copy_attack): " + "; ".join(
+        f"{label}: {error or 'accepted'}" for label, error in copy.refused.items())
+          + f"; copier paid {copy.copier_pay / UNIT:g}, original {copy.original_pay / UNIT:g} ARENA")
+    print(f"³ in process (tests/attack_scenarios.wash_trade): host + trainer + every validator of the task pays"
+          f" {wash_now.paid / UNIT:g} ARENA to itself in a period where an honest host serves"
+          f" {wash_now.honest_revenue / UNIT:g} ARENA; usage emission 1 ARENA per period; fees excluded")
     return 0
 
 

@@ -135,14 +135,16 @@ def copy_attack() -> CopyAttack:
     ok(h.block(*[(k, "tasks", "start_training", [task_id]) for k in (BOB, COPIER)]))
     original, tweaked = fake_cid("bob-original"), fake_cid("bob-original, one byte changed")
     ok(h.block((BOB, "tasks", "commit_model", [task_id, model_hash(task_id, BOB.public_key, original)])))
-    seen = tasks.Work.get(h.ctx().state, [task_id, BOB.public_key]).commitment
+    work = tasks.Work.get(h.ctx().state, [task_id, BOB.public_key])
+    assert work is not None
+    seen = work.commitment
     refused: dict[str, str] = {}
 
     def attempt(label: str, function: str, arg: object) -> None:
         events = h.block((COPIER, "tasks", function, [task_id, arg]))
         refused[label] = "".join(f.error for f in failures(events))
 
-    attempt("commit to the original's commitment bytes", "commit_model", seen)
+    attempt("commit to the original's commitment bytes (the reveals below use it)", "commit_model", seen)
     h.until(tasks.get_task(h.ctx(), task_id).phase_end)
     attempt("reveal the original's CID", "submit_model", original)
     ok(h.block((BOB, "tasks", "submit_model", [task_id, original])))

@@ -10,6 +10,7 @@ import pytest
 from runtime.crypto import Keypair
 from runtime.executive import InvalidTransaction
 from runtime.modules import history, staking, tasks
+from tests.attack_scenarios import copy_attack
 from tests.runtime_harness import (
     KEYS,
     UNIT,
@@ -481,3 +482,10 @@ def test_the_refined_consensus_stays_inside_the_honest_range():
         result = aggregate_scores(stakes, reveals, trainers, max_share_ppb=PPB // 3, refine=True)
         for t, (_, agreed) in enumerate(result.consensus):
             assert min(h[t] for h in honest) <= agreed <= max(h[t] for h in honest)
+
+
+def test_the_copy_attack_pays_the_copier_nothing():
+    """bench/attacks.py row 4, played on the runtime: every copy a copier with 10× the stake tries is refused."""
+    copy = copy_attack()
+    assert list(copy.refused.values()) == ["", "CommitmentMismatch", "CommitmentMismatch", "WrongPhase"]
+    assert copy.copier_pay == 0 < copy.original_pay
