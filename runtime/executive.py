@@ -28,7 +28,7 @@ from runtime.types import (
     signing_payload,
 )
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: issue 12 rules (model commit-reveal, seat credits, staking.Exposed, usage emission cap)
 MAX_ERA_PERIOD = system.BLOCK_HASH_HISTORY
 
 log = logging.getLogger("arena.runtime")
