@@ -102,3 +102,20 @@ def test_period_pays_exactly_the_voucher_increases_split_by_shares(world, report
         assert {u.public_key: marketplace.escrow_of(ctx, u.public_key)[0] for u in USERS} == escrow
         assert sum(r for _, _, r in marketplace.Usage.get(ctx.state, [cid, period])) - usage_before == expected
         assert sum(a for _, _, a in marketplace.Payouts.get(ctx.state, [cid, period])) - payouts_before == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(emission=st.integers(0, 10**15), wash=st.integers(1, 10**15), honest=st.integers(0, 10**15),
+       host=st.integers(0, 10**9), trainer=st.integers(0, 10**9), validators=st.integers(0, 10**9))
+def test_no_wash_trade_gains_whatever_the_shares(emission, wash, honest, host, trainer, validators):
+    """A trader holding host, trainer and every validator seat recovers ρ ≤ 1 − u of what it pays; with the
+    capped budget split ∝ revenue its entry's emission X satisfies −(1 − ρ)·W + ρ·X ≤ 0 (u > 0)."""
+    shares = [("host", host), ("trainer", trainer), ("validators", validators)]
+    recoverable = host + trainer + validators
+    if recoverable >= incentives.PPB:
+        return  # u = 0: genesis refuses a usage emission (test_marketplace), and usage_split any sum > PPB
+    budget = incentives.usage_emission_budget(emission, wash + honest, shares + [("treasury", 0)])
+    assert budget <= emission and budget * incentives.PPB <= (wash + honest) * (incentives.PPB - recoverable)
+    x = budget * wash // (wash + honest)  # the trader's entry (pro_rata rounds down)
+    # net, scaled by PPB: −(PPB − ρ)·W + ρ·X with ρ = recoverable (ppb)
+    assert -(incentives.PPB - recoverable) * wash + recoverable * x <= 0
