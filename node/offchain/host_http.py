@@ -11,7 +11,8 @@ here (`BadRequest`, before any voucher is spent); the batcher (node.offchain.hos
 decides and answers it together with concurrent requests. `/v1/batch` answers up to
 `MAX_BATCH_QUERIES` queries in one HTTP exchange: `{"results": [{"status", "body"}, ...]}`,
 each body what the query's own endpoint would have answered (no streaming), so a client with
-many queries pays one HTTP round trip for all of them. Served on 127.0.0.1 (hypercorn on trio).
+many queries pays one HTTP round trip for all of them. Served on 127.0.0.1 by uvicorn + httptools on
+asyncio, with the node's HTTP guards (node.offchain.host_server).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -96,12 +97,12 @@ class HostApp:
 
     async def paid(self, request: Request, endpoint: str) -> Response:
         """One paid query: parse, wait for the batcher's decision, answer."""
-        raw = await read_limited(request, MAX_BODY_BYTES)
-        if raw is None:
-            return error_response(413, "input_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        raw = await read_body(request, MAX_BODY_BYTES)
+        if isinstance(raw, Response):
+            return raw
         try:
             job = parse_query(self.service, request.headers.get(VOUCHER_HEADER), json.loads(raw or b"{}"), endpoint)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return error_response(400, "bad_json", f"the body is not JSON: {exc}")
         except BadRequest as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -120,12 +121,12 @@ class HostApp:
 
     async def batch(self, request: Request) -> Response:
         """Up to MAX_BATCH_QUERIES paid queries in one request, each with its own voucher and result."""
-        raw = await read_limited(request, MAX_BATCH_BODY_BYTES)
-        if raw is None:
-            return error_response(413, "input_too_large", f"request body over {MAX_BATCH_BODY_BYTES} bytes")
+        raw = await read_body(request, MAX_BATCH_BODY_BYTES)
+        if isinstance(raw, Response):
+            return raw
         try:
             queries = json.loads(raw or b"{}").get("queries")
-        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        except (ValueError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
             return error_response(400, "bad_json", f"the body is not a JSON object: {exc}")
         if not isinstance(queries, list) or not 1 <= len(queries) <= MAX_BATCH_QUERIES:
             return error_response(400, "bad_input", f'give "queries": a list of 1..{MAX_BATCH_QUERIES} query bodies, '
@@ -201,8 +202,19 @@ def build_app(service: HostService, max_batch: int = 256) -> Starlette:
                             Route("/v1/batch", handlers.batch, methods=["POST"]),
                             Route("/v1/models", handlers.models, methods=["GET"]),
                             Route("/health", handlers.health, methods=["GET"])], lifespan=lifespan)
-    app.state.batcher = batcher  # serve_in_thread runs its loop: the guarded server runs no ASGI lifespan
     return app
+
+
+async def read_body(request: Request, limit: int) -> bytes | Response:
+    """The body, or the answer to give instead: 413 past `limit` bytes (the rest is never read), or, when
+    the client left (or the server dropped it as too slow), a 400 that nobody reads."""
+    try:
+        raw = await read_limited(request, limit)
+    except ClientDisconnect:
+        return error_response(400, "client_left", "the connection closed before the whole body arrived")
+    if raw is None:
+        return error_response(413, "input_too_large", f"request body over {limit} bytes")
+    return raw
 
 
 async def read_limited(request: Request, limit: int) -> bytes | None:
@@ -220,24 +232,10 @@ async def read_limited(request: Request, limit: int) -> bytes | None:
 
 
 def serve_in_thread(app: Starlette, port: int, stop: threading.Event) -> threading.Thread:
-    """Run hypercorn on trio for `app` on 127.0.0.1:`port` in a thread until `stop` is set."""
-    import trio
+    """Serve `app` on 127.0.0.1:`port` from a thread until `stop` is set (node.offchain.host_server)."""
+    from node.offchain import host_server
 
-    from node.rpc import serve
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, app, "127.0.0.1", port)
-            batcher = getattr(app.state, "batcher", None)
-            if batcher is not None:
-                nursery.start_soon(batcher.loop)
-            while not stop.is_set():
-                await trio.sleep(0.2)
-            nursery.cancel_scope.cancel()
-
-    thread = threading.Thread(target=trio.run, args=(main,), name=f"host-http-{port}", daemon=True)
-    thread.start()
-    return thread
+    return host_server.serve_in_thread(app, port, stop)
 
 
 def free_port() -> int:
