@@ -114,7 +114,7 @@ class Chain:
             author=author.public_key, randao_reveal=author.sign(randao_message(slot)),
             state_root=bytes(32), extrinsics_root=bytes(32),
         )
-        state = Overlay(self.store.get_state)
+        state = Overlay(self.store.get_state, cache_reads=True)  # the store does not change while building
         builder = self.runtime.initialize_block(state, header)
         included: list[bytes] = []
         rejected: list[tuple[bytes, InvalidTransaction]] = []

@@ -30,6 +30,8 @@ from runtime.types import (
 
 SPEC_VERSION = 2  # 2: issue 12 rules (model commit-reveal, seat credits, staking.Exposed, usage emission cap)
 MAX_ERA_PERIOD = system.BLOCK_HASH_HISTORY
+DECODE_CACHE_SIZE = 32_768  # decoded extrinsics kept between pool admission and block application
+_SCALARS = frozenset({int, bytes, str, bool, type(None)})
 
 log = logging.getLogger("arena.runtime")
 
@@ -47,6 +49,11 @@ class InvalidTransaction(Exception):
         self.kind = kind
         self.code = self.CODES[kind]
         self.message = message
+
+
+def _fee(fees: system.FeeSchedule, length: int, weight: int) -> int:
+    """What an extrinsic of `length` bytes and `weight` pays under `fees` (tip not included)."""
+    return fees.base_fee + fees.byte_fee * length + fees.weight_fee * weight
 
 
 def invalid(kind: str, message: str) -> InvalidTransaction:
@@ -95,6 +102,7 @@ class Runtime:
         }
         self.genesis_hash = genesis_hash
         self.spec_version = SPEC_VERSION
+        self._decoded: dict[bytes, tuple[Extrinsic, bytes, CallInfo]] = {}
 
     # ------------------------------------------------------------ genesis
 
@@ -122,29 +130,25 @@ class Runtime:
         `block_hashes` supplies hashes not yet in state (the current head, for the pool);
         `verified` is a cache of (extrinsic hash + birth hash) whose signature is known to be good.
         """
-        if len(encoded) > MAX_EXTRINSIC_SIZE:
-            raise invalid("ExhaustsResources", f"extrinsic is {len(encoded)} bytes, limit is {MAX_EXTRINSIC_SIZE}")
-        try:
-            xt = Extrinsic.decode(encoded)
-        except CodecError as exc:
-            raise invalid("BadFormat", str(exc)) from exc
-        info = self.calls.get((xt.call.module, xt.call.function))
-        if info is None:
-            if xt.call.module not in self.modules:
-                raise invalid("UnknownCall", f"unknown module {xt.call.module!r}")
-            known = sorted(f for m, f in self.calls if m == xt.call.module)
-            raise invalid("UnknownCall", f"module {xt.call.module!r} has no call {xt.call.function!r} (calls: {', '.join(known)})")
-        self._check_args(xt, info)
-        birth_hash = self._check_era(state, xt, block_number, block_hashes or {})
+        return self._check(state, encoded, block_number, block_hashes or {}, verified)[0]
+
+    def _check(
+        self, state: Overlay, encoded: bytes, block_number: int, block_hashes: dict[int, bytes],
+        verified: set[bytes] | None,
+    ) -> tuple[CheckedExtrinsic, system.FeeSchedule]:
+        """check_extrinsic, also returning the fee schedule it read (apply needs its weight limit)."""
+        xt, xt_hash, info = self._decode(encoded)
+        birth_hash = self._check_era(state, xt, block_number, block_hashes)
         ctx = Context(state, block_number, 0, bytes(32))
         account_nonce = system.nonce_of(ctx, xt.signer)
         if xt.nonce < account_nonce:
             raise invalid("Stale", f"nonce {xt.nonce} is stale, account is at {account_nonce}")
-        fee = self.fee(state, len(encoded), info.weight)
-        free = balances.free_balance(ctx, xt.signer)
-        if xt.nonce == account_nonce and free < fee + xt.tip:
-            raise invalid("Payment", f"fee {fee} + tip {xt.tip} exceeds free balance {free}")
-        xt_hash = blake2b_256(encoded)
+        fees = system.FeeParams.get(state)
+        fee = _fee(fees, len(encoded), info.weight)
+        if xt.nonce == account_nonce:
+            free = balances.free_balance(ctx, xt.signer)
+            if free < fee + xt.tip:
+                raise invalid("Payment", f"fee {fee} + tip {xt.tip} exceeds free balance {free}")
         # the signature covers the era's birth hash: the same bytes can verify on one fork and not
         # on another, so a cached verification is keyed by both
         verified_key = xt_hash + birth_hash
@@ -158,7 +162,38 @@ class Runtime:
                 )
             if verified is not None:
                 verified.add(verified_key)
-        return CheckedExtrinsic(xt, encoded, xt_hash, info, fee, xt.nonce - account_nonce)
+        return CheckedExtrinsic(xt, encoded, xt_hash, info, fee, xt.nonce - account_nonce), fees
+
+    def _decode(self, encoded: bytes) -> tuple[Extrinsic, bytes, CallInfo]:
+        """The checks that depend on the bytes alone (size, format, call, arguments), and the hash.
+
+        An extrinsic is checked at pool admission and again when a block applies it: the second
+        time the result comes from a bounded cache. Only extrinsics whose arguments are all
+        immutable scalars are cached, since the decoded value is then shared by both uses.
+        """
+        cacheable = type(encoded) is bytes
+        cached = self._decoded.get(encoded) if cacheable else None
+        if cached is not None:
+            return cached
+        if len(encoded) > MAX_EXTRINSIC_SIZE:
+            raise invalid("ExhaustsResources", f"extrinsic is {len(encoded)} bytes, limit is {MAX_EXTRINSIC_SIZE}")
+        try:
+            xt = Extrinsic.decode(encoded)
+        except CodecError as exc:
+            raise invalid("BadFormat", str(exc)) from exc
+        info = self.calls.get((xt.call.module, xt.call.function))
+        if info is None:
+            if xt.call.module not in self.modules:
+                raise invalid("UnknownCall", f"unknown module {xt.call.module!r}")
+            known = sorted(f for m, f in self.calls if m == xt.call.module)
+            raise invalid("UnknownCall", f"module {xt.call.module!r} has no call {xt.call.function!r} (calls: {', '.join(known)})")
+        self._check_args(xt, info)
+        result = (xt, blake2b_256(encoded), info)
+        if cacheable and all(type(arg) in _SCALARS for arg in xt.call.args):
+            if len(self._decoded) >= DECODE_CACHE_SIZE:
+                self._decoded.clear()  # bounded; clear() is atomic should another thread check too
+            self._decoded[encoded] = result
+        return result
 
     def _check_args(self, xt: Extrinsic, info: CallInfo) -> None:
         name = f"{xt.call.module}.{xt.call.function}"
@@ -186,8 +221,7 @@ class Runtime:
         return birth_hash
 
     def fee(self, state: Overlay, length: int, weight: int) -> int:
-        fees = system.FeeParams.get(state)
-        return fees.base_fee + fees.byte_fee * length + fees.weight_fee * weight
+        return _fee(system.FeeParams.get(state), length, weight)
 
     # ------------------------------------------------------------ blocks
 
@@ -205,11 +239,10 @@ class Runtime:
         """Check, charge and dispatch one extrinsic; raises InvalidTransaction if it may not be included."""
         ctx = builder.ctx
         state = ctx.state
-        checked = self.check_extrinsic(state, encoded, ctx.block_number, verified=verified)
+        checked, fees = self._check(state, encoded, ctx.block_number, {}, verified)
         if checked.nonce_gap:
             raise invalid("Future", f"nonce {checked.extrinsic.nonce} is ahead of the account")
-        max_weight = system.FeeParams.get(state).max_block_weight
-        if builder.weight + checked.call.weight > max_weight:
+        if builder.weight + checked.call.weight > fees.max_block_weight:
             raise invalid("ExhaustsResources", "block weight limit reached")
         xt = checked.extrinsic
         ctx.phase = index
@@ -250,7 +283,7 @@ class Runtime:
 
     def execute_block(self, backend: Backend, block: Block, verified: set[bytes] | None = None) -> BlockOutcome:
         """Apply a whole block on top of `backend`; raises InvalidTransaction for a bad extrinsic."""
-        state = Overlay(backend)
+        state = Overlay(backend, cache_reads=True)
         builder = self.initialize_block(state, block.header)
         for index, encoded in enumerate(block.extrinsics):
             self.apply_extrinsic(builder, encoded, index, verified)

@@ -99,6 +99,7 @@ class Record:
 
 
 R = typing.TypeVar("R", bound=Record)
+_IMMUTABLE = frozenset({int, bytes, str, bool, type(None)})
 
 
 class RecordMap(typing.Generic[R]):
@@ -133,10 +134,21 @@ class RecordValue(typing.Generic[R]):
         self.record = type(default)
         self.default = default
         self._default = encode(default.to_list())  # the encoded default, as StorageValue keeps it
+        # the last value read, by its bytes: parameters (fees, limits) are read for every
+        # extrinsic and change rarely; kept only when every field is immutable, so sharing is safe
+        self._last: tuple[bytes, R] | None = None
 
     def get(self, state: Overlay) -> R:
         raw = state.get(self.key)
-        return self.default if raw is None else self.record.from_list(decode(raw))
+        if raw is None:
+            return self.default
+        last = self._last
+        if last is not None and last[0] == raw:
+            return last[1]
+        record = self.record.from_list(decode(raw))
+        if all(type(value) in _IMMUTABLE for value in record.to_list()):
+            self._last = (bytes(raw), record)
+        return record
 
     def put(self, state: Overlay, value: R) -> None:
         state.set(self.key, encode(value.to_list()))
