@@ -139,14 +139,13 @@ class Runtime:
         """check_extrinsic, also returning the fee schedule it read (apply needs its weight limit)."""
         xt, xt_hash, info = self._decode(encoded)
         birth_hash = self._check_era(state, xt, block_number, block_hashes)
-        ctx = Context(state, block_number, 0, bytes(32))
-        account_nonce = system.nonce_of(ctx, xt.signer)
+        account_nonce = system.AccountNonce.get(state, xt.signer)
         if xt.nonce < account_nonce:
             raise invalid("Stale", f"nonce {xt.nonce} is stale, account is at {account_nonce}")
         fees = system.FeeParams.get(state)
         fee = _fee(fees, len(encoded), info.weight)
         if xt.nonce == account_nonce:
-            free = balances.free_balance(ctx, xt.signer)
+            free = balances.Account.get(state, xt.signer)[0]
             if free < fee + xt.tip:
                 raise invalid("Payment", f"fee {fee} + tip {xt.tip} exceeds free balance {free}")
         # the signature covers the era's birth hash: the same bytes can verify on one fork and not

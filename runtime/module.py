@@ -68,14 +68,14 @@ class StorageMap:
         return self.prefix + encode(item)
 
     def get(self, state: Overlay, item: Any) -> Any:
-        raw = state.get(self.key(item))
+        raw = state.get(self.prefix + encode(item))  # self.key(item), inlined: read per account per extrinsic
         return decode(raw if raw is not None else self._default)
 
     def contains(self, state: Overlay, item: Any) -> bool:
         return state.get(self.key(item)) is not None
 
     def put(self, state: Overlay, item: Any, value: Any) -> None:
-        state.set(self.key(item), encode(value))
+        state.set(self.prefix + encode(item), encode(value))
 
     def remove(self, state: Overlay, item: Any) -> None:
         state.delete(self.key(item))

@@ -59,7 +59,8 @@ def _write(ctx: Context, who: bytes, free: int, reserved: int) -> None:
 def withdraw(ctx: Context, who: bytes, amount: int) -> None:
     """Take `amount` from free balance (the caller puts it somewhere else or burns it)."""
     free, reserved = Account.get(ctx.state, who)
-    ensure(free >= amount, InsufficientBalance, f"free balance is {free}, {amount} needed")
+    if free < amount:  # not `ensure`: every fee and transfer comes here, the message is built only on failure
+        raise InsufficientBalance(f"free balance is {free}, {amount} needed")
     _write(ctx, who, free - amount, reserved)
 
 
