@@ -8,6 +8,7 @@ absence alike. Pure functions: the node's storage keeps the tree, the runtime ne
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from runtime.codec import CodecError, decode, encode
@@ -16,6 +17,7 @@ from runtime.crypto import blake2b_256
 BUCKET_BITS = 12
 BUCKET_COUNT = 1 << BUCKET_BITS
 EMPTY = bytes(32)
+BUCKET_OF_CACHE_SIZE = 1 << 16
 
 
 class ProofError(ValueError):
@@ -24,8 +26,19 @@ class ProofError(ValueError):
 
 def bucket_of(key: bytes) -> int:
     """The bucket index of a storage key."""
+    if type(key) is bytes:
+        return _cached_bucket_of(key)
+    return _bucket_of(key)
+
+
+def _bucket_of(key: bytes) -> int:
     digest = blake2b_256(key)
     return (digest[0] << 8 | digest[1]) >> (16 - BUCKET_BITS)
+
+
+# Every state read and write hashes its key to find the bucket, several times per extrinsic for the
+# same few keys (sender, treasury, nonce): remember the newest ones. A pure function, so a cache.
+_cached_bucket_of = functools.lru_cache(maxsize=BUCKET_OF_CACHE_SIZE)(_bucket_of)
 
 
 def bucket_hash(entries: list[tuple[bytes, bytes]]) -> bytes:

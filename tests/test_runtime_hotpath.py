@@ -195,3 +195,15 @@ def test_decoded_extrinsic_cache(chain, monkeypatch):
     for amount in range(10):
         chain.check_for_pool(sign(chain, ALICE, "balances", "transfer", [BOB.public_key, amount + 1], 0))
         assert len(chain.runtime._decoded) <= 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_bucket_of_cache_is_the_hash(key):
+    from runtime.crypto import blake2b_256
+    from runtime.merkle import BUCKET_BITS, bucket_of
+
+    digest = blake2b_256(key)
+    expected = (digest[0] << 8 | digest[1]) >> (16 - BUCKET_BITS)
+    assert bucket_of(key) == bucket_of(key) == expected
+    assert bucket_of(bytearray(key)) == expected  # not hashable: computed, not cached
