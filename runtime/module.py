@@ -88,14 +88,25 @@ class Record:
     __dataclass_fields__: ClassVar[dict[str, Any]]  # set by @dataclass on each subclass
 
     def to_list(self) -> list:
-        return [getattr(self, f.name) for f in fields(self)]
+        return [getattr(self, name) for name in _field_names(type(self))]
 
     @classmethod
     def from_list(cls, values: Any) -> typing.Self:
-        names = [f.name for f in fields(cls)]
+        names = _field_names(cls)
         if not isinstance(values, list) or len(values) != len(names):
             raise ValueError(f"a {cls.__name__} is a list of {len(names)} fields ({', '.join(names)})")
         return cls(*values)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(record: type) -> tuple[str, ...]:
+    """A record class's field names in order (`dataclasses.fields` rebuilds them on every call)."""
+    names = _FIELD_NAMES.get(record)
+    if names is None:
+        names = _FIELD_NAMES[record] = tuple(f.name for f in fields(record))
+    return names
 
 
 R = typing.TypeVar("R", bound=Record)
