@@ -30,7 +30,7 @@ from runtime.types import (
 
 SPEC_VERSION = 2  # 2: issue 12 rules (model commit-reveal, seat credits, staking.Exposed, usage emission cap)
 MAX_ERA_PERIOD = system.BLOCK_HASH_HISTORY
-DECODE_CACHE_SIZE = 32_768  # decoded extrinsics kept between pool admission and block application
+DECODE_CACHE_SIZE = 16_384  # decoded extrinsics (~1 KiB each) kept from pool admission to block application; the pool holds ≤ 12,000
 _SCALARS = frozenset({int, bytes, str, bool, type(None)})
 
 log = logging.getLogger("arena.runtime")
