@@ -25,6 +25,7 @@ BLOCKS = 25  # crosses the epoch boundary at block 20 (session, rewards hooks)
 DEVS = [Keypair.from_dev_name(n) for n in ("alice", "bob", "charlie", "dave", "eve", "ferdie")]
 RECEIVERS = [Keypair.from_dev_name(f"pinned-receiver-{i}").public_key for i in range(7)]
 POOR = Keypair.from_dev_name("pinned-poor")
+PINNED_SPEC_VERSION = 1  # extrinsics sign the spec version: the history is built under the one it was pinned with
 
 PINNED_BLOCK_HASHES = "a1a99f153b6e73547edd652bc1b42f4b395c29cdd2a0b0b97601b3d7334f8d25"
 PINNED_STATE_ROOT = "6d36932d54d1b73a9ff6dff21864945e514e4e0975d0bda769d9648a55d9e685"
@@ -37,6 +38,7 @@ def build_history(tmp: Path) -> tuple[Chain, list, list, list]:
     """Author BLOCKS blocks; returns the chain, its blocks, the pool checks seen and the rejections."""
     spec = load_chain_spec(GENESIS)
     chain = Chain(spec, ChainStore(str(tmp / "author")))
+    chain.runtime.spec_version = PINNED_SPEC_VERSION
     nonces = {k.public_key: 0 for k in DEVS + [POOR]}
     checks: list = []
     rejected_all: list = []
@@ -109,6 +111,7 @@ def test_pinned_history_is_unchanged(tmp_path):
         author.store.close()
     # an importing node (execute_block, empty signature cache) reaches the same results
     importer = Chain(load_chain_spec(GENESIS), ChainStore(str(tmp_path / "importer")))
+    importer.runtime.spec_version = PINNED_SPEC_VERSION
     try:
         for block in blocks:
             importer.import_block(block)
