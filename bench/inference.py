@@ -1,7 +1,7 @@
 """Paid inference through a host: queries per second, latency and CPU per query, beside the raw limits.
 
-The host app (node.offchain.host_http) runs on hypercorn on 127.0.0.1 with its real SQLite
-ledger (group commit, fsync before answering); chain reads (escrow, redeemed state) come from an
+The host app (node.offchain.host_http) runs on its own server (uvicorn + httptools on asyncio,
+node.offchain.host_server) on 127.0.0.1 with its real SQLite ledger (group commit, fsync before answering); chain reads (escrow, redeemed state) come from an
 in-memory stand-in, so the figure is the host's own cost: HTTP, JSON, voucher verification,
 batching, the forward pass and the ledger commit. The digits classifier (64 → 64 → 10 MLP) is
 the model. The users run in a process of their own (issue 17: in the host's process they shared
@@ -12,7 +12,9 @@ its GIL), one thread per user, each sending its requests one after another (as t
 
 Raw limits measured in the same run: voucher verifications/s (`check_voucher`: one ed25519
 verification plus the channel checks), empty HTTP requests/s through the same server and
-clients (`GET /health`), and the bare forward rate of the model (one row per call). CPU per
+clients (`GET /health`), bare ledger commits/s (one voucher, fsync, same disk: with one query per
+request each user waits for a commit, so this and the number of users bound that rate), and the
+bare forward rate of the model (one row per call). CPU per
 query is the host process's CPU time (all its threads) over the queries it answered, and the
 clients' beside it; its inverse is what one host core sustains, the figure that holds on a
 machine shared with other work (queries/s swing with the machine's load, printed last).
@@ -32,6 +34,7 @@ from typing import Any
 from bench.common import print_rows, rate, row
 
 USERS = 16
+CLIENT_PROCESSES = 1  # 2 gave no more on 2 cores: clients and host then share the CPUs (client CPU is printed)
 QUERIES_PER_USER = 60
 BATCH = 32
 BATCHES_PER_USER = 12
@@ -51,8 +54,8 @@ class _Chain:
         return {"cumulativeQueries": 0, "cumulativeAmount": 0, "nonce": 0}
 
 
-def _clients(base: str, plans: Plan, out: Connection) -> None:
-    """One thread per user, each sending its requests (path, json, headers) one after another."""
+def _clients(base: str, plans: Plan, out: Connection, go: Any) -> None:
+    """One thread per user, each sending its requests (path, json, headers) one after another, from `go`."""
     import httpx
 
     latencies: list[float] = []
@@ -74,24 +77,39 @@ def _clients(base: str, plans: Plan, out: Connection) -> None:
                     errors.extend(str(r["body"])[:200] for r in reply.json()["results"] if r["status"] != 200)
 
     threads = [threading.Thread(target=user_loop, args=(plan,)) for plan in plans]
+    out.send("ready")
+    go.wait()
     cpu, start = time.process_time(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.send((time.perf_counter() - start, time.process_time() - cpu, latencies, errors))
+    out.send((start, time.perf_counter(), time.process_time() - cpu, latencies, errors))
 
 
 def _drive(base: str, plans: Plan) -> dict:
-    """Run the plans from a process of its own; elapsed, CPU of host and clients, latencies."""
+    """Run the plans from CLIENT_PROCESSES processes of their own, started together; elapsed, CPU of host and
+    clients, latencies."""
     context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    clients = context.Process(target=_clients, args=(base, plans, send))
+    go = context.Event()
+    pipes, processes = [], []
+    for i in range(CLIENT_PROCESSES):
+        receive, send = context.Pipe(duplex=False)
+        processes.append(context.Process(target=_clients, args=(base, plans[i::CLIENT_PROCESSES], send, go)))
+        pipes.append(receive)
+        processes[-1].start()
+    for receive in pipes:
+        receive.recv()  # ready: imports done, threads made
     host_cpu = time.process_time()
-    clients.start()
-    elapsed, client_cpu, latencies, errors = receive.recv()
+    go.set()
+    results = [receive.recv() for receive in pipes]
     host_cpu = time.process_time() - host_cpu
-    clients.join(30)
+    for process in processes:
+        process.join(30)
+    elapsed = max(r[1] for r in results) - min(r[0] for r in results)
+    client_cpu = sum(r[2] for r in results)
+    latencies = [latency for r in results for latency in r[3]]
+    errors = [error for r in results for error in r[4]]
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
     latencies.sort()
@@ -116,6 +134,25 @@ def _plans(host: Any, row_in: list[float]) -> tuple[Plan, Plan, Plan]:
                         for i in range(0, len(signed), BATCH)])
     empty: Plan = [[("/health", None, {})] * QUERIES_PER_USER for _ in range(USERS)]
     return single, batched, empty
+
+
+def _commit_rate(ledger_path: str, host: Any) -> float:
+    """Bare ledger commits/s: one staged voucher, one transaction and fsync each."""
+    from node.offchain.host_ledger import VoucherLedger
+    from node.offchain.vouchers import sign_voucher
+    from runtime.crypto import Keypair
+
+    user = Keypair.from_dev_name("bench-user-commit")
+    vouchers = [sign_voucher(user, GENESIS, host.public_key, "QmBench", n, n * PRICE, n) for n in range(1, 2001)]
+    ledger = VoucherLedger(ledger_path)
+    done, start = 0, time.perf_counter()
+    while done < len(vouchers) and time.perf_counter() - start < 1.0:
+        ledger.accept(vouchers[done])
+        ledger.commit()
+        done += 1
+    elapsed = time.perf_counter() - start
+    ledger.close()
+    return done / elapsed
 
 
 def _limits(module: Any, host: Any, row_in: list[float]) -> tuple[float, float, float]:
@@ -166,6 +203,7 @@ def run() -> list[dict]:
     forward_rate, verify_rate, verify_cpu = _limits(module, host, row_in)
     single, batched, empty = _plans(host, row_in)
     with tempfile.TemporaryDirectory(prefix="arena-bench-inference-") as tmp:
+        commit_rate = _commit_rate(str(Path(tmp) / "bare.sqlite"), host)
         ledger = VoucherLedger(str(Path(tmp) / "vouchers.sqlite"))
         service = HostService(host.public_key, GENESIS, ledger, _Chain())
         service.models["QmBench"] = ServedModel("QmBench", 0, "digits_classifier", spec, module, PRICE)
@@ -190,11 +228,11 @@ def run() -> list[dict]:
         thread.join(10)
         ledger.close()
     return _rows(empty_run, single_run, batch_run, single_commits, batch_commits, forward_rate, verify_rate,
-                 verify_cpu)
+                 verify_cpu, commit_rate)
 
 
 def _rows(empty: dict, single: dict, batch: dict, single_commits: int, batch_commits: int, forward_rate: float,
-          verify_rate: float, verify_cpu: float) -> list[dict]:
+          verify_rate: float, verify_cpu: float, commit_rate: float) -> list[dict]:
     one, many = USERS * QUERIES_PER_USER, USERS * BATCH * BATCHES_PER_USER
     empty_rate = USERS * QUERIES_PER_USER / empty["elapsed"]
     single_rate, batch_rate = one / single["elapsed"], many / batch["elapsed"]
@@ -212,8 +250,14 @@ def _rows(empty: dict, single: dict, batch: dict, single_commits: int, batch_com
             "host CPU per paid query, batched (µs)", 1e6 * batch["host_cpu"] / many),
         row("host CPU per paid query, 1 per request", 1e6 * single["host_cpu"] / one, "µs",
             "host CPU per empty request (µs)", 1e6 * empty["host_cpu"] / (USERS * QUERIES_PER_USER)),
+        row("paid queries/s one host core sustains, 1 per request", one / max(single["host_cpu"], 1e-9), "queries/s",
+            "empty requests/s one host core sustains", USERS * QUERIES_PER_USER / max(empty["host_cpu"], 1e-9)),
+        row("client CPU per paid query, 1 per request", 1e6 * single["client_cpu"] / one, "µs",
+            "host CPU per paid query, 1 per request (µs)", 1e6 * single["host_cpu"] / one),
         row("queries per ledger commit (fsync), batched", many / max(batch_commits, 1), "queries",
             "queries per commit, 1 per request", one / max(single_commits, 1)),
+        row("ledger commits/s, 1 per request", single_commits / single["elapsed"], "commits/s",
+            "bare ledger commits/s (1 voucher + fsync, same disk)", commit_rate),
         row("paid query latency p50, 1 per request", 1000 * statistics.median(single["latencies"]), "ms",
             "bare forward time per row (ms)", 1000 / forward_rate),
         row(f"batch request latency p50 ({BATCH} queries)", 1000 * statistics.median(batch["latencies"]), "ms",
