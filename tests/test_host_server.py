@@ -224,3 +224,13 @@ def test_foreign_host_names_and_origins_are_refused(host):
         assert client.get("/health", headers={"Origin": "https://evil.example"}).status_code == 403
         reply = client.get("/health", headers={"Origin": "http://localhost:5173"})
         assert reply.status_code == 200 and reply.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+
+def test_deeply_nested_json_is_a_clear_400_not_a_crash(host):
+    service, port = host
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:  # json.loads recurses once per level
+        reply = client.post("/v1/predict", content=b"[" * 60000, headers={"X-Arena-Voucher": voucher(1)})
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == "bad_json"
+        reply = client.post("/v1/batch", content=b'{"queries": ' + b"[" * 60000)
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == "bad_json"
+    assert service.stats["answered"] == 0
