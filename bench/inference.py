@@ -5,7 +5,8 @@ node.offchain.host_server) on 127.0.0.1 with its real SQLite ledger (group commi
 in-memory stand-in, so the figure is the host's own cost: HTTP, JSON, voucher verification,
 batching, the forward pass and the ledger commit. The digits classifier (64 → 64 → 10 MLP) is
 the model. The users run in a process of their own (issue 17: in the host's process they shared
-its GIL), one thread per user, each sending its requests one after another (as the client does):
+its GIL), one thread per user, each sending its requests one after another on one kept-alive
+connection (as the client does, but with the standard library's http.client: see `_clients`):
 
 - one paid query per request (`POST /v1/predict`),
 - `BATCH` paid queries per request (`POST /v1/batch`, each query with its own voucher).
@@ -34,7 +35,7 @@ from typing import Any
 from bench.common import print_rows, rate, row
 
 USERS = 16
-CLIENT_PROCESSES = 1  # 2 gave no more on 2 cores: clients and host then share the CPUs (client CPU is printed)
+CLIENT_PROCESSES = 1  # more gave no more on 2 cores: clients and host share the CPUs (client CPU is printed)
 QUERIES_PER_USER = 60
 BATCH = 32
 BATCHES_PER_USER = 12
@@ -55,26 +56,40 @@ class _Chain:
 
 
 def _clients(base: str, plans: Plan, out: Connection, go: Any) -> None:
-    """One thread per user, each sending its requests (path, json, headers) one after another, from `go`."""
-    import httpx
+    """One thread per user, each sending its requests (path, json, headers) one after another, from `go`, on
+    one kept-alive connection (the standard library's http.client: httpx costs ~1.1 ms of CPU per request,
+    ~10x this and ~3x the host's whole cost, so on 2 cores clients made with it measured themselves)."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
 
+    address = urlsplit(base)
     latencies: list[float] = []
     errors: list[str] = []
 
     def user_loop(plan: list[tuple[str, dict | None, dict]]) -> None:
-        with httpx.Client(base_url=base, timeout=60) as http:
+        conn = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=60)
+        try:
             for path, body, headers in plan:
                 start = time.perf_counter()
                 try:
-                    reply = http.post(path, json=body, headers=headers) if body is not None else http.get(path)
-                except httpx.HTTPError as exc:  # a host that stops answering is a reported failure
+                    if body is None:
+                        conn.request("GET", path)
+                    else:
+                        conn.request("POST", path, body=json.dumps(body).encode(),
+                                     headers={**headers, "Content-Type": "application/json"})
+                    reply = conn.getresponse()
+                    data = reply.read()
+                except (OSError, http.client.HTTPException) as exc:  # a host that stops answering: a reported failure
                     errors.append(f"{type(exc).__name__}: {exc}")
                     return
                 latencies.append(time.perf_counter() - start)
-                if reply.status_code != 200:
-                    errors.append(reply.text[:200])
+                if reply.status != 200:
+                    errors.append(data[:200].decode(errors="replace"))
                 elif path == "/v1/batch":
-                    errors.extend(str(r["body"])[:200] for r in reply.json()["results"] if r["status"] != 200)
+                    errors.extend(str(r["body"])[:200] for r in json.loads(data)["results"] if r["status"] != 200)
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=user_loop, args=(plan,)) for plan in plans]
     out.send("ready")
