@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from consensus.validity import InvalidHeader, check_header, check_slot_author, randao_message
@@ -29,6 +30,9 @@ ITEM_OVERHEAD = 5       # msgpack bin32 header, the largest an extrinsic in the 
 # gossiped and imported by every peer well within its slot (otherwise the next author builds
 # on a stale parent and the chain forks).
 BUILD_BUDGET_FRACTION = 0.3
+# A batched import (sync) writes at least every this many blocks: bounds the memory the staged
+# writes take and the work a crash can lose (re-synced from peers after a restart).
+IMPORT_BATCH_BLOCKS = 64
 
 
 class BlockError(ValueError):
@@ -66,6 +70,8 @@ class Chain:
         # mode, where one dev key authors every slot.
         self.check_slot_authors = False
         self.last_build_stop = ""  # why the last authored block stopped taking extrinsics
+        # imports of a batched run held back until their blocks are on disk (None: not batching)
+        self._unwritten: list[Imported] | None = None
         store.init_genesis(spec.genesis_block, spec.genesis_state)
 
     # ------------------------------------------------------------ reads
@@ -146,6 +152,7 @@ class Chain:
         )
         sealed = unsealed.with_seal(author.sign(unsealed.signing_payload()))
         block = Block(sealed, included)
+        self.flush_import()
         self.store.commit_block(block, changes, update, events)
         self._notify(Imported(block, events))
         return block, events, rejected
@@ -159,20 +166,23 @@ class Chain:
         kept as a shorter fork. Raises UnknownParent or BlockError.
         """
         header = block.header
-        if self.store.has_block(block.hash):
-            raise StaleBlock(f"block #{header.number} 0x{block.hash.hex()[:16]} is already known")
-        parent = self.store.get_header(header.parent_hash)
+        block_hash = header.hash
+        if self.store.has_block(block_hash):
+            raise StaleBlock(f"block #{header.number} 0x{block_hash.hex()[:16]} is already known")
+        best = self.best
+        parent = best if header.parent_hash == self.store.best_hash() else self.store.get_header(header.parent_hash)
         if parent is None:
             raise UnknownParent(f"unknown parent 0x{header.parent_hash.hex()} of block #{header.number}")
         try:
-            check_header(header, parent, extrinsics_root(block.extrinsics), block.hash in self.verified_seals)
+            check_header(header, parent, extrinsics_root(block.extrinsics), block_hash in self.verified_seals)
         except InvalidHeader as exc:
             raise BlockError(str(exc)) from exc
         finalized = self.finalized
         if header.number <= finalized.number:
             raise StaleBlock(f"block #{header.number} conflicts with finalized block #{finalized.number}")
-        if header.parent_hash == self.store.best_hash():
-            return self._execute_and_commit(block)
+        if parent is best:
+            return self._execute_and_commit(block, batched=self._unwritten is not None)
+        self.flush_import()  # a fork or a reorg writes directly: the batched run goes to disk first
         if self.check_slot_authors and header.author not in self._authority_accounts():
             # A fork block is stored before it is executed (and its slot checked): only authorities
             # may make us store one, so a key with no stake cannot fill our disk with forks.
@@ -191,11 +201,9 @@ class Chain:
 
     @property
     def finalized(self) -> Header:
-        header = self.store.get_header(self.store.finalized_hash())
-        assert header is not None
-        return header
+        return self.store.finalized_header()
 
-    def _execute_and_commit(self, block: Block) -> Imported:
+    def _execute_and_commit(self, block: Block, batched: bool = False) -> Imported:
         header = block.header
         if self.check_slot_authors:
             try:
@@ -212,10 +220,53 @@ class Chain:
             raise BlockError(
                 f"state root mismatch at #{header.number}: header 0x{header.state_root.hex()}, computed 0x{update.root.hex()}"
             )
-        self.store.commit_block(block, outcome.changes, update, outcome.events)
         imported = Imported(block, outcome.events)
+        if batched and self._unwritten is not None:
+            self.store.commit_block(block, outcome.changes, update, outcome.events, staged=True)
+            self._unwritten.append(imported)
+            if len(self._unwritten) >= IMPORT_BATCH_BLOCKS:
+                self.flush_import()
+            return imported
+        self.flush_import()
+        self.store.commit_block(block, outcome.changes, update, outcome.events)
         self._notify(imported)
         return imported
+
+    # ------------------------------------------------------------ batched import (sync)
+
+    @contextmanager
+    def batched_import(self) -> Iterator[None]:
+        """Blocks imported in this block extend the best chain with one atomic write per run.
+
+        Each block is still fully checked, executed and its state root compared; it becomes best
+        in memory at once, and its writes join a run that is written in one LevelDB WriteBatch
+        when the block ends, every IMPORT_BATCH_BLOCKS blocks, or before any other write (a fork
+        block, a revert, finality). Listeners hear of each block, in order, once it is on disk.
+        Hold no `await` inside: other tasks must never see blocks that are not yet written.
+        """
+        if self._unwritten is not None:
+            yield  # nested: the outer block writes
+            return
+        self._unwritten = []
+        try:
+            yield
+        finally:
+            try:
+                self.flush_import()
+            finally:
+                self._unwritten = None
+
+    def flush_import(self) -> None:
+        """Write the blocks of the batched run so far, then tell the listeners about them.
+
+        If the write fails, the store is back at its last written block and the unwritten
+        blocks are forgotten (sync fetches them again); the error propagates."""
+        if not self._unwritten:
+            return
+        unwritten, self._unwritten = self._unwritten, []
+        self.store.flush()
+        for imported in unwritten:
+            self._notify(imported)
 
     def _reorg_to(self, target: Block) -> Imported:
         """Switch the best chain to the longer fork ending in `target`, or stay put if it is invalid."""
@@ -254,6 +305,7 @@ class Chain:
 
         A justified block off the best chain wins over local preference: the node reorgs to it
         first (fork choice is the longest chain containing the highest finalized block)."""
+        self.flush_import()  # finality is written only after the blocks it covers
         header = self.store.get_header(block_hash)
         if header is None or header.number <= self.finalized.number:
             return False

@@ -18,7 +18,7 @@ import trio.lowlevel
 from consensus.grandpa import PREVOTE, FinalityError, Justification, SignedVote, Timing, sign_vote
 from consensus.slots import current_slot, now_ms
 from consensus.validity import InvalidHeader, expected_author
-from node.chain import BlockError, Chain, StaleBlock, UnknownParent
+from node.chain import IMPORT_BATCH_BLOCKS, BlockError, Chain, StaleBlock, UnknownParent
 from node.finality import FinalityGadget, decode_finality_message
 from node.sync import Prefetch, RangeItem, check_range, decode_range
 from node.txpool import PoolError
@@ -430,10 +430,25 @@ class ConsensusService:
         """Import blocks and their justifications; False when nothing moved forward."""
         progressed = False
         self.chain.verified_seals.update(item.block.hash for item in items if item.seals_ok)
-        for count, item in enumerate(items, 1):
-            block, justification = item.block, item.justification
-            if not count % 64:
+        for start in range(0, len(items), IMPORT_BATCH_BLOCKS):
+            if start:
                 await trio.lowlevel.checkpoint()  # RPC and gossip get the loop between slices of a range
+            with self.chain.batched_import():  # one atomic write per slice, on disk before the loop moves on
+                moved, outcome = self._import_slice(peer, items[start:start + IMPORT_BATCH_BLOCKS])
+            progressed |= moved
+            if outcome == "rejected":
+                return False
+            if outcome == "stop":
+                break
+        self.pool.revalidate()
+        self._finality_step()
+        return progressed
+
+    def _import_slice(self, peer: str, items: list[RangeItem]) -> tuple[bool, str]:
+        """Import part of a range (no await: see Chain.batched_import); (progressed, "more"/"stop"/"rejected")."""
+        progressed = False
+        for item in items:
+            block, justification = item.block, item.justification
             if not self.store.has_block(block.hash):
                 try:
                     self.chain.import_block(block)
@@ -441,11 +456,11 @@ class ConsensusService:
                 except StaleBlock:
                     continue
                 except UnknownParent:
-                    break
+                    return progressed, "stop"
                 except BlockError as exc:
                     log.info("sync: block #%d from %s rejected: %s", block.header.number, peer[:12], exc)
                     self.network.penalize(peer, Penalty.INVALID_BLOCK)
-                    return False
+                    return progressed, "rejected"
             if justification:
                 try:
                     if self.finality.import_justification(justification, block.hash):
@@ -453,9 +468,7 @@ class ConsensusService:
                         self._after_finality()
                 except FinalityError as exc:
                     log.info("sync: justification for #%d from %s ignored: %s", block.header.number, peer[:12], exc)
-        self.pool.revalidate()
-        self._finality_step()
-        return progressed
+        return progressed, "more"
 
     # ------------------------------------------------------------ run
 

@@ -3,12 +3,20 @@
 Everything a block changes — state writes, their undo journal, tree nodes, the block, its events,
 the canonical index and the head pointer — is written in one atomic `WriteBatch`, so a crash at
 any moment leaves either the old head with its state or the new head with its state.
+
+Sync imports a run of blocks with their writes *staged* (`commit_block(staged=True)`, then `flush`):
+each block is checked and executed as usual and becomes best in memory at once, its writes are held
+in one dict (a key written by several blocks is written once: the tree nodes near the root, the head
+pointer), and `flush` writes the whole run in one atomic `WriteBatch`. Reads see the staged writes. Any other
+write (finality, a fork block, a revert, node records) flushes first, so nothing ever lands on disk
+ahead of the blocks it refers to; a failed flush puts the in-memory view back to the disk's.
 """
 from __future__ import annotations
 
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import plyvel
 
@@ -31,6 +39,9 @@ BUCKET_CACHE_SIZE = 1024
 K_BEST = P_META + b"best"
 K_FINALIZED = P_META + b"finalized"
 K_GENESIS = P_META + b"genesis"
+_ABSENT = object()
+# bucket_of hashes the key; the same keys (system, timestamp, session ...) are written every block
+_bucket_of = lru_cache(maxsize=1 << 16)(bucket_of)
 
 
 class StorageError(RuntimeError):
@@ -42,7 +53,20 @@ def _number_key(number: int) -> bytes:
 
 
 def _state_key(key: bytes) -> bytes:
-    return P_STATE + bucket_of(key).to_bytes(2, "big") + key
+    return P_STATE + _bucket_of(key).to_bytes(2, "big") + key
+
+
+class _Writes:
+    """A block's writes gathered in a dict (None = delete) before they join the staged run."""
+
+    def __init__(self) -> None:
+        self.items: dict[bytes, bytes | None] = {}
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.items[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.items[key] = None
 
 
 @dataclass(frozen=True)
@@ -58,12 +82,68 @@ class ChainStore:
 
     def __init__(self, path: str) -> None:
         self.db = plyvel.DB(path, create_if_missing=True)
+        self.tree = BucketTree(self._stored_tree_nodes())
+        self._best_header: Header | None = None
+        self._best_hash = b""  # the hash of `_best_header` when that is set
+        self._finalized_header: Header | None = None
+        self._bucket_cache: OrderedDict[int, dict[bytes, bytes]] = OrderedDict()
+        # writes of blocks committed in memory but not yet on disk (None = delete)
+        self._staged: dict[bytes, bytes | None] = {}
+        self._staged_count = 0
+
+    def _stored_tree_nodes(self) -> list[bytes]:
         nodes = [bytes(32)] * (2 * BUCKET_COUNT)
         for key, value in self.db.iterator(prefix=P_TREE):
             nodes[int.from_bytes(key[1:], "big")] = value
-        self.tree = BucketTree(nodes)
-        self._best_header: Header | None = None
-        self._bucket_cache: OrderedDict[int, dict[bytes, bytes]] = OrderedDict()
+        return nodes
+
+    def _get(self, key: bytes) -> bytes | None:
+        """A value as the node sees it: staged writes first, then the database."""
+        if self._staged:
+            value = self._staged.get(key, _ABSENT)
+            if value is not _ABSENT:
+                return value  # type: ignore[return-value]
+        return self.db.get(key)
+
+    # ------------------------------------------------------------ staged blocks (sync's batched import)
+
+    @property
+    def staged_blocks(self) -> int:
+        """How many committed blocks are staged, not yet written."""
+        return self._staged_count
+
+    def flush(self) -> None:
+        """Write the staged blocks in one atomic WriteBatch.
+
+        If the write fails the staged blocks are dropped and the in-memory view (tree, caches,
+        best block) is reloaded from the database, which still holds the state before them."""
+        staged = self._staged
+        if not staged:
+            return
+        self._staged, self._staged_count = {}, 0
+        try:
+            with self.db.write_batch(transaction=True) as batch:
+                for key, value in staged.items():
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+        except BaseException:
+            self._reload_view()
+            raise
+        self._trim_bucket_cache()
+
+    def _reload_view(self) -> None:
+        """Forget everything held in memory about the chain and read it again from disk."""
+        self.tree = BucketTree(self._stored_tree_nodes())
+        self._bucket_cache.clear()
+        self._best_header = None
+        self._finalized_header = None
+
+    def _flush_before_write(self) -> None:
+        """Any write but a staged commit: the staged blocks go first, so nothing on disk refers ahead."""
+        if self._staged:
+            self.flush()
 
     def close(self) -> None:
         self.db.close()
@@ -75,14 +155,15 @@ class ChainStore:
     # ------------------------------------------------------------ state
 
     def get_state(self, key: bytes) -> bytes | None:
-        return self.db.get(_state_key(key))
+        return self._get(_state_key(key))
 
     @property
     def state_root(self) -> bytes:
         return self.tree.root
 
     def _stored_bucket(self, bucket: int) -> dict[bytes, bytes]:
-        """A bucket's stored entries, from a write-through LRU cache (hot buckets are hit every block)."""
+        """A bucket's entries in the node's state, from a write-through LRU cache (hot buckets are hit
+        every block); a bucket with staged changes is always cached (see `_update_bucket_cache`)."""
         cached = self._bucket_cache.get(bucket)
         if cached is not None:
             self._bucket_cache.move_to_end(bucket)
@@ -90,9 +171,14 @@ class ChainStore:
         prefix = P_STATE + bucket.to_bytes(2, "big")
         entries = {key[3:]: value for key, value in self.db.iterator(prefix=prefix)}
         self._bucket_cache[bucket] = entries
-        if len(self._bucket_cache) > BUCKET_CACHE_SIZE:
-            self._bucket_cache.popitem(last=False)
+        if not self._staged:
+            self._trim_bucket_cache()
         return entries
+
+    def _trim_bucket_cache(self) -> None:
+        # Never with blocks staged: a bucket with staged changes must stay cached (the disk lacks them).
+        while len(self._bucket_cache) > BUCKET_CACHE_SIZE:
+            self._bucket_cache.popitem(last=False)
 
     def _bucket_entries(self, bucket: int, changes: dict[bytes, bytes | None]) -> list[tuple[bytes, bytes]]:
         """A bucket's entries after `changes` (which hold only keys of this bucket), sorted by key."""
@@ -104,12 +190,18 @@ class ChainStore:
                 entries[key] = value
         return sorted(entries.items())
 
-    def _update_bucket_cache(self, changes: dict[bytes, bytes | None]) -> None:
-        """Keep cached buckets equal to the database after a committed write batch."""
+    def _update_bucket_cache(self, changes: dict[bytes, bytes | None], staged: bool = False) -> None:
+        """Keep cached buckets equal to the node's state after a commit.
+
+        `staged`: the disk lacks these changes, so every bucket they touch is cached (loaded first
+        if it was dropped since the root was computed) and stays cached until written (`flush`)."""
         for key, value in changes.items():
-            cached = self._bucket_cache.get(bucket_of(key))
+            bucket = _bucket_of(key)
+            cached = self._bucket_cache.get(bucket)
             if cached is None:
-                continue
+                if not staged:
+                    continue
+                cached = self._stored_bucket(bucket)  # uncached, so no staged changes: the disk's is current
             if value is None:
                 cached.pop(key, None)
             else:
@@ -119,7 +211,7 @@ class ChainStore:
         """The state root the best state would have after `changes`."""
         by_bucket: dict[int, dict[bytes, bytes | None]] = {}
         for key, value in changes.items():
-            by_bucket.setdefault(bucket_of(key), {})[key] = value
+            by_bucket.setdefault(_bucket_of(key), {})[key] = value
         hashes = {b: bucket_hash(self._bucket_entries(b, part)) for b, part in by_bucket.items()}
         root, tree_changes = self.tree.updated(hashes)
         return RootUpdate(root, tree_changes)
@@ -137,7 +229,8 @@ class ChainStore:
         undo = []
         for key, value in changes.items():
             skey = _state_key(key)
-            undo.append([key, self.db.get(skey)])
+            cached = self._bucket_cache.get(_bucket_of(key))  # when cached, equal to the node's state
+            undo.append([key, cached.get(key) if cached is not None else self._get(skey)])
             if value is None:
                 batch.delete(skey)
             else:
@@ -147,37 +240,58 @@ class ChainStore:
         return undo
 
     @staticmethod
-    def _put_block(batch, block: Block) -> None:
-        batch.put(P_BLOCK + block.hash, block.encode())
-        batch.put(P_HEADER + block.hash, block.header.encode())
+    def _put_block(batch, block: Block, block_hash: bytes | None = None) -> None:
+        header = block.header.encode()
+        block_hash = block_hash or blake2b_256(header)
+        batch.put(P_BLOCK + block_hash, block.encode())
+        batch.put(P_HEADER + block_hash, header)
 
     def commit_block(
-        self, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate, events: list[Event]
+        self, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate, events: list[Event],
+        staged: bool = False,
     ) -> None:
-        """Make `block` the best block with its state changes, atomically."""
+        """Make `block` the best block with its state changes, atomically.
+
+        `staged`: the writes join the staged run (written by `flush`); else they are written now,
+        after whatever is staged."""
         if update.root != block.header.state_root:
             raise StorageError("state root mismatch at commit")
         block_hash = block.hash
-        with self.db.write_batch(transaction=True) as batch:
-            undo = self._write_state(batch, changes, update)
-            batch.put(P_UNDO + block_hash, encode(undo))
-            self._put_block(batch, block)
-            batch.put(P_EVENTS + block_hash, encode([e.to_list() for e in events]))
-            batch.put(_number_key(block.header.number), block_hash)
-            for index, xt in enumerate(block.extrinsics):
-                batch.put(P_XT + blake2b_256(xt), encode([block_hash, index]))
-            batch.put(K_BEST, block_hash)
+        if staged:
+            writes = _Writes()  # gathered apart: a block joins the staged run whole or not at all
+            self._write_block(writes, block, block_hash, changes, update, events)
+            self._staged.update(writes.items)
+            self._staged_count += 1
+        else:
+            self._flush_before_write()
+            with self.db.write_batch(transaction=True) as batch:
+                self._write_block(batch, block, block_hash, changes, update, events)
         self.tree.apply(update.tree_changes)
-        self._update_bucket_cache(changes)
-        self._best_header = block.header
+        self._update_bucket_cache(changes, staged)
+        self._best_header, self._best_hash = block.header, block_hash
+
+    def _write_block(
+        self, batch, block: Block, block_hash: bytes, changes: dict[bytes, bytes | None], update: RootUpdate,
+        events: list[Event],
+    ) -> None:
+        undo = self._write_state(batch, changes, update)
+        batch.put(P_UNDO + block_hash, encode(undo))
+        self._put_block(batch, block, block_hash)
+        batch.put(P_EVENTS + block_hash, encode([e.to_list() for e in events]))
+        batch.put(_number_key(block.header.number), block_hash)
+        for index, xt in enumerate(block.extrinsics):
+            batch.put(P_XT + blake2b_256(xt), encode([block_hash, index]))
+        batch.put(K_BEST, block_hash)
 
     def store_block(self, block: Block) -> None:
         """Keep a block that is not (yet) on the best chain."""
+        self._flush_before_write()
         with self.db.write_batch(transaction=True) as batch:
             self._put_block(batch, block)
 
     def revert_best(self) -> Block:
         """Undo the best block's state changes and make its parent best; returns the reverted block."""
+        self._flush_before_write()
         best = self.best_block()
         if best.header.number == 0:
             raise StorageError("cannot revert genesis")
@@ -200,6 +314,7 @@ class ChainStore:
 
     def init_genesis(self, block: Block, changes: dict[bytes, bytes | None]) -> None:
         """Write the genesis block and state, or check that the database holds this chain."""
+        self._flush_before_write()
         existing = self.db.get(K_GENESIS)
         if existing is not None:
             if existing != block.hash:
@@ -224,14 +339,14 @@ class ChainStore:
 
     def get_block_bytes(self, block_hash: bytes) -> bytes | None:
         """A block's encoding as stored (served to syncing peers without a decode/encode round trip)."""
-        return self.db.get(P_BLOCK + block_hash)
+        return self._get(P_BLOCK + block_hash)
 
     def get_block(self, block_hash: bytes) -> Block | None:
         raw = self.get_block_bytes(block_hash)
         return Block.decode(raw) if raw is not None else None
 
     def get_header(self, block_hash: bytes) -> Header | None:
-        raw = self.db.get(P_HEADER + block_hash)
+        raw = self._get(P_HEADER + block_hash)
         if raw is not None:
             return Header.decode(raw)
         block = self.get_block(block_hash)
@@ -240,20 +355,23 @@ class ChainStore:
     def best_header(self) -> Header:
         """The best block's header (cached; every change of best goes through this store)."""
         if self._best_header is None:
-            header = self.get_header(self.best_hash())
+            block_hash = self.best_hash()
+            header = self.get_header(block_hash)
             if header is None:
                 raise StorageError("best block is missing from the database")
-            self._best_header = header
+            self._best_header, self._best_hash = header, block_hash
         return self._best_header
 
     def has_block(self, block_hash: bytes) -> bool:
         return self.get_block_bytes(block_hash) is not None
 
     def canonical_hash(self, number: int) -> bytes | None:
-        return self.db.get(_number_key(number))
+        return self._get(_number_key(number))
 
     def best_hash(self) -> bytes:
-        value = self.db.get(K_BEST)
+        if self._best_header is not None:
+            return self._best_hash
+        value = self._get(K_BEST)
         if value is None:
             raise StorageError("database has no best block; genesis not initialised")
         return value
@@ -265,18 +383,31 @@ class ChainStore:
         return block
 
     def genesis_hash(self) -> bytes:
-        value = self.db.get(K_GENESIS)
+        value = self._get(K_GENESIS)
         if value is None:
             raise StorageError("genesis not initialised")
         return value
 
     def finalized_hash(self) -> bytes:
-        return self.db.get(K_FINALIZED) or self.genesis_hash()
+        return self._get(K_FINALIZED) or self.genesis_hash()
+
+    def finalized_header(self) -> Header:
+        """The finalized block's header (cached; every change of finality goes through this store)."""
+        if self._finalized_header is None:
+            header = self.get_header(self.finalized_hash())
+            if header is None:
+                raise StorageError("finalized block is missing from the database")
+            self._finalized_header = header
+        return self._finalized_header
 
     def set_finalized(self, block_hash: bytes, justification: bytes | None = None) -> None:
-        """Record a new finalized block; undo journals at or below it are no longer needed."""
+        """Record a new finalized block; undo journals at or below it are no longer needed.
+
+        Staged blocks are written first: finality never lands on disk ahead of its block."""
+        self._flush_before_write()
         old = self.get_header(self.finalized_hash())
         new = self.get_header(block_hash)
+        self._finalized_header = None
         with self.db.write_batch(transaction=True) as batch:
             batch.put(K_FINALIZED, block_hash)
             if justification is not None:
@@ -288,22 +419,23 @@ class ChainStore:
                         batch.delete(P_UNDO + canonical)
 
     def justification(self, block_hash: bytes) -> bytes | None:
-        return self.db.get(P_JUSTIFICATION + block_hash)
+        return self._get(P_JUSTIFICATION + block_hash)
 
     def get_meta(self, name: bytes) -> bytes | None:
         """A small node-side record (e.g. the finality voter's state), not part of the chain state."""
-        return self.db.get(P_META + b"x/" + name)
+        return self._get(P_META + b"x/" + name)
 
     def put_meta(self, name: bytes, value: bytes) -> None:
         """Write a node-side record durably (synced): it must survive a crash right after."""
+        self._flush_before_write()
         self.db.put(P_META + b"x/" + name, value, sync=True)
 
     def events(self, block_hash: bytes) -> list[Event]:
-        raw = self.db.get(P_EVENTS + block_hash)
+        raw = self._get(P_EVENTS + block_hash)
         return [Event.from_list(e) for e in decode(raw)] if raw is not None else []
 
     def extrinsic_location(self, xt_hash: bytes) -> tuple[bytes, int] | None:
-        raw = self.db.get(P_XT + xt_hash)
+        raw = self._get(P_XT + xt_hash)
         if raw is None:
             return None
         block_hash, index = decode(raw)
