@@ -20,7 +20,7 @@ from consensus.slots import current_slot, now_ms
 from consensus.validity import InvalidHeader, expected_author
 from node.chain import IMPORT_BATCH_BLOCKS, BlockError, Chain, StaleBlock, UnknownParent
 from node.finality import FinalityGadget, decode_finality_message
-from node.sync import Prefetch, RangeItem, check_range, decode_range
+from node.sync import RangeItem, check_range, checked_ranges
 from node.txpool import PoolError
 from node.views import ExtrinsicSigner, FinalizedListener, PoolHandle
 from p2p import NetworkService, Penalty, RequestError, Topic, Verdict
@@ -399,28 +399,28 @@ class ConsensusService:
                 break
 
     async def _fetch_and_import(self, peer: str, best_number: int) -> None:
-        """Import the peer's blocks above our best, with the next range always on its way (node.sync)."""
+        """Import the peer's blocks above our best; the next ranges are checked and fetched meanwhile (node.sync)."""
+        async def fetch(first: int) -> list[bytes]:
+            return await self.network.request_blocks(peer, first, SYNC_CHUNK)
+
         start = self.chain.best.number + 1
-        items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
-        if items and not self.store.has_block(decode_range(items[:1])[0][0].header.parent_hash):
+        items = await check_range(await fetch(start))
+        if items and not self.store.has_block(items[0].block.header.parent_hash):
             # we are on another fork: fetch from just above our finalized block instead
             start = self.chain.finalized.number + 1
-            items = await self.network.request_blocks(peer, start, SYNC_CHUNK)
+            items = await check_range(await fetch(start))
+        if not items:
+            return
         failed: Exception | None = None
         first_best = self.chain.best.number
-        async with trio.open_nursery() as nursery:
-            ahead = Prefetch(nursery, lambda first: self.network.request_blocks(peer, first, SYNC_CHUNK))
-            try:
-                while items:
-                    start += len(items)
-                    if start <= best_number:
-                        ahead.start(start)
-                    if not await self._import_range(peer, await check_range(items)) or not ahead.pending:
+        async with checked_ranges(fetch, start + len(items), best_number) as ranges:
+            if await self._import_range(peer, items):
+                async for checked in ranges:
+                    if isinstance(checked, Exception):
+                        failed = checked  # raised below, outside the pipeline's nursery, as sync_loop expects
                         break
-                    items = await ahead.result()
-            except (RequestError, CodecError, ValueError) as exc:
-                failed = exc  # raised below, outside the nursery, as the plain error sync_loop expects
-            nursery.cancel_scope.cancel()
+                    if not await self._import_range(peer, checked):
+                        break
         if self.chain.best.number > first_best + 1:
             log.info("synced #%d..#%d from %s", first_best + 1, self.chain.best.number, peer[:12])
         if failed is not None:

@@ -1,14 +1,15 @@
-"""Sync's pipeline: the next range of blocks is fetched while this one is checked and imported.
+"""Sync's pipeline: while one range of blocks is imported, the next is checked and the one after fetched.
 
-Without it a fresh node alternates between waiting for a peer to read, encode and send a range
-and importing that range: the peer's core and ours take turns. With one request in flight
-(`Prefetch`) and the ed25519 checks of a range's seals done in a worker thread (`check_range`,
-pynacl releases the GIL), the peer serves, our second core verifies and the event loop imports at
-the same time. Nothing here touches the chain: the caller imports on the node's trio thread.
+Without it a fresh node alternates between waiting for a peer to read, encode and send a range,
+verifying its seals and importing it: the peer's core and ours take turns. `checked_ranges` runs
+three stages at once, each one range ahead of the next: a task fetches ranges one after another,
+a task checks each (`check_range`: the ed25519 checks of its seals in a worker thread, pynacl
+releases the GIL), and the caller imports on the node's trio thread. Nothing here touches the chain.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import trio
@@ -49,45 +50,55 @@ async def check_range(items: list[bytes]) -> list[RangeItem]:
     return await trio.to_thread.run_sync(verify_seals, blocks)
 
 
-class Prefetch:
-    """At most one range request in flight, started now and collected later.
+RangeResult = list[RangeItem] | Exception  # a checked range, or the error that ended the stream
 
-    `start(n)` asks for the range from block n in the background; `result()` waits for it and
-    returns its items or raises the error the request raised. Cancelling the nursery drops it.
+
+@asynccontextmanager
+async def checked_ranges(
+    fetch: Callable[[int], Awaitable[list[bytes]]], first: int, last: int,
+) -> AsyncIterator[trio.MemoryReceiveChannel[RangeResult]]:
+    """The checked ranges from block `first` up to `last`, in order, as a channel.
+
+    One task fetches range after range (each starts where the previous one ended; an empty range
+    ends the stream), one task checks them; each holds at most one range the next stage has not
+    taken yet. A fetch or check error arrives in the channel as the exception, after the ranges
+    before it, and ends the stream. Leaving the block stops both tasks.
     """
+    fetched_send, fetched_receive = trio.open_memory_channel[list[bytes] | Exception](0)
+    checked_send, checked_receive = trio.open_memory_channel[RangeResult](0)
 
-    def __init__(self, nursery: trio.Nursery, fetch: Callable[[int], Awaitable[list[bytes]]]) -> None:
-        self._nursery = nursery
-        self._fetch = fetch
-        self._done: trio.Event | None = None
-        self._items: list[bytes] = []
-        self._error: BaseException | None = None
+    async def fetch_stage() -> None:
+        async with fetched_send:
+            start = first
+            while start <= last:
+                try:
+                    items = await fetch(start)
+                except Exception as exc:  # noqa: BLE001 - handed to the consumer, in order
+                    await fetched_send.send(exc)
+                    return
+                if not items:
+                    return
+                await fetched_send.send(items)
+                start += len(items)
 
-    @property
-    def pending(self) -> bool:
-        return self._done is not None
+    async def check_stage() -> None:
+        async with checked_send, fetched_receive:
+            async for fetched in fetched_receive:
+                if isinstance(fetched, Exception):
+                    await checked_send.send(fetched)
+                    return
+                try:
+                    checked: RangeResult = await check_range(fetched)
+                except CodecError as exc:
+                    checked = exc
+                await checked_send.send(checked)
+                if isinstance(checked, Exception):
+                    return
 
-    def start(self, first: int) -> None:
-        if self._done is not None:
-            raise RuntimeError("a range request is already in flight")
-        done = self._done = trio.Event()
-        self._items, self._error = [], None
-
-        async def run() -> None:
-            try:
-                self._items = await self._fetch(first)
-            except Exception as exc:  # noqa: BLE001 - handed to the caller of result()
-                self._error = exc
-            finally:
-                done.set()
-
-        self._nursery.start_soon(run)
-
-    async def result(self) -> list[bytes]:
-        if self._done is None:
-            raise RuntimeError("no range request was started")
-        await self._done.wait()
-        self._done = None
-        if self._error is not None:
-            raise self._error
-        return self._items
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch_stage)
+        nursery.start_soon(check_stage)
+        try:
+            yield checked_receive
+        finally:
+            nursery.cancel_scope.cancel()

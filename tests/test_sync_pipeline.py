@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from node.chain import BlockError
-from node.sync import Prefetch, check_range, decode_range
+from node.sync import check_range, checked_ranges, decode_range
 from runtime.codec import CodecError, encode
 from runtime.types import Block
 from tests.helpers import ALICE, BOB, make_chain
@@ -70,28 +70,38 @@ def test_malformed_sync_items_raise_codec_errors(item):
         decode_range([item])
 
 
-def test_prefetch_runs_one_request_ahead_and_hands_back_errors():
-    started: list[int] = []
+def test_ranges_are_fetched_and_checked_ahead_in_order_and_errors_come_after_the_good_ones(chains):
+    a, _ = chains
+    _, items = sync_items(a, 9)
+    asked: list[int] = []
 
-    async def fetch(first: int) -> list[bytes]:
-        started.append(first)
-        await trio.sleep(0.01)
-        if first == 99:
-            raise ValueError("peer went away")
-        return [bytes([first])]
+    def peer(sizes: dict[int, int], fails_at: int = 0, bad_item: int = 0):
+        """A peer that answers `sizes[first]` blocks (it may answer short, or nothing)."""
+        async def fetch(first: int) -> list[bytes]:
+            asked.append(first)
+            if first == fails_at:
+                raise ValueError("peer went away")
+            answer = items[first - 1:first - 1 + sizes.get(first, 0)]
+            return [b"\xc1" if first + i == bad_item else item for i, item in enumerate(answer)]
+        return fetch
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            ahead = Prefetch(nursery, fetch)
-            ahead.start(3)
-            with pytest.raises(RuntimeError):
-                ahead.start(4)  # one in flight at a time
-            await trio.testing.wait_all_tasks_blocked()
-            assert started == [3]  # already asked before anyone waits for it
-            assert await ahead.result() == [b"\x03"]
-            assert not ahead.pending
-            ahead.start(99)
-            with pytest.raises(ValueError, match="went away"):
-                await ahead.result()
+    async def collect(fetch, first: int, last: int) -> list:
+        asked.clear()
+        got: list = []
+        async with checked_ranges(fetch, first, last) as ranges:
+            async for checked in ranges:
+                got.append(checked if isinstance(checked, Exception) else [i.block.header.number for i in checked])
+                if len(got) == 1:
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert asked[:3] == [4, 7, 8]  # while this range is imported: the next checked, the one after fetched
+        return got
 
-    trio.run(main)
+    sizes = {4: 3, 7: 1, 8: 3}  # the next range starts where the previous one ended, short or not
+    assert trio.run(collect, peer(sizes), 4, 9) == [[4, 5, 6], [7], [8, 9]]
+    assert asked == [4, 7, 8]  # nothing asked beyond `last`
+    assert trio.run(collect, peer(sizes), 4, 20) == [[4, 5, 6], [7], [8, 9]]
+    assert asked == [4, 7, 8, 10]  # an empty answer ends the stream
+    got = trio.run(collect, peer({4: 3, 7: 1, 8: 1}, fails_at=9), 4, 20)
+    assert got[:3] == [[4, 5, 6], [7], [8]] and isinstance(got[3], ValueError) and len(got) == 4
+    got = trio.run(collect, peer(sizes, bad_item=8), 4, 20)
+    assert got[:2] == [[4, 5, 6], [7]] and isinstance(got[2], CodecError) and len(got) == 3
