@@ -87,8 +87,9 @@ class ChainStore:
         self._best_hash = b""  # the hash of `_best_header` when that is set
         self._finalized_header: Header | None = None
         self._bucket_cache: OrderedDict[int, dict[bytes, bytes]] = OrderedDict()
-        # writes of blocks committed in memory but not yet on disk (None = delete)
+        # writes of blocks committed in memory but not yet on disk (None = delete), tree nodes apart
         self._staged: dict[bytes, bytes | None] = {}
+        self._staged_tree: dict[int, bytes] = {}
         self._staged_count = 0
 
     def _stored_tree_nodes(self) -> list[bytes]:
@@ -117,10 +118,10 @@ class ChainStore:
 
         If the write fails the staged blocks are dropped and the in-memory view (tree, caches,
         best block) is reloaded from the database, which still holds the state before them."""
-        staged = self._staged
+        staged, tree = self._staged, self._staged_tree
         if not staged:
             return
-        self._staged, self._staged_count = {}, 0
+        self._staged, self._staged_tree, self._staged_count = {}, {}, 0
         try:
             with self.db.write_batch(transaction=True) as batch:
                 for key, value in staged.items():
@@ -128,6 +129,8 @@ class ChainStore:
                         batch.delete(key)
                     else:
                         batch.put(key, value)
+                for index, digest in tree.items():
+                    batch.put(P_TREE + index.to_bytes(2, "big"), digest)
         except BaseException:
             self._reload_view()
             raise
@@ -225,7 +228,7 @@ class ChainStore:
 
     # ------------------------------------------------------------ blocks
 
-    def _write_state(self, batch, changes: dict[bytes, bytes | None], update: RootUpdate) -> list:
+    def _write_state(self, batch, changes: dict[bytes, bytes | None], update: RootUpdate, tree: bool = True) -> list:
         undo = []
         for key, value in changes.items():
             skey = _state_key(key)
@@ -235,8 +238,9 @@ class ChainStore:
                 batch.delete(skey)
             else:
                 batch.put(skey, value)
-        for index, digest in update.tree_changes.items():
-            batch.put(P_TREE + index.to_bytes(2, "big"), digest)
+        if tree:
+            for index, digest in update.tree_changes.items():
+                batch.put(P_TREE + index.to_bytes(2, "big"), digest)
         return undo
 
     @staticmethod
@@ -259,8 +263,9 @@ class ChainStore:
         block_hash = block.hash
         if staged:
             writes = _Writes()  # gathered apart: a block joins the staged run whole or not at all
-            self._write_block(writes, block, block_hash, changes, update, events)
+            self._write_block(writes, block, block_hash, changes, update, events, tree=False)
             self._staged.update(writes.items)
+            self._staged_tree.update(update.tree_changes)  # the run's last value of each node is written
             self._staged_count += 1
         else:
             self._flush_before_write()
@@ -272,9 +277,9 @@ class ChainStore:
 
     def _write_block(
         self, batch, block: Block, block_hash: bytes, changes: dict[bytes, bytes | None], update: RootUpdate,
-        events: list[Event],
+        events: list[Event], tree: bool = True,
     ) -> None:
-        undo = self._write_state(batch, changes, update)
+        undo = self._write_state(batch, changes, update, tree)
         batch.put(P_UNDO + block_hash, encode(undo))
         self._put_block(batch, block, block_hash)
         batch.put(P_EVENTS + block_hash, encode([e.to_list() for e in events]))
