@@ -107,6 +107,31 @@ def test_listeners_hear_of_each_block_in_order_once_it_is_on_disk(source, tmp_pa
     sync.store.close()
 
 
+def test_a_reorg_inside_a_run_writes_the_run_first_and_lands_on_the_longer_fork(source, tmp_path):
+    """A range fetched from above our finalized block may switch forks: blocks we hold are skipped,
+    fork blocks are stored, and the longer fork is enacted, all inside one batched run."""
+    fork = make_chain(tmp_path / "fork")
+    mine = build(source, 3)
+    fork.import_block(mine[0])
+    theirs = [fork.build_block(BOB, slot, ts(fork, slot), [])[0] for slot in (4, 5, 6, 7)]  # 1 → 4 → 5 → 6 → 7
+    sync = make_chain(tmp_path / "sync")
+    heard: list[tuple[int, bool]] = []
+    retracted_seen: list[list[int]] = []
+    sync.listeners.append(lambda imported: heard.append((imported.block.header.number, sync.store.canonical_hash(
+        imported.block.header.number) == imported.block.hash)))
+    sync.reorg_listeners.append(lambda retracted, enacted: retracted_seen.append([b.header.number for b in retracted]))
+    with sync.batched_import():
+        for block in mine + theirs:
+            sync.import_block(block)
+    assert sync.best.hash == theirs[-1].hash and sync.store.state_root == fork.store.state_root
+    assert retracted_seen == [[3, 2]]
+    # as without batching: each block heard of in order while it is on the best chain, before the reorg
+    assert heard == [(1, True), (2, True), (3, True), (2, True), (3, True), (4, True), (5, True)]
+    sync.store.close()
+    assert_consistent(tmp_path / "sync", fork, 5)
+    fork.store.close()
+
+
 KILLED_IMPORT = textwrap.dedent("""
     import os, signal, sys
     from runtime.codec import decode
