@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 
 import plyvel
 
@@ -40,8 +39,6 @@ K_BEST = P_META + b"best"
 K_FINALIZED = P_META + b"finalized"
 K_GENESIS = P_META + b"genesis"
 _ABSENT = object()
-# bucket_of hashes the key; the same keys (system, timestamp, session ...) are written every block
-_bucket_of = lru_cache(maxsize=1 << 16)(bucket_of)
 
 
 class StorageError(RuntimeError):
@@ -53,7 +50,7 @@ def _number_key(number: int) -> bytes:
 
 
 def _state_key(key: bytes) -> bytes:
-    return P_STATE + _bucket_of(key).to_bytes(2, "big") + key
+    return P_STATE + bucket_of(key).to_bytes(2, "big") + key
 
 
 class _Writes:
@@ -199,7 +196,7 @@ class ChainStore:
         `staged`: the disk lacks these changes, so every bucket they touch is cached (loaded first
         if it was dropped since the root was computed) and stays cached until written (`flush`)."""
         for key, value in changes.items():
-            bucket = _bucket_of(key)
+            bucket = bucket_of(key)
             cached = self._bucket_cache.get(bucket)
             if cached is None:
                 if not staged:
@@ -214,7 +211,7 @@ class ChainStore:
         """The state root the best state would have after `changes`."""
         by_bucket: dict[int, dict[bytes, bytes | None]] = {}
         for key, value in changes.items():
-            by_bucket.setdefault(_bucket_of(key), {})[key] = value
+            by_bucket.setdefault(bucket_of(key), {})[key] = value
         hashes = {b: bucket_hash(self._bucket_entries(b, part)) for b, part in by_bucket.items()}
         root, tree_changes = self.tree.updated(hashes)
         return RootUpdate(root, tree_changes)
@@ -232,7 +229,7 @@ class ChainStore:
         undo = []
         for key, value in changes.items():
             skey = _state_key(key)
-            cached = self._bucket_cache.get(_bucket_of(key))  # when cached, equal to the node's state
+            cached = self._bucket_cache.get(bucket_of(key))  # when cached, equal to the node's state
             undo.append([key, cached.get(key) if cached is not None else self._get(skey)])
             if value is None:
                 batch.delete(skey)
