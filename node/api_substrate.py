@@ -22,7 +22,7 @@ from runtime.executive import SPEC_VERSION
 from runtime.types import Extrinsic
 
 MAX_WATCHED_KEYS = 64
-TRANSACTION_VERSION = 1
+TRANSACTION_VERSION = 2  # 2: tasks.commit_model added, tasks.submit_model became its reveal (issue 12)
 METADATA_API_VERSION = 1
 
 
