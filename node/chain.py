@@ -33,6 +33,13 @@ BUILD_BUDGET_FRACTION = 0.3
 # A batched import (sync) writes at least every this many blocks: bounds the memory the staged
 # writes take and the work a crash can lose (re-synced from peers after a restart).
 IMPORT_BATCH_BLOCKS = 64
+# Every peer must also *import* the block within its slot, on its own share of the CPU: an author
+# takes at most as many extrinsics as this node imports in this fraction of the slot, by the
+# import times it measured (issue 17: blocks of 2,000-3,000 transfers took peers longer than a
+# slot to import under load, the next author built on a stale parent and the chain forked).
+IMPORT_BUDGET_FRACTION = 0.25
+MIN_BLOCK_EXTRINSICS = 64   # never below this, so a slow moment cannot stall the chain
+IMPORT_SAMPLE_MIN = 32      # blocks with fewer extrinsics say little about the cost of one
 
 
 class BlockError(ValueError):
@@ -46,6 +53,28 @@ class UnknownParent(BlockError):
 class StaleBlock(BlockError):
     """A block that is valid as far as we know but of no use here: already known, or on a branch
     that our finalized block excludes. Honest peers send these under delay; never penalised."""
+
+
+class ImportCost:
+    """Wall-clock seconds this node takes to import one extrinsic (execute, state root, commit),
+    a moving average over recent imports; wall time, so a node that gets half a core counts double."""
+
+    def __init__(self, weight: float = 0.3) -> None:
+        self.weight = weight
+        self.per_extrinsic_s: float | None = None
+
+    def record(self, seconds: float, extrinsics: int) -> None:
+        if extrinsics < IMPORT_SAMPLE_MIN:
+            return
+        sample = seconds / extrinsics
+        old = self.per_extrinsic_s
+        self.per_extrinsic_s = sample if old is None else old + self.weight * (sample - old)
+
+    def capacity(self, budget_s: float) -> int | None:
+        """Extrinsics this node imports in `budget_s`, or None before any measurement."""
+        if not self.per_extrinsic_s:
+            return None
+        return max(MIN_BLOCK_EXTRINSICS, int(budget_s / self.per_extrinsic_s))
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,7 @@ class Chain:
         self.last_build_stop = ""  # why the last authored block stopped taking extrinsics
         # imports of a batched run held back until their blocks are on disk (None: not batching)
         self._unwritten: list[Imported] | None = None
+        self.import_cost = ImportCost()
         store.init_genesis(spec.genesis_block, spec.genesis_state)
 
     # ------------------------------------------------------------ reads
@@ -92,6 +122,11 @@ class Chain:
             self.state(), encoded, best.number + 1, {best.number: best.hash}, self.verified_signatures
         )
 
+    def block_capacity(self) -> int | None:
+        """Most extrinsics an authored block takes: what this node imports in IMPORT_BUDGET_FRACTION
+        of a slot at its measured import speed (None before it imported a block of any size)."""
+        return self.import_cost.capacity(self.spec.slot_duration_ms * IMPORT_BUDGET_FRACTION / 1000)
+
     def _bound_cache(self) -> None:
         if len(self.verified_signatures) > SIGNATURE_CACHE_LIMIT:
             self.verified_signatures.clear()
@@ -103,17 +138,21 @@ class Chain:
     def build_block(
         self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
         budget_s: float | None = None, max_bytes: int = MAX_GOSSIP_BLOCK_BYTES,
+        max_extrinsics: int | None = None,
     ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
         """Author a block on the best block from `candidates` (in priority order) and import it.
 
-        Bounded twice: the encoded block stays under `max_bytes` (it fits one gossip message),
-        and no extrinsic is started after `budget_s` seconds (default: BUILD_BUDGET_FRACTION of
-        the slot). What is left stays in the pool for the next block.
+        Bounded three times: the encoded block stays under `max_bytes` (it fits one gossip
+        message), no extrinsic is started after `budget_s` seconds (default: BUILD_BUDGET_FRACTION
+        of the slot), and it takes at most `max_extrinsics` (default: `block_capacity()`, what
+        peers import in time). What is left stays in the pool for the next block.
         """
         started = time.perf_counter()
         if budget_s is None:
             budget_s = self.spec.slot_duration_ms * BUILD_BUDGET_FRACTION / 1000
         deadline = started + budget_s
+        if max_extrinsics is None:
+            max_extrinsics = self.block_capacity()
         parent = self.best
         header = Header(
             parent_hash=parent.hash, number=parent.number + 1, slot=slot, timestamp_ms=timestamp_ms,
@@ -128,6 +167,9 @@ class Chain:
         limit = min(max_bytes, MAX_BLOCK_SIZE)
         self.last_build_stop = "candidates"
         for count, encoded in enumerate(candidates):
+            if max_extrinsics is not None and len(included) >= max_extrinsics:
+                self.last_build_stop = "capacity"
+                break
             if size + len(encoded) + ITEM_OVERHEAD > limit:
                 self.last_build_stop = "size"
                 break
@@ -211,6 +253,7 @@ class Chain:
             except InvalidHeader as exc:
                 raise BlockError(str(exc)) from exc
         self._bound_cache()
+        started = time.perf_counter()
         try:
             outcome = self.runtime.execute_block(self.store.get_state, block, self.verified_signatures)
         except (InvalidTransaction, CodecError) as exc:
@@ -229,6 +272,7 @@ class Chain:
             return imported
         self.flush_import()
         self.store.commit_block(block, outcome.changes, update, outcome.events)
+        self.import_cost.record(time.perf_counter() - started, len(block.extrinsics))
         self._notify(imported)
         return imported
 

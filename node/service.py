@@ -89,6 +89,11 @@ class ArenaNode:
             self.chain, self.network, self.pool, self.notify_finalized,
             key=config.author_key, equivocate=config.test_equivocate)
         self.peers: NetworkView = NoNetwork() if self.consensus is None else self.consensus
+        if self.network is not None:
+            # admission control (node/txpool.py): the unfinalized backlog, in blocks' worth of what
+            # peers import in time (a dev node authors alone: no bound but the pool's own)
+            self.txpool.unfinalized = self.pool.unfinalized_extrinsics
+            self.txpool.block_capacity = self.chain.block_capacity
         self.content: ContentStore = self._make_content_store()
         self._head_channels: set = set()
         self._final_channels: set = set()

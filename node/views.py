@@ -122,13 +122,17 @@ class PoolHandle:
     """The transaction pool as its users see it: submit (then gossip), nonces, pending, ready.
 
     It also keeps the pool in step with the chain: `on_import` notes the senders of imported
-    blocks and `revalidate` rechecks those senders' pending extrinsics against the new best state."""
+    blocks and `revalidate` rechecks those senders' pending extrinsics against the new best state;
+    `unfinalized_extrinsics` counts what the best chain carries above the finalized block (the
+    pool's backlog bound)."""
 
     def __init__(self, pool: TxPool, chain: ChainView, gossip: Callable[[bytes], None] | None = None) -> None:
         self.pool = pool
         self.chain = chain
         self.gossip = gossip
         self._touched_senders: set[bytes] = set()
+        self._block_sizes: dict[bytes, tuple[int, int]] = {}   # block hash -> (number, extrinsics)
+        self._unfinalized: tuple[bytes, bytes, int] | None = None  # (best, finalized, count) cached
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -159,9 +163,30 @@ class PoolHandle:
         return self.pool.contains(xt_hash)
 
     def on_import(self, imported: Imported) -> None:
-        for encoded in imported.block.extrinsics:
+        block = imported.block
+        self._block_sizes[block.hash] = (block.header.number, len(block.extrinsics))
+        for encoded in block.extrinsics:
             # canonical encoding: fixarray(4), bin8(32) signer — bytes 3..35 are the signer
             self._touched_senders.add(encoded[3:35])
+
+    def unfinalized_extrinsics(self) -> int:
+        """Extrinsics in the best chain's blocks above the finalized block (0 for a block this node
+        never saw imported), computed once per (best, finalized) pair."""
+        store = self.chain.store
+        best, finalized = store.best_hash(), store.finalized_hash()
+        cached = self._unfinalized
+        if cached is not None and cached[0] == best and cached[1] == finalized:
+            return cached[2]
+        final_number = self.chain.finalized.number
+        count = 0
+        cursor: Header | None = store.get_header(best)
+        while cursor is not None and cursor.number > final_number:
+            count += self._block_sizes.get(cursor.hash, (0, 0))[1]
+            cursor = store.get_header(cursor.parent_hash)
+        if len(self._block_sizes) > 4096:  # forget finalized blocks
+            self._block_sizes = {h: v for h, v in self._block_sizes.items() if v[0] > final_number}
+        self._unfinalized = (best, finalized, count)
+        return count
 
     def revalidate(self) -> None:
         """Recheck the pool against the new best state: senders seen in new blocks, or all now and then."""

@@ -172,3 +172,49 @@ def test_eviction_of_the_same_senders_only_extrinsic_keeps_the_pool_consistent(c
     replacement = xfer(chain, ALICE, 0, tip=9)
     pool.submit(replacement)  # evicts ALICE's nonce-1 extrinsic, emptying ALICE's queue
     assert len(pool) == 1 and pool.ready() == [replacement]
+
+
+def test_unfinalized_backlog_refuses_before_any_check(chain):
+    """Pending plus carried by unfinalized blocks at `backlog_blocks` blocks' worth: "pool full,
+    retry", decided before the extrinsic is checked (no signature verified for a refusal)."""
+    checked = []
+
+    def check(encoded):
+        checked.append(encoded)
+        return chain.check_for_pool(encoded)
+
+    pool = TxPool(check, PoolLimits(backlog_blocks=2, min_backlog=1))
+    in_blocks = [0]
+    pool.unfinalized = lambda: in_blocks[0]
+    pool.block_capacity = lambda: 2          # a block carries 2: the bound is 4
+    pool.submit(xfer(chain, ALICE, 0))
+    in_blocks[0] = 3                         # 1 pending + 3 in unfinalized blocks
+    refused = xfer(chain, BOB, 0)
+    with pytest.raises(PoolError) as info:
+        pool.submit(refused)
+    assert info.value.code == 1014 and "not final yet" in info.value.message
+    assert refused not in checked and pool.refused_backlog == 1 and len(pool) == 1
+    in_blocks[0] = 0                         # those blocks became final
+    pool.submit(refused)
+    assert len(pool) == 2
+
+
+def test_unfinalized_backlog_without_a_measured_capacity_refuses_nothing(chain):
+    pool = TxPool(chain.check_for_pool, PoolLimits(backlog_blocks=1, min_backlog=1))
+    pool.unfinalized = lambda: 1_000
+    pool.block_capacity = lambda: None       # no block imported yet: nothing to size the bound by
+    pool.submit(xfer(chain, ALICE, 0))
+    assert len(pool) == 1
+
+
+def test_pool_handle_counts_extrinsics_of_unfinalized_blocks(chain):
+    from node.views import PoolHandle
+
+    handle = PoolHandle(TxPool(chain.check_for_pool), chain)
+    chain.listeners.append(handle.on_import)
+    t0 = chain.spec.config["timestamp_ms"]
+    first, _, _ = chain.build_block(BOB, 1, t0 + 1000, [xfer(chain, ALICE, 0), xfer(chain, ALICE, 1)])
+    chain.build_block(BOB, 2, t0 + 2000, [xfer(chain, ALICE, 2)])
+    assert handle.unfinalized_extrinsics() == 3
+    chain.finalize(first.hash)
+    assert handle.unfinalized_extrinsics() == 1
