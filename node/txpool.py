@@ -106,6 +106,9 @@ class TxPool:
         self._by_sender: dict[bytes, dict[int, CheckedExtrinsic]] = {}
         self._by_hash: dict[bytes, CheckedExtrinsic] = {}
         self._calls = 0
+        # arrival order of each pending extrinsic: blocks take the oldest first (among equal tips)
+        self._arrival: dict[bytes, int] = {}
+        self._arrivals = 0
         self._sweep = 0  # where the next slice of the rotating full revalidation starts
         self.lag: LoopLag | None = None  # set when the node runs its lag monitor
         self.finality_lag: Callable[[], int] | None = None  # best - finalized, set by the node
@@ -151,6 +154,7 @@ class TxPool:
                     f"nonce {nonce} is already pending with tip {existing.extrinsic.tip}; a replacement needs a higher tip",
                 )
             del self._by_hash[existing.hash]
+            self._arrival.pop(existing.hash, None)
         elif len(queue) >= self.limits.max_per_account:
             raise PoolError(1013, "AccountLimit", f"account has {len(queue)} pending extrinsics, the limit")
         elif len(self._by_hash) >= self.limits.max_total and not self._evict_for(checked):
@@ -161,6 +165,8 @@ class TxPool:
         # (re)fetched: an eviction may have emptied and dropped this very sender's queue
         self._by_sender.setdefault(checked.sender, {})[nonce] = checked
         self._by_hash[checked.hash] = checked
+        self._arrivals += 1
+        self._arrival[checked.hash] = self._arrivals
         return checked
 
     def _admit(self) -> None:
@@ -215,6 +221,7 @@ class TxPool:
 
     def _remove(self, checked: CheckedExtrinsic) -> None:
         self._by_hash.pop(checked.hash, None)
+        self._arrival.pop(checked.hash, None)
         queue = self._by_sender.get(checked.sender)
         if queue is not None:
             queue.pop(checked.extrinsic.nonce, None)
@@ -222,9 +229,11 @@ class TxPool:
                 del self._by_sender[checked.sender]
 
     def ready(self) -> list[bytes]:
-        """Ready extrinsics in block order: highest tip first, each account in nonce order."""
-        heads: list[tuple[int, int, bytes, list[CheckedExtrinsic]]] = []
-        for sender, queue in self._by_sender.items():
+        """Ready extrinsics in block order: highest tip first, then oldest first (first come, first
+        served across accounts), each account in nonce order."""
+        arrival = self._arrival
+        heads: list[tuple[int, int, int, list[CheckedExtrinsic]]] = []  # (-tip, arrival, unique, rest)
+        for queue in self._by_sender.values():
             if not queue:
                 continue
             chain = []
@@ -237,14 +246,18 @@ class TxPool:
                 chain.append(queue[nonce])
                 nonce += 1
             chain.reverse()
-            heads.append((-chain[-1].extrinsic.tip, len(heads), sender, chain))
+            head = chain[-1]
+            heads.append((-head.extrinsic.tip, arrival.get(head.hash, 0), len(heads), chain))
         heapq.heapify(heads)
         out: list[bytes] = []
         while heads:
-            _, order, sender, chain = heapq.heappop(heads)
+            _, _, unique, chain = heads[0]
             out.append(chain.pop().encoded)
             if chain:
-                heapq.heappush(heads, (-chain[-1].extrinsic.tip, order, sender, chain))
+                head = chain[-1]
+                heapq.heapreplace(heads, (-head.extrinsic.tip, arrival.get(head.hash, 0), unique, chain))
+            else:
+                heapq.heappop(heads)
         return out
 
     def pending(self) -> list[bytes]:

@@ -218,3 +218,18 @@ def test_pool_handle_counts_extrinsics_of_unfinalized_blocks(chain):
     assert handle.unfinalized_extrinsics() == 3
     chain.finalize(first.hash)
     assert handle.unfinalized_extrinsics() == 1
+
+
+def test_ready_serves_accounts_first_come_first_served(chain):
+    """Among equal tips, the oldest pending extrinsic goes first, across accounts: an account that
+    keeps sending must not push a later account's transfer out of every capped block (before,
+    blocks took whole accounts in the order the accounts first appeared)."""
+    pool = TxPool(chain.check_for_pool)
+    a0, a1, b0, a2 = xfer(chain, ALICE, 0), xfer(chain, ALICE, 1), xfer(chain, BOB, 0), xfer(chain, ALICE, 2)
+    for x in (a0, a1, b0, a2):
+        pool.submit(x)
+    assert pool.ready() == [a0, a1, b0, a2]
+    late_first = TxPool(chain.check_for_pool)
+    for x in (a1, b0, a0):  # ALICE's nonce 1 waits for 0, which arrives last
+        late_first.submit(x)
+    assert late_first.ready() == [b0, a0, a1]
