@@ -37,6 +37,12 @@ MAX_ORPHAN_BYTES = 16 * 1024 * 1024
 MAX_REPORTED = 4096
 FUTURE_SLOT_TOLERANCE = 2
 FINALITY_TICK_S = 0.1
+# An author whose best block is older than the previous slot, whose author has been authoring
+# lately, waits up to this fraction of its slot for that block before building beside it: under
+# load a block can finish importing here after the next slot began, and building on its parent
+# then forks the chain (issue 17: forks at every height, GRANDPA rounds split between branches).
+PREVIOUS_BLOCK_WAIT_FRACTION = 0.3
+LIVE_AUTHOR_SLOTS = 8
 
 
 class ConsensusService:
@@ -66,6 +72,7 @@ class ConsensusService:
         self._pending_votes: list[SignedVote] = []
         self._pending_justifications: list[Justification] = []
         self.seen_slots: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self.last_authored_slot: dict[bytes, int] = {}  # slot leader -> newest slot we saw it author
         self.reported: OrderedDict[tuple, None] = OrderedDict()
         self.sync_wakeup = trio.Event()
         self.ahead_peers: OrderedDict[str, None] = OrderedDict()
@@ -191,6 +198,7 @@ class ConsensusService:
     def _watch_equivocation(self, header: Header) -> None:
         if not self._is_slot_leader(header):
             return
+        self.last_authored_slot[header.author] = max(header.slot, self.last_authored_slot.get(header.author, 0))
         key = (header.author, header.slot)
         encoded = header.encode()
         earlier = self.seen_slots.get(key)
@@ -273,6 +281,10 @@ class ConsensusService:
                     continue
             except InvalidHeader:
                 continue
+            if self._awaits_previous_block(slot):
+                with trio.move_on_after(self.slot_ms * PREVIOUS_BLOCK_WAIT_FRACTION / 1000):
+                    while self._awaits_previous_block(slot):
+                        await trio.sleep(0.01)
             block, _, rejected = self.chain.build_block(self.key, slot, slot * self.slot_ms, self.pool.ready())
             for _, exc in rejected:
                 if exc.kind != "Future":
@@ -282,6 +294,22 @@ class ConsensusService:
             await self._publish(Topic.BLOCKS, block.encode())
             if self.equivocate:
                 await self._publish_equivocation(block)
+
+    def _awaits_previous_block(self, slot: int) -> bool:
+        """Whether authoring `slot` should wait a moment for the previous slot's block: our best block
+        is older than that slot and its author has authored within LIVE_AUTHOR_SLOTS (so its block
+        is most likely on its way; an author that went silent is not waited for)."""
+        previous = slot - 1
+        if self.chain.best.slot >= previous:
+            return False
+        try:
+            author = expected_author(self.chain.state(), previous)
+        except InvalidHeader:
+            return False
+        if self.key is not None and author == self.key.public_key:
+            return False  # our own slot: we know whether we authored it
+        seen = self.last_authored_slot.get(author)
+        return seen is not None and previous - seen <= LIVE_AUTHOR_SLOTS
 
     async def _publish_equivocation(self, block: Block) -> None:
         """Test-only misbehaviour: a second, different block for the same slot."""
