@@ -146,8 +146,9 @@ class PoolHandle:
         return checked
 
     def admit(self, encoded: bytes, overload_exempt: bool = False) -> CheckedExtrinsic:
-        """Add an extrinsic that came from the network or a retracted block (no gossip: it is out there)."""
-        return self.pool.submit(encoded, overload_exempt=overload_exempt)
+        """Add an extrinsic that came from the network or a retracted block (no gossip: it is out
+        there); the backlog bound that meters new work at the RPC is wider for it."""
+        return self.pool.submit(encoded, overload_exempt=overload_exempt, gossiped=True)
 
     def next_nonce(self, who: bytes) -> int:
         """The nonce `who`'s next extrinsic needs: the best state's nonce plus what is pending."""

@@ -233,3 +233,20 @@ def test_ready_serves_accounts_first_come_first_served(chain):
     for x in (a1, b0, a0):  # ALICE's nonce 1 waits for 0, which arrives last
         late_first.submit(x)
     assert late_first.ready() == [b0, a0, a1]
+
+
+def test_unfinalized_backlog_is_wider_for_gossip(chain):
+    """The backlog bound meters new transfers at the RPC; one a peer already admitted gets
+    `gossip_backlog_factor` times the room (any author can then include it, not only the node it
+    was first sent to), and is refused beyond that."""
+    pool = TxPool(chain.check_for_pool, PoolLimits(backlog_blocks=1, min_backlog=1, gossip_backlog_factor=2))
+    in_blocks = [3]
+    pool.unfinalized = lambda: in_blocks[0]
+    pool.block_capacity = lambda: 3          # RPC bound 3, gossip bound 6
+    with pytest.raises(PoolError):
+        pool.submit(xfer(chain, ALICE, 0))
+    pool.submit(xfer(chain, ALICE, 0), gossiped=True)
+    assert len(pool) == 1
+    in_blocks[0] = 5
+    with pytest.raises(PoolError):
+        pool.submit(xfer(chain, BOB, 0), gossiped=True)
