@@ -170,9 +170,12 @@ class PoolHandle:
             # canonical encoding: fixarray(4), bin8(32) signer — bytes 3..35 are the signer
             self._touched_senders.add(encoded[3:35])
 
+    UNFINALIZED_WALK = 64  # blocks: finality further behind is refused by the finality-lag bound
+
     def unfinalized_extrinsics(self) -> int:
         """Extrinsics in the best chain's blocks above the finalized block (0 for a block this node
-        never saw imported), computed once per (best, finalized) pair."""
+        never saw imported; at most the UNFINALIZED_WALK newest, so a long finality stall costs no
+        long walk), computed once per (best, finalized) pair."""
         store = self.chain.store
         best, finalized = store.best_hash(), store.finalized_hash()
         cached = self._unfinalized
@@ -181,11 +184,15 @@ class PoolHandle:
         final_number = self.chain.finalized.number
         count = 0
         cursor: Header | None = store.get_header(best)
-        while cursor is not None and cursor.number > final_number:
+        # blocks at or below this are never counted again (finalized, or beyond the walk)
+        forget_below = max(final_number, (cursor.number if cursor else 0) - self.UNFINALIZED_WALK)
+        walked = 0
+        while cursor is not None and cursor.number > final_number and walked < self.UNFINALIZED_WALK:
+            walked += 1
             count += self._block_sizes.get(cursor.hash, (0, 0))[1]
             cursor = store.get_header(cursor.parent_hash)
-        if len(self._block_sizes) > 4096:  # forget finalized blocks
-            self._block_sizes = {h: v for h, v in self._block_sizes.items() if v[0] > final_number}
+        if len(self._block_sizes) > 4 * self.UNFINALIZED_WALK:  # forget what is never counted again
+            self._block_sizes = {h: v for h, v in self._block_sizes.items() if v[0] > forget_below}
         self._unfinalized = (best, finalized, count)
         return count
 

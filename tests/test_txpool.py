@@ -250,3 +250,16 @@ def test_unfinalized_backlog_is_wider_for_gossip(chain):
     in_blocks[0] = 5
     with pytest.raises(PoolError):
         pool.submit(xfer(chain, BOB, 0), gossiped=True)
+
+
+def test_unfinalized_count_walks_a_bounded_number_of_blocks(chain, monkeypatch):
+    """A long finality stall must not make every admission walk the whole unfinalized chain."""
+    from node.views import PoolHandle
+
+    handle = PoolHandle(TxPool(chain.check_for_pool), chain)
+    chain.listeners.append(handle.on_import)
+    monkeypatch.setattr(PoolHandle, "UNFINALIZED_WALK", 2)
+    t0 = chain.spec.config["timestamp_ms"]
+    for slot in (1, 2, 3):
+        chain.build_block(BOB, slot, t0 + 1000 * slot, [xfer(chain, ALICE, slot - 1)])
+    assert handle.unfinalized_extrinsics() == 2
