@@ -6,6 +6,9 @@ the finality gadget (node/finality.py). Peers are penalised only for data that i
 invalid (bad signature, invalid state transition, malformed); a late fork block, a block with an
 unknown parent, or one that conflicts only with our own finality is ignored, never penalised.
 Equivocations of staked authorities seen here are reported on chain.
+
+One file because gossip, sync and authoring all import into one chain through the same orphan
+pool, equivocation watch and finality step, and their order against each other is the point.
 """
 from __future__ import annotations
 
