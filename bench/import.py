@@ -56,7 +56,9 @@ def build_blocks(workdir: Path) -> list:
             call = Call("balances", "transfer", [receivers[(b * TXS_PER_BLOCK + i) % len(receivers)], 1000 + i])
             xts.append(sign_extrinsic(keys[k], call, nonces[k], spec.genesis_hash, SPEC_VERSION))
             nonces[k] += 1
-        block, _, rejected = chain.build_block(keys[0], b + 1, spec.config["timestamp_ms"] + (b + 1) * 1000, xts)
+        # setup, not the measured part: full blocks whatever the build time or the capacity measured so far
+        block, _, rejected = chain.build_block(keys[0], b + 1, spec.config["timestamp_ms"] + (b + 1) * 1000, xts,
+                                               budget_s=3600.0, max_extrinsics=TXS_PER_BLOCK)
         assert not rejected and len(block.extrinsics) == TXS_PER_BLOCK, rejected[:1]
         blocks.append(block)
     chain.store.close()
