@@ -46,6 +46,7 @@ from p2p.reqresp import (
     close_quietly,
     is_unsupported_protocol,
 )
+from p2p.yamux import install as bulk_credit_yamux
 
 logger = logging.getLogger("arena.p2p.host")
 
@@ -167,6 +168,7 @@ def _release_inbound_slot_on_close(swarm: Swarm) -> None:
 
 
 def _build_host(key_pair: KeyPair, config: NetworkConfig) -> IHost:
+    bulk_credit_yamux()  # window credit in half-window steps (p2p/yamux.py)
     limits = config.limits
     connection_config = ConnectionConfig(
         max_connections=limits.max_peers + 8,
