@@ -436,6 +436,12 @@ class ChainStore:
         raw = self._get(P_EVENTS + block_hash)
         return [Event.from_list(e) for e in decode(raw)] if raw is not None else []
 
+    def events_mention(self, block_hash: bytes, name: str) -> bool:
+        """Whether the block's encoded events hold `name` anywhere (False: no event of that name;
+        True: maybe, decode `events` to know); a block of transfers holds thousands of events."""
+        raw = self._get(P_EVENTS + block_hash)
+        return raw is not None and name.encode() in raw
+
     def extrinsic_location(self, xt_hash: bytes) -> tuple[bytes, int] | None:
         raw = self._get(P_XT + xt_hash)
         if raw is None:
