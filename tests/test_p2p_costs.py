@@ -4,7 +4,8 @@ The sender's signed peer record rides on every pubsub RPC; it is verified once p
 again only when it changes), not on every RPC. Messages are not signed by the library (every
 payload carries its own signature); their id binds the payload, so a forged (origin, seqno)
 cannot shadow another message. A yamux receiver returns window credit as go-yamux does (once
-half the window is read), not with a WINDOW_UPDATE frame after every read.
+half the window is read), not with a WINDOW_UPDATE frame after every read. IDONTWANT goes out
+only for large messages (blocks under load), not for every vote and extrinsic batch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import libp2p.pubsub.utils as library_utils
 import libp2p.stream_muxer.yamux.yamux as library_yamux
+from libp2p.pubsub.gossipsub import GossipSub
 import pytest
 import trio
 from libp2p.pubsub.pb import rpc_pb2
@@ -82,6 +84,40 @@ def test_small_messages_do_not_each_cost_a_window_update(tmp_path: Path, monkeyp
             await wait_until(lambda: len(got) == 60, "all votes at B")
             # The library's own stream sends one per read or so (558 here).
             assert len(updates) - before < 10, len(updates) - before
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario)
+
+
+def test_idontwant_only_for_large_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    announced: list[int] = []
+    library_emit = GossipSub.emit_idontwant
+
+    async def counting(self: GossipSub, msg_ids: list[bytes], to_peer: object) -> None:
+        announced.append(len(msg_ids))
+        await library_emit(self, msg_ids, to_peer)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GossipSub, "emit_idontwant", counting)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            a, b = await start_line(nursery, tmp_path, count=2)
+            got: list[int] = []
+
+            def validate(peer: str, payload: object) -> Verdict:
+                assert isinstance(payload, bytes)
+                got.append(len(payload))
+                return Verdict.ACCEPT
+
+            b.set_validator(Topic.VOTES, validate)
+            b.set_validator(Topic.BLOCKS, validate)
+            for index in range(60):
+                await a.publish(Topic.VOTES, b"vote-%d" % index)
+            await wait_until(lambda: len(got) == 60, "all votes at B")
+            assert announced == []  # the library announces every one (>= 60 here)
+            await a.publish(Topic.BLOCKS, bytes(100 * 1024))
+            await wait_until(lambda: len(got) == 61, "the block at B")
+            await wait_until(lambda: len(announced) >= 1, "an IDONTWANT for the block")
             nursery.cancel_scope.cancel()
 
     run_trio(scenario)
