@@ -14,9 +14,9 @@ from pathlib import Path
 
 import libp2p.pubsub.utils as library_utils
 import libp2p.stream_muxer.yamux.yamux as library_yamux
-from libp2p.pubsub.gossipsub import GossipSub
 import pytest
 import trio
+from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 
 from p2p.gossip import Topic, Verdict, message_id
