@@ -23,6 +23,41 @@ from p2p.gossip import Topic, Verdict, message_id
 from tests.p2p_helpers import run_trio, start_line, wait_until
 
 
+def collecting(service, *topics: Topic) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The payloads `service` accepts on `topics`, in arrival order (a validator that keeps them)."""
+    got: list[bytes] = []
+
+    def validate(peer: str, payload: object) -> Verdict:
+        assert isinstance(payload, bytes)
+        got.append(payload)
+        return Verdict.ACCEPT
+
+    for topic in topics:
+        service.set_validator(topic, validate)
+    return got
+
+
+def sixty_votes_in_separate_rpcs(tmp_path: Path, counted: list) -> int:
+    """How many entries `counted` gains while A sends B 60 votes, each in an RPC of its own."""
+    gained = 0
+
+    async def scenario() -> None:
+        nonlocal gained
+        async with trio.open_nursery() as nursery:
+            a, b = await start_line(nursery, tmp_path, count=2)
+            got = collecting(b, Topic.VOTES)
+            before = len(counted)
+            for index in range(60):
+                await a.publish(Topic.VOTES, b"vote-%d" % index)
+                await trio.sleep(0.01)  # separate RPCs, each read on its own with the sender record
+            await wait_until(lambda: len(got) == 60, "all votes at B")
+            gained = len(counted) - before
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario)
+    return gained
+
+
 def test_peer_records_are_verified_once_per_peer_not_per_rpc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     verified: list[bytes] = []
     library_check = library_utils.consume_envelope
@@ -32,28 +67,8 @@ def test_peer_records_are_verified_once_per_peer_not_per_rpc(tmp_path: Path, mon
         return library_check(data, domain)
 
     monkeypatch.setattr(library_utils, "consume_envelope", counting)
-
-    async def scenario() -> None:
-        async with trio.open_nursery() as nursery:
-            a, b = await start_line(nursery, tmp_path, count=2)
-            got: list[bytes] = []
-
-            def validate(peer: str, payload: object) -> Verdict:
-                assert isinstance(payload, bytes)
-                got.append(payload)
-                return Verdict.ACCEPT
-
-            b.set_validator(Topic.VOTES, validate)
-            before = len(verified)
-            for index in range(60):
-                await a.publish(Topic.VOTES, b"vote-%d" % index)
-                await trio.sleep(0.01)  # separate RPCs, each with the sender record
-            await wait_until(lambda: len(got) == 60, "all votes at B")
-            # Without the cache: one ed25519 verification per RPC (>= 60 here).
-            assert len(verified) - before < 10
-            nursery.cancel_scope.cancel()
-
-    run_trio(scenario)
+    # Without the cache: one ed25519 verification per RPC (>= 60 here).
+    assert sixty_votes_in_separate_rpcs(tmp_path, verified) < 10
 
 
 def test_small_messages_do_not_each_cost_a_window_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,28 +80,9 @@ def test_small_messages_do_not_each_cost_a_window_update(tmp_path: Path, monkeyp
         await library_update(self, increment, skip_lock)
 
     monkeypatch.setattr(library_yamux.YamuxStream, "send_window_update", counting)
-
-    async def scenario() -> None:
-        async with trio.open_nursery() as nursery:
-            a, b = await start_line(nursery, tmp_path, count=2)
-            got: list[bytes] = []
-
-            def validate(peer: str, payload: object) -> Verdict:
-                assert isinstance(payload, bytes)
-                got.append(payload)
-                return Verdict.ACCEPT
-
-            b.set_validator(Topic.VOTES, validate)
-            before = len(updates)
-            for index in range(60):
-                await a.publish(Topic.VOTES, b"vote-%d" % index)
-                await trio.sleep(0.01)  # separate RPCs, each read on its own
-            await wait_until(lambda: len(got) == 60, "all votes at B")
-            # The library's own stream sends one per read or so (558 here).
-            assert len(updates) - before < 10, len(updates) - before
-            nursery.cancel_scope.cancel()
-
-    run_trio(scenario)
+    # The library's own stream sends one per read or so (558 here).
+    sent = sixty_votes_in_separate_rpcs(tmp_path, updates)
+    assert sent < 10, sent
 
 
 def test_idontwant_only_for_large_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,15 +98,7 @@ def test_idontwant_only_for_large_messages(tmp_path: Path, monkeypatch: pytest.M
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             a, b = await start_line(nursery, tmp_path, count=2)
-            got: list[int] = []
-
-            def validate(peer: str, payload: object) -> Verdict:
-                assert isinstance(payload, bytes)
-                got.append(len(payload))
-                return Verdict.ACCEPT
-
-            b.set_validator(Topic.VOTES, validate)
-            b.set_validator(Topic.BLOCKS, validate)
+            got = collecting(b, Topic.VOTES, Topic.BLOCKS)
             for index in range(60):
                 await a.publish(Topic.VOTES, b"vote-%d" % index)
             await wait_until(lambda: len(got) == 60, "all votes at B")
@@ -144,14 +132,7 @@ def test_a_garbage_pubsub_frame_ends_one_stream_not_the_node(tmp_path: Path) -> 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             a, b = await start_line(nursery, tmp_path, count=2)
-            got: list[bytes] = []
-
-            def validate(peer: str, payload: object) -> Verdict:
-                assert isinstance(payload, bytes)
-                got.append(payload)
-                return Verdict.ACCEPT
-
-            b.set_validator(Topic.VOTES, validate)
+            got = collecting(b, Topic.VOTES)
             config = NetworkConfig(key_path=tmp_path / "raw.key", genesis_hash=GENESIS)
             raw = _build_host(load_or_create_node_key(config.key_path), config)
             async with raw.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
@@ -180,14 +161,7 @@ def test_concurrent_writers_on_one_pubsub_stream_do_not_interleave(tmp_path: Pat
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             a, b = await start_line(nursery, tmp_path, count=2)
-            got: list[bytes] = []
-
-            def validate(peer: str, payload: object) -> Verdict:
-                assert isinstance(payload, bytes)
-                got.append(payload)
-                return Verdict.ACCEPT
-
-            b.set_validator(Topic.BLOCKS, validate)
+            got = collecting(b, Topic.BLOCKS)
             pubsub = a.gossip.pubsub
             stream = pubsub.peers[b.host.get_id()]
             name = a.gossip.topic_name(Topic.BLOCKS)
