@@ -223,7 +223,7 @@ class Chain:
         if header.number <= finalized.number:
             raise StaleBlock(f"block #{header.number} conflicts with finalized block #{finalized.number}")
         if parent is best:
-            return self._execute_and_commit(block, batched=self._unwritten is not None)
+            return self._execute_and_commit(block, batched=True)  # staged only inside batched_import
         self.flush_import()  # a fork or a reorg writes directly: the batched run goes to disk first
         if self.check_slot_authors and header.author not in self._authority_accounts():
             # A fork block is stored before it is executed (and its slot checked): only authorities
