@@ -241,11 +241,9 @@ class ChainStore:
         return undo
 
     @staticmethod
-    def _put_block(batch, block: Block, block_hash: bytes | None = None) -> None:
-        header = block.header.encode()
-        block_hash = block_hash or blake2b_256(header)
-        batch.put(P_BLOCK + block_hash, block.encode())
-        batch.put(P_HEADER + block_hash, header)
+    def _put_block(batch, block: Block) -> None:
+        batch.put(P_BLOCK + block.hash, block.encode())  # Header.hash is computed once per header
+        batch.put(P_HEADER + block.hash, block.header.encode())
 
     def commit_block(
         self, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate, events: list[Event],
@@ -278,7 +276,7 @@ class ChainStore:
     ) -> None:
         undo = self._write_state(batch, changes, update, tree)
         batch.put(P_UNDO + block_hash, encode(undo))
-        self._put_block(batch, block, block_hash)
+        self._put_block(batch, block)
         batch.put(P_EVENTS + block_hash, encode([e.to_list() for e in events]))
         batch.put(_number_key(block.header.number), block_hash)
         for index, xt in enumerate(block.extrinsics):
