@@ -250,6 +250,11 @@ class NetworkService:
         peer = info.peer_id.to_base58()
         if self.peer_manager.is_banned(peer):
             raise ConnectionRefusedError(f"peer {peer} is banned")
+        # py-libp2p refuses every dial to a peer for 60 s after one failed (its negative cache);
+        # when to dial again is our backoff's decision (`redial_initial_s`..`redial_max_s`).
+        swarm = self.host.get_network()
+        if isinstance(swarm, Swarm):
+            swarm.unblock_peer(info.peer_id)
         with trio.fail_after(self.config.limits.dial_timeout_s):
             await self.host.connect(info)
         return peer

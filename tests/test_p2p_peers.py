@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import stat
 from pathlib import Path
 
@@ -117,6 +118,31 @@ def test_bootnode_reconnects_after_restart(tmp_path: Path) -> None:
             await wait_until(lambda: restarted.peer_id in node.gossip.topic_peers(Topic.VOTES), "resubscribed back")
             await node.publish(Topic.VOTES, b"vote after restart")
             await wait_until(lambda: got == [b"vote after restart"], "gossip after reconnect")
+            nursery.cancel_scope.cancel()
+
+    run_trio(scenario)
+
+
+def test_a_failed_dial_does_not_block_the_next_one_for_a_minute(tmp_path: Path) -> None:
+    """py-libp2p refuses to dial a peer for 60 s after one dial to it failed (its negative cache).
+    Our own backoff (`redial_initial_s` .. `redial_max_s`) decides when to dial again, so a peer that
+    was down for one dial is reachable on the next one, and a healed partition is noticed within
+    seconds, not a minute later."""
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            with socket.socket() as probe:  # a loopback port with nothing listening on it yet
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            boot = make_service(tmp_path, "boot", port=port)
+            address = f"/ip4/127.0.0.1/tcp/{port}/p2p/{boot.peer_id}"
+            node = make_service(tmp_path, "node")
+            await nursery.start(node.run)
+            with pytest.raises(Exception):  # noqa: B017 - any dial failure: the peer is not up yet
+                await node.connect(address)
+            await nursery.start(boot.run)
+            assert await node.connect(address) == boot.peer_id
+            await wait_until(lambda: boot.peer_id in node.peers(), "connected after the failed dial")
             nursery.cancel_scope.cancel()
 
     run_trio(scenario)
