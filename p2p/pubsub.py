@@ -57,11 +57,16 @@ class _RecordCache:
     max_peers = 4096
 
     def __init__(self) -> None:
-        self.by_host: dict[int, OrderedDict[bytes, bytes]] = {}
+        # Keyed by the host object itself, not id(host): a host made after another was collected
+        # can get its id, and would then trust records its own peerstore never took in.
+        self.by_host: weakref.WeakKeyDictionary[IHost, OrderedDict[bytes, bytes]] = weakref.WeakKeyDictionary()
         self.verifications = 0  # records that went through the library's full check
 
     def accepted(self, host: IHost) -> OrderedDict[bytes, bytes]:
-        return self.by_host.setdefault(id(host), OrderedDict())
+        cache = self.by_host.get(host)
+        if cache is None:
+            cache = self.by_host[host] = OrderedDict()
+        return cache
 
 
 RECORDS = _RecordCache()
@@ -88,7 +93,9 @@ def _consume_signed_record_cached(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) ->
 
 
 _OWN_RECORD_TTL_S = 5.0
-_own_records: dict[int, tuple[float, tuple[bytes, bool]]] = {}
+# By host object (see _RecordCache): keyed by id(host), a new host could send a collected
+# host's record, another peer's, and have its RPCs ignored (a lost subscription, seen in CI).
+_own_records: weakref.WeakKeyDictionary[IHost, tuple[float, tuple[bytes, bool]]] = weakref.WeakKeyDictionary()
 
 
 def _own_record_cached(host: IHost) -> tuple[bytes, bool]:
@@ -96,10 +103,10 @@ def _own_record_cached(host: IHost) -> tuple[bytes, bool]:
     re-marshals the envelope for every RPC (5 % of a node's CPU under load); here it is reused
     for `_OWN_RECORD_TTL_S` (a changed listen address shows up within that)."""
     now = time.monotonic()
-    cached = _own_records.get(id(host))
+    cached = _own_records.get(host)
     if cached is None or now - cached[0] > _OWN_RECORD_TTL_S:
         cached = (now, _library_env_to_send(host))
-        _own_records[id(host)] = cached
+        _own_records[host] = cached
     return cached[1]
 
 
