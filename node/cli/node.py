@@ -152,9 +152,13 @@ def _run_until_signal(node: ArenaNode, config: NodeConfig) -> int:
     """Run `node.run` in a trio nursery until a signal; a bind failure or a full disk becomes one line."""
     import trio
 
+    from node.service import collect_on_schedule, schedule_full_collections
+
     async def main() -> None:
+        schedule_full_collections()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(node.run)
+            nursery.start_soon(collect_on_schedule)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     logging.getLogger("arena.node").info("shutting down")
