@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from consensus.validity import InvalidHeader, check_header, check_slot_author, randao_message
 from node.genesis import ChainSpec
 from node.storage import ChainStore
+from node.turns import Turns
 from runtime.codec import CodecError
 from runtime.crypto import Keypair
-from runtime.executive import CheckedExtrinsic, InvalidTransaction
+from runtime.executive import BlockOutcome, CheckedExtrinsic, InvalidTransaction, drain
 from runtime.modules import session
 from runtime.state import Overlay
 from runtime.types import MAX_BLOCK_SIZE, Block, Event, Header, extrinsics_root
@@ -78,13 +79,28 @@ class ImportCost:
 
 
 @dataclass(frozen=True)
+class _Assembly:
+    """A block's contents applied on the best state, before its state root and seal."""
+    header: Header
+    included: list[bytes]
+    rejected: list[tuple[bytes, InvalidTransaction]]
+    changes: dict[bytes, bytes | None]
+    events: list[Event]
+
+
+@dataclass(frozen=True)
 class Imported:
     block: Block
     events: list[Event]
 
 
 class Chain:
-    """Block production and import for one node; single-threaded (the node's trio thread)."""
+    """Block production and import for one node; single-threaded (the node's trio thread).
+
+    `import_block_in_turns` and `build_block_in_turns` execute a block a few milliseconds at a
+    time and give the event loop a turn in between (RPC, gossip and pool admission are served
+    meanwhile); the work only reads the store, and its outcome is committed only if the best
+    state did not change in the meantime, else the block is imported or built again at once."""
 
     def __init__(self, spec: ChainSpec, store: ChainStore) -> None:
         self.spec = spec
@@ -147,7 +163,31 @@ class Chain:
         of the slot), and it takes at most `max_extrinsics` (default: `block_capacity()`, what
         peers import in time). What is left stays in the pool for the next block.
         """
-        started = time.perf_counter()
+        assembly = drain(self._assembly(author, slot, timestamp_ms, candidates, budget_s, max_bytes,
+                                         max_extrinsics, time.perf_counter))
+        return self._seal_and_commit(author, assembly)
+
+    async def build_block_in_turns(
+        self, author: Keypair, slot: int, timestamp_ms: int, candidates: list[bytes],
+    ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
+        """`build_block`, giving the event loop a turn every TURN_S of work; if the best state
+        changed meanwhile, the block is built again at once on the new best block. The time
+        budget counts this build's own work, not the turns it gave away."""
+        version = self.store.state_version
+        turns = Turns()
+        assembly = await turns.run(self._assembly(author, slot, timestamp_ms, candidates, None,
+                                                   MAX_GOSSIP_BLOCK_BYTES, None, turns.busy))
+        if self.store.state_version != version:
+            return self.build_block(author, slot, timestamp_ms, candidates)
+        return self._seal_and_commit(author, assembly)
+
+    def _assembly(
+        self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
+        budget_s: float | None, max_bytes: int, max_extrinsics: int | None, clock: Callable[[], float],
+    ) -> Generator[None, None, _Assembly]:
+        """Apply candidates on the best state until a bound is met, one per step; only reads the
+        store. `clock` measures the time budget."""
+        started = clock()
         if budget_s is None:
             budget_s = self.spec.slot_duration_ms * BUILD_BUDGET_FRACTION / 1000
         deadline = started + budget_s
@@ -173,7 +213,7 @@ class Chain:
             if size + len(encoded) + ITEM_OVERHEAD > limit:
                 self.last_build_stop = "size"
                 break
-            if not count & 31 and time.perf_counter() > deadline:
+            if not count & 31 and clock() > deadline:
                 self.last_build_stop = "time"
                 break
             try:
@@ -185,19 +225,26 @@ class Chain:
                 continue
             included.append(encoded)
             size += len(encoded) + ITEM_OVERHEAD
+            yield
         events = self.runtime.finalize_block(builder)
-        changes = state.changes()
+        return _Assembly(header, included, rejected, state.changes(), events)
+
+    def _seal_and_commit(
+        self, author: Keypair, assembly: _Assembly,
+    ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
+        """The assembled block with its state root and seal, committed as the best block."""
+        header, changes = assembly.header, assembly.changes
         update = self.store.compute_root(changes)
         unsealed = Header(
             header.parent_hash, header.number, header.slot, header.timestamp_ms, header.author,
-            header.randao_reveal, update.root, extrinsics_root(included),
+            header.randao_reveal, update.root, extrinsics_root(assembly.included),
         )
         sealed = unsealed.with_seal(author.sign(unsealed.signing_payload()))
-        block = Block(sealed, included)
+        block = Block(sealed, assembly.included)
         self.flush_import()
-        self.store.commit_block(block, changes, update, events)
-        self._notify(Imported(block, events))
-        return block, events, rejected
+        self.store.commit_block(block, changes, update, assembly.events)
+        self._notify(Imported(block, assembly.events))
+        return block, assembly.events, assembly.rejected
 
     # ------------------------------------------------------------ importing
 
@@ -207,6 +254,52 @@ class Chain:
         Returns the import when the block became best (possibly after a reorg), None when it was
         kept as a shorter fork. Raises UnknownParent or BlockError.
         """
+        header = block.header
+        parent, best = self._checked_parent(block)
+        if parent is best:
+            return self._execute_and_commit(block, batched=True)  # staged only inside batched_import
+        self.flush_import()  # a fork or a reorg writes directly: the batched run goes to disk first
+        if self.check_slot_authors and header.author not in self._authority_accounts():
+            # A fork block is stored before it is executed (and its slot checked): only authorities
+            # may make us store one, so a key with no stake cannot fill our disk with forks.
+            raise BlockError(f"author {header.author.hex()[:16]} of fork block #{header.number} is not an authority")
+        self.store.store_block(block)
+        if header.number > self.best.number:
+            return self._reorg_to(block)
+        log.info("kept fork block #%d 0x%s", header.number, block.hash.hex()[:16])
+        return None
+
+    async def import_block_in_turns(self, block: Block) -> Imported | None:
+        """`import_block`, executing a block that extends the best block TURN_S at a time with
+        turns of the event loop in between, so RPC, gossip and pool admission are served while
+        it runs (issue 17: a block of 4,000 transfers held the loop ~250 ms).
+
+        Its outcome is committed only if the best state did not change meanwhile; if it did, the
+        block is imported again at once (`import_block`), so what is committed was always
+        executed on the state it extends. Forks, reorgs and batched runs (sync) take
+        `import_block` directly."""
+        header = block.header
+        if self._unwritten is not None or header.parent_hash != self.store.best_hash():
+            return self.import_block(block)
+        self._checked_parent(block)
+        self._check_slot(header)
+        self._bound_cache()
+        version = self.store.state_version
+        turns = Turns()
+        try:
+            outcome = await turns.run(
+                self.runtime.execute_block_in_steps(self.store.get_state, block, self.verified_signatures))
+        except (InvalidTransaction, CodecError) as exc:
+            if self.store.state_version != version:
+                return self.import_block(block)
+            raise BlockError(f"block #{header.number} carries an invalid extrinsic: {exc}") from exc
+        if self.store.state_version != version:
+            return self.import_block(block)
+        return self._commit(block, outcome, time.perf_counter() - turns.busy())
+
+    def _checked_parent(self, block: Block) -> tuple[Header, Header]:
+        """The block's parent header and the best header, after the checks that need no execution:
+        not known yet, parent known, header valid on its parent, above the finalized block."""
         header = block.header
         block_hash = header.hash
         if self.store.has_block(block_hash):
@@ -222,18 +315,7 @@ class Chain:
         finalized = self.finalized
         if header.number <= finalized.number:
             raise StaleBlock(f"block #{header.number} conflicts with finalized block #{finalized.number}")
-        if parent is best:
-            return self._execute_and_commit(block, batched=True)  # staged only inside batched_import
-        self.flush_import()  # a fork or a reorg writes directly: the batched run goes to disk first
-        if self.check_slot_authors and header.author not in self._authority_accounts():
-            # A fork block is stored before it is executed (and its slot checked): only authorities
-            # may make us store one, so a key with no stake cannot fill our disk with forks.
-            raise BlockError(f"author {header.author.hex()[:16]} of fork block #{header.number} is not an authority")
-        self.store.store_block(block)
-        if header.number > self.best.number:
-            return self._reorg_to(block)
-        log.info("kept fork block #%d 0x%s", header.number, block.hash.hex()[:16])
-        return None
+        return parent, best
 
     def _authority_accounts(self) -> set[bytes]:
         """Accounts of the current and previous authority sets, by the best state."""
@@ -247,17 +329,26 @@ class Chain:
 
     def _execute_and_commit(self, block: Block, batched: bool = False) -> Imported:
         header = block.header
-        if self.check_slot_authors:
-            try:
-                check_slot_author(header, self.state())
-            except InvalidHeader as exc:
-                raise BlockError(str(exc)) from exc
+        self._check_slot(header)
         self._bound_cache()
         started = time.perf_counter()
         try:
             outcome = self.runtime.execute_block(self.store.get_state, block, self.verified_signatures)
         except (InvalidTransaction, CodecError) as exc:
             raise BlockError(f"block #{header.number} carries an invalid extrinsic: {exc}") from exc
+        return self._commit(block, outcome, started, batched)
+
+    def _check_slot(self, header: Header) -> None:
+        if self.check_slot_authors:
+            try:
+                check_slot_author(header, self.state())
+            except InvalidHeader as exc:
+                raise BlockError(str(exc)) from exc
+
+    def _commit(self, block: Block, outcome: BlockOutcome, started: float, batched: bool = False) -> Imported:
+        """Check the outcome's state root against the header and make the block best
+        (`started`: when its import began, by `time.perf_counter`, for the import cost)."""
+        header = block.header
         update = self.store.compute_root(outcome.changes)
         if update.root != header.state_root:
             raise BlockError(

@@ -88,6 +88,9 @@ class ChainStore:
         self._staged: dict[bytes, bytes | None] = {}
         self._staged_tree: dict[int, bytes] = {}
         self._staged_count = 0
+        # Counts changes of the best state (commit, revert, reload): a block executed in turns of
+        # the event loop (Chain.import_block_in_turns) is kept only if the version did not move.
+        self.state_version = 0
 
     def _stored_tree_nodes(self) -> list[bytes]:
         nodes = [bytes(32)] * (2 * BUCKET_COUNT)
@@ -139,6 +142,7 @@ class ChainStore:
         self._bucket_cache.clear()
         self._best_header = None
         self._finalized_header = None
+        self.state_version += 1
 
     def _flush_before_write(self) -> None:
         """Any write but a staged commit: the staged blocks go first, so nothing on disk refers ahead."""
@@ -269,6 +273,7 @@ class ChainStore:
         self.tree.apply(update.tree_changes)
         self._update_bucket_cache(changes, staged)
         self._best_header, self._best_hash = block.header, block_hash
+        self.state_version += 1
 
     def _write_block(
         self, batch, block: Block, block_hash: bytes, changes: dict[bytes, bytes | None], update: RootUpdate,
@@ -310,6 +315,7 @@ class ChainStore:
         self.tree.apply(update.tree_changes)
         self._update_bucket_cache(changes)
         self._best_header = None
+        self.state_version += 1
         return best
 
     def init_genesis(self, block: Block, changes: dict[bytes, bytes | None]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import trio
@@ -288,10 +288,19 @@ class TxPool:
         slice of the rest (eras, balances): the whole pool every `FULL_REVALIDATION_EVERY` calls,
         without a stall of the node's event loop to recheck a full pool at once.
         """
+        for _ in self.revalidation(senders):
+            pass
+
+    def revalidation(self, senders: set[bytes] | None = None) -> Iterator[None]:
+        """`revalidate` in steps: it yields after each sender and each rechecked extrinsic, so a
+        caller can give the event loop a turn between steps (issue 17: rechecking ~1,500 entries
+        after each block held the loop 100-200 ms). Each step is whole; the pool may change
+        between steps (admissions, removals), and later steps see that."""
         self._calls += 1
         if senders is not None:
             for sender in senders:
                 self._revalidate_sender(sender)
+                yield
             everything = list(self._by_hash.values())
             if not everything:
                 return
@@ -302,8 +311,8 @@ class TxPool:
         else:
             candidates = list(self._by_hash.values())
         for checked in candidates:
-            if checked.hash not in self._by_hash:
-                continue  # removed while this pass ran
+            if self._by_hash.get(checked.hash) is not checked:
+                continue  # removed or rechecked while this pass ran
             try:
                 fresh = self._check(checked.encoded)
             except InvalidTransaction as exc:
@@ -312,6 +321,7 @@ class TxPool:
                 continue
             self._by_hash[fresh.hash] = fresh
             self._by_sender[fresh.sender][fresh.extrinsic.nonce] = fresh
+            yield
 
     def _revalidate_sender(self, sender: bytes) -> None:
         queue = self._by_sender.get(sender)

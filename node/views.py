@@ -9,10 +9,12 @@ no import circle runs through them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+import trio
 
 from node.txpool import TxPool
 from p2p.content.abc import ContentStore
@@ -202,6 +204,16 @@ class PoolHandle:
 
     def revalidate(self) -> None:
         """Recheck the pool against the new best state: senders seen in new blocks, or all now and then."""
+        for _ in self.revalidation():
+            pass
+
+    async def revalidate_in_steps(self, steps_per_turn: int = 32) -> None:
+        """`revalidate`, giving the event loop a turn every `steps_per_turn` rechecks."""
+        for count, _ in enumerate(self.revalidation(), 1):
+            if count % steps_per_turn == 0:
+                await trio.lowlevel.checkpoint()
+
+    def revalidation(self) -> Iterator[None]:
         touched, self._touched_senders = self._touched_senders, set()
         included, self._included = self._included, []
         store = self.chain.store
@@ -212,7 +224,7 @@ class PoolHandle:
             if store.canonical_hash(block.header.number) == block.hash:
                 for encoded in block.extrinsics:
                     self.pool.remove(blake2b_256(encoded))
-        self.pool.revalidate(touched)
+        yield from self.pool.revalidation(touched)
 
 
 @dataclass(frozen=True)

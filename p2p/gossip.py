@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import inspect
 import logging
 import time
 from collections import OrderedDict
@@ -71,6 +72,7 @@ class MessageTooLarge(GossipError):
 
 # fn(peer_id, payload) -> Verdict. payload is bytes, or list[bytes] (a decoded batch) on EXTRINSICS.
 Validator = Callable[[str, Any], Verdict]
+AsyncValidator = Callable[[str, Any], Awaitable[Verdict]]
 Handler = Callable[[str, Any], Awaitable[None]]
 
 
@@ -154,7 +156,7 @@ class Gossip:
             Topic.EXTRINSICS: limits.max_extrinsics_message,
             Topic.VOTES: limits.max_vote_message,
         }
-        self._validators: dict[Topic, Validator] = {}
+        self._validators: dict[Topic, Any] = {}  # Validator, or AsyncValidator where registered async
         self._handlers: dict[Topic, list[Handler]] = {topic: [] for topic in Topic}
         channels = {
             topic: trio.open_memory_channel[tuple[str, bytes, str]](limits.subscription_buffer) for topic in Topic
@@ -182,9 +184,17 @@ class Gossip:
         """Largest payload accepted on `topic`."""
         return self._max_size[topic]
 
-    def set_validator(self, topic: Topic, fn: Validator) -> None:
-        """Register the one validator of `topic`; it runs before a message is delivered or forwarded."""
-        self._validators[Topic(topic)] = fn
+    def set_validator(self, topic: Topic, fn: Validator | AsyncValidator) -> None:
+        """Register the one validator of `topic`; it runs before a message is delivered or forwarded.
+
+        An `async def` validator may await (block import gives the event loop turns); the library
+        gives it `validation_timeout` seconds, and a peer's later messages wait for it."""
+        topic = Topic(topic)
+        self._validators[topic] = fn
+        if inspect.iscoroutinefunction(fn):
+            self.pubsub.set_topic_validator(self._names[topic], self._make_async_validator(topic), True)
+        else:
+            self.pubsub.set_topic_validator(self._names[topic], self._make_validator(topic), False)
 
     def subscribe(self, topic: Topic, handler: Handler) -> None:
         """Add an async handler `(origin_peer_id, payload)` for accepted messages of `topic`."""
@@ -240,32 +250,10 @@ class Gossip:
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             if forwarder == self._my_id:
                 return True  # our own publish: size checked in publish(), content by the caller
-            peer = forwarder.to_base58()
-            self.last_message_from[peer] = time.monotonic()  # alive (see NetworkService._ping_once)
-            if len(self.last_message_from) > self._limits.max_tracked_peers:
-                self.last_message_from.pop(next(iter(self.last_message_from)))
-            if self._peers.is_banned(peer):
+            admitted = self._admit(topic, forwarder, msg)
+            if admitted is None:
                 return False
-            data = msg.data
-            if len(data) > self._max_size[topic]:
-                self._peers.penalize(peer, Penalty.OVERSIZE)
-                return False
-            payload: Any = data
-            if topic is Topic.EXTRINSICS:
-                try:
-                    payload = decode_batch(data, self._limits.max_batch_items, self._limits.max_extrinsic_size)
-                except BatchDecodeError as exc:
-                    logger.info("gossip_garbage peer=%s topic=%s error=%s", peer, topic.value, exc)
-                    self._peers.penalize(peer, Penalty.GARBAGE)
-                    return False
-                digests = [SeenCache.digest(topic, item) for item in payload]
-            else:
-                digests = [SeenCache.digest(topic, data)]
-            if all(digest in self.seen for digest in digests):
-                self.replays_ignored += 1  # content already accepted under another envelope
-                return False
-            if not self._has_delivery_room(peer, len(data)):
-                return False
+            peer, payload, digests = admitted
             fn = self._validators.get(topic)
             verdict = Verdict.ACCEPT
             if fn is not None:
@@ -275,18 +263,72 @@ class Gossip:
                     # A bug in our own validator must not be blamed on the peer.
                     logger.exception("gossip_validator_error topic=%s peer=%s", topic.value, peer)
                     return False
-            if verdict is Verdict.REJECT:
-                self._peers.penalize(peer, Penalty.INVALID_MESSAGE)
-            if verdict is not Verdict.ACCEPT:
-                return False
-            for digest in digests:
-                self.seen.add(digest)
-            self._forwarder_of[(msg.from_id, msg.seqno)] = peer
-            while len(self._forwarder_of) > self._limits.subscription_buffer:
-                self._forwarder_of.popitem(last=False)
-            return True
+            return self._conclude(peer, msg, digests, verdict)
 
         return validate
+
+    def _make_async_validator(self, topic: Topic) -> Callable[[ID, rpc_pb2.Message], Awaitable[bool]]:
+        """The same checks around an async validator (one that awaits, e.g. work done in turns)."""
+        async def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            if forwarder == self._my_id:
+                return True  # our own publish: size checked in publish(), content by the caller
+            admitted = self._admit(topic, forwarder, msg)
+            if admitted is None:
+                return False
+            peer, payload, digests = admitted
+            fn = self._validators[topic]
+            try:
+                verdict = await fn(peer, payload)
+            except Exception:
+                logger.exception("gossip_validator_error topic=%s peer=%s", topic.value, peer)
+                return False
+            return self._conclude(peer, msg, digests, verdict)
+
+        return validate
+
+    def _admit(self, topic: Topic, forwarder: ID, msg: rpc_pb2.Message) -> tuple[str, Any, list[bytes]] | None:
+        """The checks before a topic's validator: None to drop the message, else (forwarding peer,
+        payload, digests) for the validator."""
+        peer = forwarder.to_base58()
+        self.last_message_from[peer] = time.monotonic()  # alive (see NetworkService._ping_once)
+        if len(self.last_message_from) > self._limits.max_tracked_peers:
+            self.last_message_from.pop(next(iter(self.last_message_from)))
+        if self._peers.is_banned(peer):
+            return None
+        data = msg.data
+        if len(data) > self._max_size[topic]:
+            self._peers.penalize(peer, Penalty.OVERSIZE)
+            return None
+        payload: Any = data
+        if topic is Topic.EXTRINSICS:
+            try:
+                payload = decode_batch(data, self._limits.max_batch_items, self._limits.max_extrinsic_size)
+            except BatchDecodeError as exc:
+                logger.info("gossip_garbage peer=%s topic=%s error=%s", peer, topic.value, exc)
+                self._peers.penalize(peer, Penalty.GARBAGE)
+                return None
+            digests = [SeenCache.digest(topic, item) for item in payload]
+        else:
+            digests = [SeenCache.digest(topic, data)]
+        if all(digest in self.seen for digest in digests):
+            self.replays_ignored += 1  # content already accepted under another envelope
+            return None
+        if not self._has_delivery_room(peer, len(data)):
+            return None
+        return peer, payload, digests
+
+    def _conclude(self, peer: str, msg: rpc_pb2.Message, digests: list[bytes], verdict: Verdict) -> bool:
+        """Act on a validator's verdict: penalise a REJECT, remember an ACCEPT as seen."""
+        if verdict is Verdict.REJECT:
+            self._peers.penalize(peer, Penalty.INVALID_MESSAGE)
+        if verdict is not Verdict.ACCEPT:
+            return False
+        for digest in digests:
+            self.seen.add(digest)
+        self._forwarder_of[(msg.from_id, msg.seqno)] = peer
+        while len(self._forwarder_of) > self._limits.subscription_buffer:
+            self._forwarder_of.popitem(last=False)
+        return True
 
     def heard_within(self, peer: str, seconds: float) -> bool:
         """Whether `peer` sent us a gossip message in the last `seconds`."""

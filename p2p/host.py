@@ -36,7 +36,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2p.batcher import ExtrinsicBatcher
 from p2p.config import NetworkConfig
-from p2p.gossip import Gossip, Handler, Topic, Validator
+from p2p.gossip import AsyncValidator, Gossip, Handler, Topic, Validator
 from p2p.peers import PeerManager, Penalty
 from p2p.reqresp import (
     BlocksHandler,
@@ -261,8 +261,8 @@ class NetworkService:
 
     # ---- gossip and request/response (delegates, so the node needs one object) -----------
 
-    def set_validator(self, topic: Topic, fn: Validator) -> None:
-        """See `Gossip.set_validator`: `fn(peer_id, payload) -> Verdict` runs before forwarding."""
+    def set_validator(self, topic: Topic, fn: Validator | AsyncValidator) -> None:
+        """See `Gossip.set_validator`: `fn(peer_id, payload) -> Verdict` (or an async one) runs before forwarding."""
         self.gossip.set_validator(topic, fn)
 
     def subscribe(self, topic: Topic, handler: Handler) -> None:

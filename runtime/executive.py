@@ -9,8 +9,9 @@ call's own writes are rolled back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from runtime.codec import CodecError
 from runtime.crypto import blake2b_256, verify
@@ -34,6 +35,7 @@ DECODE_CACHE_SIZE = 16_384  # decoded extrinsics (~1 KiB each) kept from pool ad
 _SCALARS = frozenset({int, bytes, str, bool, type(None)})
 
 log = logging.getLogger("arena.runtime")
+T = TypeVar("T")
 
 
 class InvalidTransaction(Exception):
@@ -90,6 +92,15 @@ class BlockBuilder:
 class BlockOutcome:
     changes: dict[bytes, bytes | None]
     events: list[Event]
+
+
+def drain(steps: Generator[None, None, T]) -> T:
+    """Run a stepwise computation (a generator of steps) to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 class Runtime:
@@ -282,10 +293,18 @@ class Runtime:
 
     def execute_block(self, backend: Backend, block: Block, verified: set[bytes] | None = None) -> BlockOutcome:
         """Apply a whole block on top of `backend`; raises InvalidTransaction for a bad extrinsic."""
+        return drain(self.execute_block_in_steps(backend, block, verified))
+
+    def execute_block_in_steps(
+        self, backend: Backend, block: Block, verified: set[bytes] | None = None,
+    ) -> Generator[None, None, BlockOutcome]:
+        """`execute_block` one extrinsic per step (the node gives its event loop a turn between
+        steps); the outcome is the generator's return value."""
         state = Overlay(backend, cache_reads=True)
         builder = self.initialize_block(state, block.header)
         for index, encoded in enumerate(block.extrinsics):
             self.apply_extrinsic(builder, encoded, index, verified)
+            yield
         events = self.finalize_block(builder)
         return BlockOutcome(state.changes(), events)
 

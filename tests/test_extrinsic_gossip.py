@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import trio
 
 from node.service import ArenaNode, NodeConfig
 from p2p import Verdict
@@ -38,18 +39,18 @@ def test_new_extrinsics_are_forwarded_known_ones_are_not(node: ArenaNode) -> Non
     service = node.consensus
     assert service is not None
     batch = [transfer(node, 0), transfer(node, 1)]
-    assert service.validate_extrinsics("12D3KooWpeer", batch) is Verdict.ACCEPT
-    assert service.validate_extrinsics("12D3KooWpeer", batch) is Verdict.IGNORE  # nothing new in it
-    assert service.validate_extrinsics("12D3KooWpeer", batch + [transfer(node, 2)]) is Verdict.ACCEPT
+    assert trio.run(service.validate_extrinsics, "12D3KooWpeer", batch) is Verdict.ACCEPT
+    assert trio.run(service.validate_extrinsics, "12D3KooWpeer", batch) is Verdict.IGNORE  # nothing new in it
+    assert trio.run(service.validate_extrinsics, "12D3KooWpeer", batch + [transfer(node, 2)]) is Verdict.ACCEPT
 
 
 def test_an_overloaded_node_does_not_forward_what_it_refused(node: ArenaNode) -> None:
     service = node.consensus
     assert service is not None
-    assert service.validate_extrinsics("12D3KooWpeer", [transfer(node, 0)]) is Verdict.ACCEPT
+    assert trio.run(service.validate_extrinsics, "12D3KooWpeer", [transfer(node, 0)]) is Verdict.ACCEPT
     node.pool.pool.finality_lag = lambda: 1_000  # finality far behind the best block, with a backlog:
     node.pool.pool.limits = replace(node.pool.pool.limits, backlog=0)  # "pool full, retry"
-    assert service.validate_extrinsics("12D3KooWpeer", [transfer(node, 1), transfer(node, 2)]) is Verdict.IGNORE
+    assert trio.run(service.validate_extrinsics, "12D3KooWpeer", [transfer(node, 1), transfer(node, 2)]) is Verdict.IGNORE
     assert len(node.pool.pool) == 1
 
 
@@ -58,4 +59,4 @@ def test_a_batch_of_forgeries_is_rejected(node: ArenaNode) -> None:
     assert service is not None
     forged = bytearray(transfer(node, 0))
     forged[-1] ^= 1  # the signature is the last field
-    assert service.validate_extrinsics("12D3KooWpeer", [bytes(forged)]) is Verdict.REJECT
+    assert trio.run(service.validate_extrinsics, "12D3KooWpeer", [bytes(forged)]) is Verdict.REJECT

@@ -13,6 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+import trio
 
 from consensus.slots import current_slot
 from consensus.validity import randao_message
@@ -55,7 +56,7 @@ def _flood(node: ArenaNode, key: Keypair, count: int, blobs: int, salt: int = 0)
         data = _orphan(key, service.slot_ms, salt + i, blobs)
         offered += len(data)
         last = Block.decode(data).hash
-        assert service.validate_block("12D3KooWflood", data) is Verdict.IGNORE  # unknown parent: no penalty
+        assert trio.run(service.validate_block, "12D3KooWflood", data) is Verdict.IGNORE  # unknown parent: no penalty
         assert len(service.orphans) <= MAX_ORPHANS
         assert service.orphan_bytes <= MAX_ORPHAN_BYTES
     return offered, last
@@ -109,5 +110,5 @@ def test_an_orphan_over_a_quarter_of_the_byte_bound_is_not_kept(node: ArenaNode,
     service = node.consensus
     assert service is not None
     data = _orphan(Keypair(b"\x0b" * 32), service.slot_ms, 1, 3)
-    assert service.validate_block("12D3KooWflood", data) is Verdict.IGNORE
+    assert trio.run(service.validate_block, "12D3KooWflood", data) is Verdict.IGNORE
     assert not service.orphans and service.orphan_bytes == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -61,7 +62,18 @@ def test_burst_of_2000_delivered_exactly_once(tmp_path: Path) -> None:
     run_trio(scenario, timeout=150)
 
 
-def test_reject_stops_forwarding_and_penalises(tmp_path: Path) -> None:
+def _verdict(peer: str, data: bytes) -> Verdict:
+    return Verdict.REJECT if data.startswith(b"bad") else Verdict.ACCEPT
+
+
+async def _verdict_after_work(peer: str, data: bytes) -> Verdict:
+    """An async validator (block import awaits its execution in a worker thread)."""
+    await trio.to_thread.run_sync(time.sleep, 0.05)
+    return _verdict(peer, data)
+
+
+@pytest.mark.parametrize("validator", [_verdict, _verdict_after_work], ids=["sync", "async"])
+def test_reject_stops_forwarding_and_penalises(tmp_path: Path, validator) -> None:
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             a, b, c = await start_line(nursery, tmp_path)
@@ -69,7 +81,7 @@ def test_reject_stops_forwarding_and_penalises(tmp_path: Path) -> None:
             got_c: list[tuple[str, bytes]] = []
             b.subscribe(Topic.BLOCKS, collector(got_b))
             c.subscribe(Topic.BLOCKS, collector(got_c))
-            b.set_validator(Topic.BLOCKS, lambda peer, data: Verdict.REJECT if data.startswith(b"bad") else Verdict.ACCEPT)
+            b.set_validator(Topic.BLOCKS, validator)
             await a.publish(Topic.BLOCKS, b"bad block")
             await wait_until(lambda: b.peer_manager.score(a.peer_id) < 0, "penalty at B")
             await a.publish(Topic.BLOCKS, b"good block")
