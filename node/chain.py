@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from consensus.validity import InvalidHeader, check_header, check_slot_author, randao_message
 from node.genesis import ChainSpec
-from node.storage import ChainStore
+from node.storage import ChainStore, RootUpdate
 from node.turns import Turns
 from runtime.codec import CodecError
 from runtime.crypto import Keypair
@@ -177,9 +177,10 @@ class Chain:
         turns = Turns()
         assembly = await turns.run(self._assembly(author, slot, timestamp_ms, candidates, None,
                                                    MAX_GOSSIP_BLOCK_BYTES, None, turns.busy))
+        update = await turns.run(self.store.compute_root_in_steps(assembly.changes))
         if self.store.state_version != version:
             return self.build_block(author, slot, timestamp_ms, candidates)
-        return self._seal_and_commit(author, assembly)
+        return self._seal_and_commit(author, assembly, update)
 
     def _assembly(
         self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
@@ -230,11 +231,13 @@ class Chain:
         return _Assembly(header, included, rejected, state.changes(), events)
 
     def _seal_and_commit(
-        self, author: Keypair, assembly: _Assembly,
+        self, author: Keypair, assembly: _Assembly, update: RootUpdate | None = None,
     ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
-        """The assembled block with its state root and seal, committed as the best block."""
+        """The assembled block with its state root (`update`, computed here if not given) and
+        seal, committed as the best block."""
         header, changes = assembly.header, assembly.changes
-        update = self.store.compute_root(changes)
+        if update is None:
+            update = self.store.compute_root(changes)
         unsealed = Header(
             header.parent_hash, header.number, header.slot, header.timestamp_ms, header.author,
             header.randao_reveal, update.root, extrinsics_root(assembly.included),
@@ -289,13 +292,14 @@ class Chain:
         try:
             outcome = await turns.run(
                 self.runtime.execute_block_in_steps(self.store.get_state, block, self.verified_signatures))
+            update = await turns.run(self.store.compute_root_in_steps(outcome.changes))
         except (InvalidTransaction, CodecError) as exc:
             if self.store.state_version != version:
                 return self.import_block(block)
             raise BlockError(f"block #{header.number} carries an invalid extrinsic: {exc}") from exc
         if self.store.state_version != version:
             return self.import_block(block)
-        return self._commit(block, outcome, time.perf_counter() - turns.busy())
+        return self._commit(block, outcome, time.perf_counter() - turns.busy(), update=update)
 
     def _checked_parent(self, block: Block) -> tuple[Header, Header]:
         """The block's parent header and the best header, after the checks that need no execution:
@@ -345,11 +349,16 @@ class Chain:
             except InvalidHeader as exc:
                 raise BlockError(str(exc)) from exc
 
-    def _commit(self, block: Block, outcome: BlockOutcome, started: float, batched: bool = False) -> Imported:
-        """Check the outcome's state root against the header and make the block best
-        (`started`: when its import began, by `time.perf_counter`, for the import cost)."""
+    def _commit(
+        self, block: Block, outcome: BlockOutcome, started: float, batched: bool = False,
+        update: RootUpdate | None = None,
+    ) -> Imported:
+        """Check the outcome's state root (`update`, computed here if not given) against the
+        header and make the block best (`started`: when its import began, by
+        `time.perf_counter`, for the import cost)."""
         header = block.header
-        update = self.store.compute_root(outcome.changes)
+        if update is None:
+            update = self.store.compute_root(outcome.changes)
         if update.root != header.state_root:
             raise BlockError(
                 f"state root mismatch at #{header.number}: header 0x{header.state_root.hex()}, computed 0x{update.root.hex()}"

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import plyvel
 
 from runtime.codec import decode, encode
 from runtime.crypto import blake2b_256
+from runtime.executive import drain
 from runtime.merkle import BUCKET_COUNT, BucketTree, ReadProof, bucket_hash, bucket_of
 from runtime.types import Block, Event, Header
 
@@ -213,10 +215,17 @@ class ChainStore:
 
     def compute_root(self, changes: dict[bytes, bytes | None]) -> RootUpdate:
         """The state root the best state would have after `changes`."""
+        return drain(self.compute_root_in_steps(changes))
+
+    def compute_root_in_steps(self, changes: dict[bytes, bytes | None]) -> Generator[None, None, RootUpdate]:
+        """`compute_root`, one changed bucket per step (only reads; node/turns.py runs it)."""
         by_bucket: dict[int, dict[bytes, bytes | None]] = {}
         for key, value in changes.items():
             by_bucket.setdefault(bucket_of(key), {})[key] = value
-        hashes = {b: bucket_hash(self._bucket_entries(b, part)) for b, part in by_bucket.items()}
+        hashes = {}
+        for bucket, part in by_bucket.items():
+            hashes[bucket] = bucket_hash(self._bucket_entries(bucket, part))
+            yield
         root, tree_changes = self.tree.updated(hashes)
         return RootUpdate(root, tree_changes)
 
