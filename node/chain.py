@@ -86,6 +86,7 @@ class _Assembly:
     rejected: list[tuple[bytes, InvalidTransaction]]
     changes: dict[bytes, bytes | None]
     events: list[Event]
+    update: RootUpdate
 
 
 @dataclass(frozen=True)
@@ -177,17 +178,16 @@ class Chain:
         turns = Turns()
         assembly = await turns.run(self._assembly(author, slot, timestamp_ms, candidates, None,
                                                    MAX_GOSSIP_BLOCK_BYTES, None, turns.busy))
-        update = await turns.run(self.store.compute_root_in_steps(assembly.changes))
         if self.store.state_version != version:
             return self.build_block(author, slot, timestamp_ms, candidates)
-        return self._seal_and_commit(author, assembly, update)
+        return self._seal_and_commit(author, assembly)
 
     def _assembly(
         self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
         budget_s: float | None, max_bytes: int, max_extrinsics: int | None, clock: Callable[[], float],
     ) -> Generator[None, None, _Assembly]:
-        """Apply candidates on the best state until a bound is met, one per step; only reads the
-        store. `clock` measures the time budget."""
+        """Apply candidates on the best state until a bound is met, one per step, then compute the
+        state root; only reads the store. `clock` measures the time budget."""
         started = clock()
         if budget_s is None:
             budget_s = self.spec.slot_duration_ms * BUILD_BUDGET_FRACTION / 1000
@@ -228,16 +228,15 @@ class Chain:
             size += len(encoded) + ITEM_OVERHEAD
             yield
         events = self.runtime.finalize_block(builder)
-        return _Assembly(header, included, rejected, state.changes(), events)
+        changes = state.changes()
+        update = yield from self.store.compute_root_in_steps(changes)
+        return _Assembly(header, included, rejected, changes, events, update)
 
     def _seal_and_commit(
-        self, author: Keypair, assembly: _Assembly, update: RootUpdate | None = None,
+        self, author: Keypair, assembly: _Assembly,
     ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
-        """The assembled block with its state root (`update`, computed here if not given) and
-        seal, committed as the best block."""
-        header, changes = assembly.header, assembly.changes
-        if update is None:
-            update = self.store.compute_root(changes)
+        """The assembled block with its state root and seal, committed as the best block."""
+        header, update = assembly.header, assembly.update
         unsealed = Header(
             header.parent_hash, header.number, header.slot, header.timestamp_ms, header.author,
             header.randao_reveal, update.root, extrinsics_root(assembly.included),
@@ -245,7 +244,7 @@ class Chain:
         sealed = unsealed.with_seal(author.sign(unsealed.signing_payload()))
         block = Block(sealed, assembly.included)
         self.flush_import()
-        self.store.commit_block(block, changes, update, assembly.events)
+        self.store.commit_block(block, assembly.changes, update, assembly.events)
         self._notify(Imported(block, assembly.events))
         return block, assembly.events, assembly.rejected
 
@@ -290,16 +289,14 @@ class Chain:
         version = self.store.state_version
         turns = Turns()
         try:
-            outcome = await turns.run(
-                self.runtime.execute_block_in_steps(self.store.get_state, block, self.verified_signatures))
-            update = await turns.run(self.store.compute_root_in_steps(outcome.changes))
-        except (InvalidTransaction, CodecError) as exc:
+            outcome, update = await turns.run(self._execution(block))
+        except BlockError:
             if self.store.state_version != version:
                 return self.import_block(block)
-            raise BlockError(f"block #{header.number} carries an invalid extrinsic: {exc}") from exc
+            raise
         if self.store.state_version != version:
             return self.import_block(block)
-        return self._commit(block, outcome, time.perf_counter() - turns.busy(), update=update)
+        return self._commit(block, outcome, update, time.perf_counter() - turns.busy())
 
     def _checked_parent(self, block: Block) -> tuple[Header, Header]:
         """The block's parent header and the best header, after the checks that need no execution:
@@ -336,11 +333,19 @@ class Chain:
         self._check_slot(header)
         self._bound_cache()
         started = time.perf_counter()
+        outcome, update = drain(self._execution(block))
+        return self._commit(block, outcome, update, started, batched)
+
+    def _execution(self, block: Block) -> Generator[None, None, tuple[BlockOutcome, RootUpdate]]:
+        """Execute the block on the best state and compute its state root, one step at a time;
+        only reads the store."""
         try:
-            outcome = self.runtime.execute_block(self.store.get_state, block, self.verified_signatures)
+            outcome = yield from self.runtime.execute_block_in_steps(
+                self.store.get_state, block, self.verified_signatures)
         except (InvalidTransaction, CodecError) as exc:
-            raise BlockError(f"block #{header.number} carries an invalid extrinsic: {exc}") from exc
-        return self._commit(block, outcome, started, batched)
+            raise BlockError(f"block #{block.header.number} carries an invalid extrinsic: {exc}") from exc
+        update = yield from self.store.compute_root_in_steps(outcome.changes)
+        return outcome, update
 
     def _check_slot(self, header: Header) -> None:
         if self.check_slot_authors:
@@ -350,15 +355,11 @@ class Chain:
                 raise BlockError(str(exc)) from exc
 
     def _commit(
-        self, block: Block, outcome: BlockOutcome, started: float, batched: bool = False,
-        update: RootUpdate | None = None,
+        self, block: Block, outcome: BlockOutcome, update: RootUpdate, started: float, batched: bool = False,
     ) -> Imported:
-        """Check the outcome's state root (`update`, computed here if not given) against the
-        header and make the block best (`started`: when its import began, by
-        `time.perf_counter`, for the import cost)."""
+        """Check the state root against the header and make the block best (`started`: when its
+        import began, by `time.perf_counter`, for the import cost)."""
         header = block.header
-        if update is None:
-            update = self.store.compute_root(outcome.changes)
         if update.root != header.state_root:
             raise BlockError(
                 f"state root mismatch at #{header.number}: header 0x{header.state_root.hex()}, computed 0x{update.root.hex()}"
