@@ -17,13 +17,13 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 
 import trio
 
 from runtime.crypto import blake2b_256
-from runtime.executive import CheckedExtrinsic, InvalidTransaction
+from runtime.executive import CheckedExtrinsic, InvalidTransaction, drain
 
 log = logging.getLogger("arena.txpool")
 
@@ -288,10 +288,9 @@ class TxPool:
         slice of the rest (eras, balances): the whole pool every `FULL_REVALIDATION_EVERY` calls,
         without a stall of the node's event loop to recheck a full pool at once.
         """
-        for _ in self.revalidation(senders):
-            pass
+        drain(self.revalidation(senders))
 
-    def revalidation(self, senders: set[bytes] | None = None) -> Iterator[None]:
+    def revalidation(self, senders: set[bytes] | None = None) -> Generator[None, None, None]:
         """`revalidate` in steps: it yields after each sender and each rechecked extrinsic, so a
         caller can give the event loop a turn between steps (issue 17: rechecking ~1,500 entries
         after each block held the loop 100-200 ms). Each step is whole; the pool may change

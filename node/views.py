@@ -9,7 +9,7 @@ no import circle runs through them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,7 +19,7 @@ import trio
 from node.txpool import TxPool
 from p2p.content.abc import ContentStore
 from runtime.crypto import Keypair, blake2b_256
-from runtime.executive import CheckedExtrinsic, Runtime
+from runtime.executive import CheckedExtrinsic, Runtime, drain
 from runtime.modules import system
 from runtime.state import Overlay
 from runtime.types import Block, Call, Event, Header, sign_extrinsic
@@ -204,8 +204,7 @@ class PoolHandle:
 
     def revalidate(self) -> None:
         """Recheck the pool against the new best state: senders seen in new blocks, or all now and then."""
-        for _ in self.revalidation():
-            pass
+        drain(self.revalidation())
 
     async def revalidate_in_steps(self, steps_per_turn: int = 32) -> None:
         """`revalidate`, giving the event loop a turn every `steps_per_turn` rechecks."""
@@ -213,7 +212,7 @@ class PoolHandle:
             if count % steps_per_turn == 0:
                 await trio.lowlevel.checkpoint()
 
-    def revalidation(self) -> Iterator[None]:
+    def revalidation(self) -> Generator[None, None, None]:
         touched, self._touched_senders = self._touched_senders, set()
         included, self._included = self._included, []
         store = self.chain.store
