@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import httpx
@@ -230,12 +231,12 @@ def health_probe(urls: list[str], out: Any, stop: Any) -> None:
         time.sleep(max(0.0, PROBE_PERIOD_S - (time.monotonic() - began_round)))
 
 
-def drain_probe(queue: Any, into: list[tuple[float, float]]) -> None:
+def drain_probe(probe: Any, into: list[tuple[float, float]]) -> None:
     """Move what the probe measured so far into `into`."""
     while True:
         try:
-            into.append(queue.get_nowait())
-        except Exception:  # noqa: BLE001 - queue.Empty: drained
+            into.append(probe.get_nowait())
+        except Empty:
             return
 
 
