@@ -67,10 +67,22 @@ def started_flag(obj, name: str) -> list[bool]:
     return flag
 
 
-async def until(flag: list[bool]) -> None:
-    with trio.fail_after(30):
-        while not flag:
-            await trio.lowlevel.checkpoint()
+async def during_turns(work, started: list[bool], meanwhile) -> object:
+    """Run `work()`; once its first step ran and it gave the loop a turn, call `meanwhile()`
+    (a write on the loop); return what `work()` returned."""
+    result: list[object] = []
+
+    async def run() -> None:
+        result.append(await work())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        with trio.fail_after(30):
+            while not started:
+                await trio.lowlevel.checkpoint()
+        assert not result, "the work finished before it gave the loop a turn"
+        meanwhile()
+    return result[0]
 
 
 def test_the_loop_runs_while_a_big_block_is_imported_and_the_import_is_the_same(tmp_path):
@@ -121,20 +133,12 @@ def test_a_block_whose_state_moved_during_its_turns_is_imported_again(tmp_path):
         assert x.header.parent_hash == y.header.parent_hash
         started = started_flag(peer.runtime, "execute_block_in_steps")
 
-        async def scenario():
-            result = {}
+        def commit_y() -> None:  # the loop commits Y during one of X's turns
+            assert peer.store.state_version == 0
+            peer.import_block(y)
 
-            async def import_x():
-                result["x"] = await peer.import_block_in_turns(x)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(import_x)
-                await until(started)
-                assert "x" not in result and peer.store.state_version == 0
-                peer.import_block(y)  # the loop commits Y during one of X's turns
-            return result["x"]
-
-        assert trio.run(scenario) is None  # X: a fork of the same length, kept, not best
+        imported_x = trio.run(during_turns, lambda: peer.import_block_in_turns(x), started, commit_y)
+        assert imported_x is None  # X: a fork of the same length, kept, not best
         assert peer.best.hash == y.hash
         assert peer.store.state_root == y.header.state_root
         assert peer.store.has_block(x.hash)
@@ -168,19 +172,8 @@ def test_a_build_whose_parent_moved_meanwhile_is_built_again_on_the_new_best_blo
         candidates = transfers(builder, BIG)
         started = started_flag(builder, "_assembly")
 
-        async def scenario():
-            out = {}
-
-            async def build():
-                out["built"] = await builder.build_block_in_turns(BOB, 2, ts(builder, 2), candidates)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(build)
-                await until(started)
-                builder.import_block(arrived)  # a block arrives and is imported meanwhile
-            return out["built"]
-
-        block, _, _ = trio.run(scenario)
+        block, _, _ = trio.run(during_turns, lambda: builder.build_block_in_turns(BOB, 2, ts(builder, 2), candidates),
+                               started, lambda: builder.import_block(arrived))  # a block arrives meanwhile
         assert block.header.parent_hash == arrived.hash and builder.best.hash == block.hash
         assert builder.store.state_root == block.header.state_root
     finally:
