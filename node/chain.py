@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from consensus.validity import InvalidHeader, check_header, check_slot_author, randao_message
 from node.genesis import ChainSpec
-from node.storage import ChainStore, RootUpdate
+from node.storage import ChainStore, GatheredWrites, RootUpdate
 from node.turns import Turns
 from runtime.codec import CodecError
 from runtime.crypto import Keypair
@@ -178,9 +178,15 @@ class Chain:
         turns = Turns()
         assembly = await turns.run(self._assembly(author, slot, timestamp_ms, candidates, None,
                                                    MAX_GOSSIP_BLOCK_BYTES, None, turns.busy))
+        block = self._sealed(author, assembly)
+        gathered = await turns.run(self.store.gather_block_writes(block, assembly.changes, assembly.update,
+                                                                  assembly.events))
         if self.store.state_version != version:
             return self.build_block(author, slot, timestamp_ms, candidates)
-        return self._seal_and_commit(author, assembly)
+        self.flush_import()
+        self.store.commit_gathered(gathered)
+        self._notify(Imported(block, assembly.events))
+        return block, assembly.events, assembly.rejected
 
     def _assembly(
         self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
@@ -232,19 +238,22 @@ class Chain:
         update = yield from self.store.compute_root_in_steps(changes)
         return _Assembly(header, included, rejected, changes, events, update)
 
-    def _seal_and_commit(
-        self, author: Keypair, assembly: _Assembly,
-    ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
-        """The assembled block with its state root and seal, committed as the best block."""
+    def _sealed(self, author: Keypair, assembly: _Assembly) -> Block:
+        """The assembled block with its state root and seal."""
         header, update = assembly.header, assembly.update
         unsealed = Header(
             header.parent_hash, header.number, header.slot, header.timestamp_ms, header.author,
             header.randao_reveal, update.root, extrinsics_root(assembly.included),
         )
-        sealed = unsealed.with_seal(author.sign(unsealed.signing_payload()))
-        block = Block(sealed, assembly.included)
+        return Block(unsealed.with_seal(author.sign(unsealed.signing_payload())), assembly.included)
+
+    def _seal_and_commit(
+        self, author: Keypair, assembly: _Assembly,
+    ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
+        """The assembled block, sealed and committed as the best block."""
+        block = self._sealed(author, assembly)
         self.flush_import()
-        self.store.commit_block(block, assembly.changes, update, assembly.events)
+        self.store.commit_block(block, assembly.changes, assembly.update, assembly.events)
         self._notify(Imported(block, assembly.events))
         return block, assembly.events, assembly.rejected
 
@@ -290,13 +299,15 @@ class Chain:
         turns = Turns()
         try:
             outcome, update = await turns.run(self._execution(block))
+            self._check_root(block, update)
+            gathered = await turns.run(self.store.gather_block_writes(block, outcome.changes, update, outcome.events))
         except BlockError:
             if self.store.state_version != version:
                 return self.import_block(block)
             raise
         if self.store.state_version != version:
             return self.import_block(block)
-        return self._commit(block, outcome, update, time.perf_counter() - turns.busy())
+        return self._commit(block, outcome, update, time.perf_counter() - turns.busy(), gathered=gathered)
 
     def _checked_parent(self, block: Block) -> tuple[Header, Header]:
         """The block's parent header and the best header, after the checks that need no execution:
@@ -354,16 +365,22 @@ class Chain:
             except InvalidHeader as exc:
                 raise BlockError(str(exc)) from exc
 
-    def _commit(
-        self, block: Block, outcome: BlockOutcome, update: RootUpdate, started: float, batched: bool = False,
-    ) -> Imported:
-        """Check the state root against the header and make the block best (`started`: when its
-        import began, by `time.perf_counter`, for the import cost)."""
+    @staticmethod
+    def _check_root(block: Block, update: RootUpdate) -> None:
         header = block.header
         if update.root != header.state_root:
             raise BlockError(
                 f"state root mismatch at #{header.number}: header 0x{header.state_root.hex()}, computed 0x{update.root.hex()}"
             )
+
+    def _commit(
+        self, block: Block, outcome: BlockOutcome, update: RootUpdate, started: float, batched: bool = False,
+        gathered: GatheredWrites | None = None,
+    ) -> Imported:
+        """Check the state root against the header and make the block best (`started`: when its
+        import began, by `time.perf_counter`, for the import cost; `gathered`: its writes, gathered
+        in turns on the current best state)."""
+        self._check_root(block, update)
         imported = Imported(block, outcome.events)
         if batched and self._unwritten is not None:
             self.store.commit_block(block, outcome.changes, update, outcome.events, staged=True)
@@ -372,7 +389,10 @@ class Chain:
                 self.flush_import()
             return imported
         self.flush_import()
-        self.store.commit_block(block, outcome.changes, update, outcome.events)
+        if gathered is not None:
+            self.store.commit_gathered(gathered)
+        else:
+            self.store.commit_block(block, outcome.changes, update, outcome.events)
         self.import_cost.record(time.perf_counter() - started, len(block.extrinsics))
         self._notify(imported)
         return imported

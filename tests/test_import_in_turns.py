@@ -2,8 +2,9 @@
 between (issue 17: `system_health` p99 was 250-450 ms under load because one block's import or
 authoring held the node's trio thread for that long).
 
-The work only reads the store. Its outcome is committed only if the best state did not change
-during the turns it gave away; otherwise the block is imported (or built) again at once.
+The work only reads the store: executing the block, computing its state root, and gathering its
+writes (`ChainStore.gather_block_writes`). Its outcome is committed only if the best state did not
+change during the turns it gave away; otherwise the block is imported (or built) again at once.
 """
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 import trio
 
 from node.chain import BlockError
+from node.storage import StorageError
 from runtime.crypto import Keypair
+from runtime.executive import drain as drain_steps
 from runtime.types import Block, Header
 from tests.helpers import ALICE, BOB, CHARLIE, make_chain, sign
 
@@ -100,6 +103,7 @@ def test_the_loop_runs_while_a_big_block_is_imported_and_the_import_is_the_same(
         assert stepwise.best.hash == plain.best.hash == block.hash
         assert stepwise.store.state_root == plain.store.state_root == block.header.state_root
         assert imported is not None and imported.events == plain.store.events(block.hash)
+        assert dict(stepwise.store.db.iterator()) == dict(plain.store.db.iterator())  # the same writes
         assert stepwise.import_cost.per_extrinsic_s is not None  # the import was measured
     finally:
         for chain in (author, stepwise, plain):
@@ -160,6 +164,7 @@ def test_building_in_turns_lets_the_loop_run_and_builds_what_building_at_once_wo
         same, _, _ = plain.build_block(BOB, 1, ts(plain, 1), candidates[:len(block.extrinsics)], budget_s=60.0)
         assert block.extrinsics and not rejected
         assert block.header.state_root == same.header.state_root and stepwise.best.hash == block.hash
+        assert dict(stepwise.store.db.iterator()) == dict(plain.store.db.iterator())  # the same writes
     finally:
         stepwise.store.close()
         plain.store.close()
@@ -179,3 +184,60 @@ def test_a_build_whose_parent_moved_meanwhile_is_built_again_on_the_new_best_blo
     finally:
         source.store.close()
         builder.store.close()
+
+
+def test_a_block_whose_state_moved_while_its_writes_were_gathered_is_imported_again(tmp_path, monkeypatch):
+    """As above, but the rival block Y lands while X's writes (with their undo journal, read from
+    the state before Y) are being gathered: they are not written; X is imported again."""
+    monkeypatch.setattr("node.turns.TURN_S", 0.0)  # a turn after every step
+    source, peer, rival = (make_chain(tmp_path / name) for name in ("s", "p", "r"))
+    try:
+        x, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, BIG), budget_s=60.0)
+        y, _, _ = rival.build_block(BOB, 2, ts(rival, 2), transfers(rival, 3, to=DAVE), budget_s=60.0)
+        started = started_flag(peer.store, "gather_block_writes")
+
+        imported_x = trio.run(during_turns, lambda: peer.import_block_in_turns(x), started,
+                              lambda: peer.import_block(y))
+        assert imported_x is None and peer.best.hash == y.hash
+        assert peer.store.state_root == y.header.state_root and peer.store.has_block(x.hash)
+        assert peer.store.get_block(peer.store.canonical_hash(1)) == y
+    finally:
+        for chain in (source, peer, rival):
+            chain.store.close()
+
+
+def test_a_build_whose_parent_moved_while_its_writes_were_gathered_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setattr("node.turns.TURN_S", 0.0)
+    source, builder = make_chain(tmp_path / "s"), make_chain(tmp_path / "b")
+    try:
+        arrived, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, 3, to=DAVE), budget_s=60.0)
+        started = started_flag(builder.store, "gather_block_writes")
+
+        block, _, _ = trio.run(during_turns, lambda: builder.build_block_in_turns(BOB, 2, ts(builder, 2),
+                                                                                  transfers(builder, BIG)),
+                               started, lambda: builder.import_block(arrived))
+        assert block.header.parent_hash == arrived.hash and builder.best.hash == block.hash
+        assert builder.store.state_root == block.header.state_root
+    finally:
+        source.store.close()
+        builder.store.close()
+
+
+def test_writes_gathered_on_another_best_state_are_refused_and_nothing_is_written(tmp_path):
+    """The store's own guard: the undo journal of gathered writes holds the state they were read on."""
+    source, peer, rival = (make_chain(tmp_path / name) for name in ("s", "p", "r"))
+    try:
+        x, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, BIG), budget_s=60.0)
+        y, _, _ = rival.build_block(BOB, 2, ts(rival, 2), transfers(rival, 3, to=DAVE), budget_s=60.0)
+        outcome, update = drain_steps(peer._execution(x))
+        gathering = peer.store.gather_block_writes(x, outcome.changes, update, outcome.events)
+        next(gathering)  # the first step read part of the undo journal from the state before Y
+        peer.import_block(y)
+        gathered = drain_steps(gathering)
+        before = dict(peer.store.db.iterator())
+        with pytest.raises(StorageError, match="gathered on another best state"):
+            peer.store.commit_gathered(gathered)
+        assert dict(peer.store.db.iterator()) == before and peer.best.hash == y.hash
+    finally:
+        for chain in (source, peer, rival):
+            chain.store.close()
