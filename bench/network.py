@@ -11,7 +11,8 @@
    for its GIL (that figure is printed beside, as "bench-process client"). Printed
    per step: offered / accepted / finalized tx/s, p50 and p99 submission→finality latency (on the
    node the transfer was sent to), forks (reorgs and kept fork blocks from the nodes' logs),
-   `system_health` p99, largest block, and CPU of the four node processes per finalized transfer.
+   `system_health` p99, largest block, CPU of the four node processes per finalized transfer, and
+   how long their threads were runnable but waited for a core (/proc schedstat).
    A node that exits, or stops answering, is reported as a failure of that step.
 2. Blocks per second when a fresh node syncs BENCH_SYNC_BLOCKS blocks from a peer.
 
@@ -334,6 +335,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def core_wait_seconds(pids: list[int]) -> float:
+    """Seconds the processes' threads have spent runnable but waiting for a core (schedstat)."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    return total / 1e9
+
+
 def log_counts(base: Path) -> tuple[int, int]:
     """Reorgs and kept fork blocks over all nodes' logs so far."""
     reorgs = forks = 0
@@ -398,13 +415,13 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
         time.sleep(3)
         for offered in RATES:
             step = Step(offered)
-            cpu0, (reorgs0, forks0) = cpu_seconds(pids), log_counts(base)
+            cpu0, wait0, (reorgs0, forks0) = cpu_seconds(pids), core_wait_seconds(pids), log_counts(base)
             with follow.lock:
                 n_health = len(follow.health_latency)
             start = time.monotonic()
             window = offer(urls, queues, step, STEP_S)
             end = start + window
-            cpu_offer = cpu_seconds(pids) - cpu0
+            cpu_offer, wait_offer = cpu_seconds(pids) - cpu0, core_wait_seconds(pids) - wait0
             # finalized during the window, on the node each transfer was sent to
             deadline = time.monotonic() + DRAIN_S
             while time.monotonic() < deadline:
@@ -455,6 +472,8 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                 "failures": problems,
                 # how much CPU the four nodes got, and how busy the machine was (others' work too)
                 "node_cores": cpu_offer / window, "load_avg": os.getloadavg()[0],
+                # how long their threads were runnable but had no core (a reply waits that long too)
+                "core_wait": wait_offer / window,
             }
             table.append(entry)
             print(f"   offered {offered:5d}/s: finalized {entry['finalized_per_s']:7.1f}/s  "
@@ -462,7 +481,8 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                   f"p50 {entry['p50_s']:.2f}s p99 {entry['p99_s']:.2f}s  reorgs {entry['reorgs']} forks {entry['fork_blocks']}  "
                   f"rpc p50/p99 {entry['rpc_p50_ms']:.0f}/{entry['rpc_p99_ms']:.0f} ms "
                   f"(bench-process client p99 {entry['rpc_p99_loaded_client_ms']:.0f} ms)  max block {entry['max_block']}  "
-                  f"cpu {entry['cpu_ms_per_tx']:.2f} ms/tx  nodes used {entry['node_cores']:.2f} cores, "
+                  f"cpu {entry['cpu_ms_per_tx']:.2f} ms/tx  nodes used {entry['node_cores']:.2f} cores "
+                  f"and waited {entry['core_wait']:.2f} s/s for one, "
                   f"load avg {entry['load_avg']:.1f}  {'; '.join(problems) or 'ok'}", flush=True)
             if dead:
                 break
@@ -487,6 +507,8 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                 runtime_cpu_per_tx * 1000),
             row(f"4 nodes, {tag}: CPU the nodes got", e["node_cores"], "cores",
                 f"cores (load avg {e['load_avg']:.1f})", CORES),
+            row(f"4 nodes, {tag}: time the nodes waited for a core", e["core_wait"], "s/s",
+                "their CPU time, s/s", e["node_cores"]),
         ]
     rows += [
         row("4 nodes: peak finalized tx/s of the sweep", peak, "tx/s", "signature bound, 4 nodes", sig_bound),
@@ -552,11 +574,11 @@ def sync_rate(tmp: Path) -> list[dict]:
 
 def print_sweep(table: list[dict]) -> None:
     print(f"{'offered':>8} {'accepted':>9} {'refused':>8} {'final/s':>8} {'p50 s':>6} {'p99 s':>6} "
-          f"{'reorg':>5} {'fork':>5} {'rpc p99':>8} {'max blk':>7} {'cpu ms/tx':>9} {'cores':>5} {'load':>5}  status")
+          f"{'reorg':>5} {'fork':>5} {'rpc p99':>8} {'max blk':>7} {'cpu ms/tx':>9} {'cores':>5} {'wait':>5} {'load':>5}  status")
     for e in table:
         print(f"{e['offered']:8d} {e['accepted_per_s']:9.0f} {e['refused']:8d} {e['finalized_per_s']:8.0f} "
               f"{e['p50_s']:6.2f} {e['p99_s']:6.2f} {e['reorgs']:5d} {e['fork_blocks']:5d} {e['rpc_p99_ms']:7.0f}ms "
-              f"{e['max_block']:7d} {e['cpu_ms_per_tx']:9.2f} {e['node_cores']:5.2f} {e['load_avg']:5.1f}  "
+              f"{e['max_block']:7d} {e['cpu_ms_per_tx']:9.2f} {e['node_cores']:5.2f} {e['core_wait']:5.2f} {e['load_avg']:5.1f}  "
               f"{'; '.join(e['failures']) or 'ok'}")
 
 

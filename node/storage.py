@@ -174,7 +174,11 @@ class ChainStore:
     # ------------------------------------------------------------ state
 
     def get_state(self, key: bytes) -> bytes | None:
-        return self._get(_state_key(key))
+        bucket = bucket_of(key)
+        cached = self._bucket_cache.get(bucket)  # when cached, equal to the node's state: no LevelDB read
+        if cached is not None:
+            return cached.get(key)
+        return self._get(P_STATE + bucket.to_bytes(2, "big") + key)
 
     @property
     def state_root(self) -> bytes:
@@ -459,6 +463,8 @@ class ChainStore:
         return value
 
     def finalized_hash(self) -> bytes:
+        if self._finalized_header is not None:
+            return self._finalized_header.hash
         return self._get(K_FINALIZED) or self.genesis_hash()
 
     def finalized_header(self) -> Header:

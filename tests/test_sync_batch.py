@@ -257,3 +257,27 @@ def test_a_failed_write_puts_the_in_memory_view_back_to_the_disks(source, tmp_pa
     assert heard == [4, 5, 6, 7, 8] and sync.store.state_root == source.store.state_root
     sync.store.close()
     assert_consistent(tmp_path / "sync", source, 8)
+
+
+def test_state_reads_from_cached_buckets_equal_the_disk_after_runs_commits_and_reverts(source, tmp_path):
+    """`ChainStore.get_state` answers from a cached bucket without reading LevelDB: a cached bucket
+    must equal the disk after staged runs, single commits and reverts (a stale one would make the
+    pool and the RPC read balances and nonces that are not the chain's)."""
+    from node.storage import _state_key
+    blocks = build(source, 8)
+    sync = make_chain(tmp_path / "sync")
+    with sync.batched_import():
+        for block in blocks[:5]:
+            sync.import_block(block)
+    for block in blocks[5:]:
+        sync.import_block(block)
+    sync.store.revert_best()
+    sync.store.revert_best()
+    store = sync.store
+    assert store._bucket_cache  # the reads below do go through cached buckets
+    keys = {key[3:] for key, _ in store.db.iterator(prefix=P_STATE)}
+    keys |= {key for bucket in store._bucket_cache.values() for key in bucket}
+    keys.add(balances.Account.key(bytes(32)))  # never written
+    for key in keys:
+        assert store.get_state(key) == store.db.get(_state_key(key)), key
+    sync.store.close()
