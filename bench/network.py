@@ -12,7 +12,7 @@
    for its GIL (that figure is printed beside, as "bench-process client"). Printed
    per step: offered / accepted / finalized tx/s, p50 and p99 submission→finality latency (on the
    node the transfer was sent to), forks (reorgs and kept fork blocks from the nodes' logs),
-   `system_health` p99, largest block, CPU of the four node processes per finalized transfer, and
+   `system_health` p99, largest block, CPU of the node processes per finalized transfer, and
    how long their threads were runnable but waited for a core (/proc schedstat).
    A node that exits, or stops answering, is reported as a failure of that step.
 2. Blocks per second when a fresh node syncs BENCH_SYNC_BLOCKS blocks from a peer.
@@ -471,7 +471,7 @@ def sweep(tmp: Path) -> tuple[list[dict], list[dict]]:
                 "rpc_p99_loaded_client_ms": percentile(loaded_health, 0.99) * 1000, "max_block": max(sizes, default=0),
                 "cpu_ms_per_tx": cpu_offer / in_window * 1000 if in_window else float("nan"),
                 "failures": problems,
-                # how much CPU the four nodes got, and how busy the machine was (others' work too)
+                # how much CPU the nodes got, and how busy the machine was (others' work too)
                 "node_cores": cpu_offer / window, "load_avg": os.getloadavg()[0],
                 # how long their threads were runnable but had no core (a reply waits that long too)
                 "core_wait": wait_offer / window,

@@ -78,7 +78,6 @@ class RootUpdate:
     tree_changes: dict[int, bytes]
 
 
-
 @dataclass(frozen=True)
 class GatheredWrites:
     """A block's writes in a LevelDB batch not yet written, and the state version they were read on."""
@@ -88,6 +87,7 @@ class GatheredWrites:
     update: RootUpdate
     batch: Any  # a plyvel WriteBatch, written by `ChainStore.commit_gathered`
     version: int
+
 
 class ChainStore:
     """Blocks and the best chain's state in one LevelDB."""
