@@ -10,6 +10,9 @@ in one dict (a key written by several blocks is written once: the tree nodes nea
 pointer), and `flush` writes the whole run in one atomic `WriteBatch`. Reads see the staged writes. Any other
 write (finality, a fork block, a revert, node records) flushes first, so nothing ever lands on disk
 ahead of the blocks it refers to; a failed flush puts the in-memory view back to the disk's.
+
+One file because every write that must be atomic with a block (state, undo journal, tree, block,
+events, indexes, head) goes through one class over one LevelDB.
 """
 from __future__ import annotations
 
