@@ -95,6 +95,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if not args.stream:
                 sys.stdout.write(answer.output)
             sys.stdout.write("\n")
+            if not answer.output:  # a small model may end its turn at once: say so, not just a blank line
+                usage = answer.response.get("usage") or {}
+                print(f"(the model ended its reply without text: finish reason "
+                      f"{answer.response['choices'][0].get('finish_reason')}, "
+                      f"{usage.get('completion_tokens', 0)} tokens)", file=sys.stderr)
             if args.json:
                 print(json.dumps(answer.response, indent=2))
             print(f"[paid {fmt_amount(answer.cost)} to {answer.host[:10]}… for model {answer.model_cid}; "
