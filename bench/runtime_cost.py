@@ -31,8 +31,6 @@ from node.storage import ChainStore
 from node.txpool import TxPool
 from node.views import PoolHandle
 from runtime.crypto import Keypair
-from runtime.executive import SPEC_VERSION
-from runtime.types import Call, sign_extrinsic
 
 RUNS = 3
 SENDERS = 1024
@@ -59,16 +57,12 @@ def node_path(genesis: Path, keys: list[Keypair], workdir: Path) -> dict[str, fl
         return chain, pool
 
     (author, author_pool), (peer, peer_pool) = node("author"), node("peer")
-    sinks = [Keypair.from_dev_name(f"bench-sink-{i}").public_key for i in range(64)]
-    nonces = [0] * len(keys)
+    total = PATH_BLOCKS * PATH_BLOCK_TXS
+    queues = network.presign(spec, keys, -(-total // len(keys)))  # the network sweep's transfers
+    in_order = [queue[nonce] for nonce in range(len(queues[0])) for queue in queues][:total]
     spent = dict.fromkeys(("admit", "build", "import", "revalidate"), 0.0)
     for number in range(1, PATH_BLOCKS + 1):
-        xts = []
-        for i in range(PATH_BLOCK_TXS):
-            k = i % len(keys)
-            xts.append(sign_extrinsic(keys[k], Call("balances", "transfer", [sinks[i % len(sinks)], 1]), nonces[k],
-                                      spec.genesis_hash, SPEC_VERSION))
-            nonces[k] += 1
+        xts = in_order[(number - 1) * PATH_BLOCK_TXS:number * PATH_BLOCK_TXS]
         for x in xts:
             author_pool.admit(x)
         start = time.process_time()

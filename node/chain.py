@@ -183,10 +183,7 @@ class Chain:
                                                                   assembly.events))
         if self.store.state_version != version:
             return self.build_block(author, slot, timestamp_ms, candidates)
-        self.flush_import()
-        self.store.commit_gathered(gathered)
-        self._notify(Imported(block, assembly.events))
-        return block, assembly.events, assembly.rejected
+        return self._commit_built(block, assembly, gathered)
 
     def _assembly(
         self, author: Keypair, slot: int, timestamp_ms: int, candidates: Iterable[bytes],
@@ -252,8 +249,15 @@ class Chain:
     ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
         """The assembled block, sealed and committed as the best block."""
         block = self._sealed(author, assembly)
+        return self._commit_built(block, assembly, drain(self.store.gather_block_writes(
+            block, assembly.changes, assembly.update, assembly.events)))
+
+    def _commit_built(
+        self, block: Block, assembly: _Assembly, gathered: GatheredWrites,
+    ) -> tuple[Block, list[Event], list[tuple[bytes, InvalidTransaction]]]:
+        """Write a block this node built (its writes gathered on the current best state) and announce it."""
         self.flush_import()
-        self.store.commit_block(block, assembly.changes, assembly.update, assembly.events)
+        self.store.commit_gathered(gathered)
         self._notify(Imported(block, assembly.events))
         return block, assembly.events, assembly.rejected
 

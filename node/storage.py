@@ -56,8 +56,12 @@ def _number_key(number: int) -> bytes:
     return P_CANON + struct.pack(">Q", number)
 
 
+def _bucket_prefix(bucket: int) -> bytes:
+    return P_STATE + bucket.to_bytes(2, "big")
+
+
 def _state_key(key: bytes) -> bytes:
-    return P_STATE + bucket_of(key).to_bytes(2, "big") + key
+    return _bucket_prefix(bucket_of(key)) + key
 
 
 class _Writes:
@@ -181,7 +185,7 @@ class ChainStore:
         cached = self._bucket_cache.get(bucket)  # when cached, equal to the node's state: no LevelDB read
         if cached is not None:
             return cached.get(key)
-        return self._get(P_STATE + bucket.to_bytes(2, "big") + key)
+        return self._get(_bucket_prefix(bucket) + key)
 
     @property
     def state_root(self) -> bytes:
@@ -194,7 +198,7 @@ class ChainStore:
         if cached is not None:
             self._bucket_cache.move_to_end(bucket)
             return cached
-        prefix = P_STATE + bucket.to_bytes(2, "big")
+        prefix = _bucket_prefix(bucket)
         entries = {key[3:]: value for key, value in self.db.iterator(prefix=prefix)}
         self._bucket_cache[bucket] = entries
         if not self._staged:
@@ -295,20 +299,17 @@ class ChainStore:
 
         `staged`: the writes join the staged run (written by `flush`); else they are written now,
         after whatever is staged."""
+        if not staged:  # the root is checked as the writes are gathered
+            self.commit_gathered(drain(self.gather_block_writes(block, changes, update, events)))
+            return
         if update.root != block.header.state_root:
             raise StorageError("state root mismatch at commit")
-        block_hash = block.hash
-        if staged:
-            writes = _Writes()  # gathered apart: a block joins the staged run whole or not at all
-            drain(self._block_writes(writes, block, block_hash, changes, update, events, tree=False))
-            self._staged.update(writes.items)
-            self._staged_tree.update(update.tree_changes)  # the run's last value of each node is written
-            self._staged_count += 1
-        else:
-            self._flush_before_write()
-            with self.db.write_batch(transaction=True) as batch:
-                drain(self._block_writes(batch, block, block_hash, changes, update, events))
-        self._made_best(block, changes, update, staged)
+        writes = _Writes()  # gathered apart: a block joins the staged run whole or not at all
+        drain(self._block_writes(writes, block, block.hash, changes, update, events, tree=False))
+        self._staged.update(writes.items)
+        self._staged_tree.update(update.tree_changes)  # the run's last value of each node is written
+        self._staged_count += 1
+        self._made_best(block, changes, update, staged=True)
 
     def gather_block_writes(
         self, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate, events: list[Event],

@@ -88,6 +88,20 @@ async def during_turns(work, started: list[bool], meanwhile) -> object:
     return result[0]
 
 
+@pytest.fixture()
+def rivals(tmp_path):
+    """A peer at genesis and two blocks for height 1: X (BIG transfers) and its rival Y (3)."""
+    source, peer, rival = (make_chain(tmp_path / name) for name in ("s", "p", "r"))
+    try:
+        x, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, BIG), budget_s=60.0)
+        y, _, _ = rival.build_block(BOB, 2, ts(rival, 2), transfers(rival, 3, to=DAVE), budget_s=60.0)
+        assert x.header.parent_hash == y.header.parent_hash
+        yield peer, x, y
+    finally:
+        for chain in (source, peer, rival):
+            chain.store.close()
+
+
 def test_the_loop_runs_while_a_big_block_is_imported_and_the_import_is_the_same(tmp_path):
     author, stepwise, plain = (make_chain(tmp_path / name) for name in ("a", "s", "p"))
     try:
@@ -126,29 +140,22 @@ def test_an_invalid_block_is_refused_in_turns_as_at_once(tmp_path):
         peer.store.close()
 
 
-def test_a_block_whose_state_moved_during_its_turns_is_imported_again(tmp_path):
+def test_a_block_whose_state_moved_during_its_turns_is_imported_again(rivals):
     """While block X is executed in turns, the loop commits a rival block Y at the same height:
     X's outcome (read partly before Y, partly after) is not committed; X is imported again and
     kept as a fork beside Y, and the best state is exactly Y's."""
-    source, peer, rival = (make_chain(tmp_path / name) for name in ("s", "p", "r"))
-    try:
-        x, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, BIG), budget_s=60.0)
-        y, _, _ = rival.build_block(BOB, 2, ts(rival, 2), transfers(rival, 3, to=DAVE), budget_s=60.0)
-        assert x.header.parent_hash == y.header.parent_hash
-        started = started_flag(peer.runtime, "execute_block_in_steps")
+    peer, x, y = rivals
+    started = started_flag(peer.runtime, "execute_block_in_steps")
 
-        def commit_y() -> None:  # the loop commits Y during one of X's turns
-            assert peer.store.state_version == 0
-            peer.import_block(y)
+    def commit_y() -> None:  # the loop commits Y during one of X's turns
+        assert peer.store.state_version == 0
+        peer.import_block(y)
 
-        imported_x = trio.run(during_turns, lambda: peer.import_block_in_turns(x), started, commit_y)
-        assert imported_x is None  # X: a fork of the same length, kept, not best
-        assert peer.best.hash == y.hash
-        assert peer.store.state_root == y.header.state_root
-        assert peer.store.has_block(x.hash)
-    finally:
-        for chain in (source, peer, rival):
-            chain.store.close()
+    imported_x = trio.run(during_turns, lambda: peer.import_block_in_turns(x), started, commit_y)
+    assert imported_x is None  # X: a fork of the same length, kept, not best
+    assert peer.best.hash == y.hash
+    assert peer.store.state_root == y.header.state_root
+    assert peer.store.has_block(x.hash)
 
 
 def test_building_in_turns_lets_the_loop_run_and_builds_what_building_at_once_would(tmp_path):
@@ -186,24 +193,18 @@ def test_a_build_whose_parent_moved_meanwhile_is_built_again_on_the_new_best_blo
         builder.store.close()
 
 
-def test_a_block_whose_state_moved_while_its_writes_were_gathered_is_imported_again(tmp_path, monkeypatch):
+def test_a_block_whose_state_moved_while_its_writes_were_gathered_is_imported_again(rivals, monkeypatch):
     """As above, but the rival block Y lands while X's writes (with their undo journal, read from
     the state before Y) are being gathered: they are not written; X is imported again."""
     monkeypatch.setattr("node.turns.TURN_S", 0.0)  # a turn after every step
-    source, peer, rival = (make_chain(tmp_path / name) for name in ("s", "p", "r"))
-    try:
-        x, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, BIG), budget_s=60.0)
-        y, _, _ = rival.build_block(BOB, 2, ts(rival, 2), transfers(rival, 3, to=DAVE), budget_s=60.0)
-        started = started_flag(peer.store, "gather_block_writes")
+    peer, x, y = rivals
+    started = started_flag(peer.store, "gather_block_writes")
 
-        imported_x = trio.run(during_turns, lambda: peer.import_block_in_turns(x), started,
-                              lambda: peer.import_block(y))
-        assert imported_x is None and peer.best.hash == y.hash
-        assert peer.store.state_root == y.header.state_root and peer.store.has_block(x.hash)
-        assert peer.store.get_block(peer.store.canonical_hash(1)) == y
-    finally:
-        for chain in (source, peer, rival):
-            chain.store.close()
+    imported_x = trio.run(during_turns, lambda: peer.import_block_in_turns(x), started,
+                          lambda: peer.import_block(y))
+    assert imported_x is None and peer.best.hash == y.hash
+    assert peer.store.state_root == y.header.state_root and peer.store.has_block(x.hash)
+    assert peer.store.get_block(peer.store.canonical_hash(1)) == y
 
 
 def test_a_build_whose_parent_moved_while_its_writes_were_gathered_is_built_again(tmp_path, monkeypatch):
@@ -223,21 +224,15 @@ def test_a_build_whose_parent_moved_while_its_writes_were_gathered_is_built_agai
         builder.store.close()
 
 
-def test_writes_gathered_on_another_best_state_are_refused_and_nothing_is_written(tmp_path):
+def test_writes_gathered_on_another_best_state_are_refused_and_nothing_is_written(rivals):
     """The store's own guard: the undo journal of gathered writes holds the state they were read on."""
-    source, peer, rival = (make_chain(tmp_path / name) for name in ("s", "p", "r"))
-    try:
-        x, _, _ = source.build_block(BOB, 1, ts(source, 1), transfers(source, BIG), budget_s=60.0)
-        y, _, _ = rival.build_block(BOB, 2, ts(rival, 2), transfers(rival, 3, to=DAVE), budget_s=60.0)
-        outcome, update = drain_steps(peer._execution(x))
-        gathering = peer.store.gather_block_writes(x, outcome.changes, update, outcome.events)
-        next(gathering)  # the first step read part of the undo journal from the state before Y
-        peer.import_block(y)
-        gathered = drain_steps(gathering)
-        before = dict(peer.store.db.iterator())
-        with pytest.raises(StorageError, match="gathered on another best state"):
-            peer.store.commit_gathered(gathered)
-        assert dict(peer.store.db.iterator()) == before and peer.best.hash == y.hash
-    finally:
-        for chain in (source, peer, rival):
-            chain.store.close()
+    peer, x, y = rivals
+    outcome, update = drain_steps(peer._execution(x))
+    gathering = peer.store.gather_block_writes(x, outcome.changes, update, outcome.events)
+    next(gathering)  # the first step read part of the undo journal from the state before Y
+    peer.import_block(y)
+    gathered = drain_steps(gathering)
+    before = dict(peer.store.db.iterator())
+    with pytest.raises(StorageError, match="gathered on another best state"):
+        peer.store.commit_gathered(gathered)
+    assert dict(peer.store.db.iterator()) == before and peer.best.hash == y.hash
