@@ -175,7 +175,7 @@ class Chain:
         changed meanwhile, the block is built again at once on the new best block. The time
         budget counts this build's own work, not the turns it gave away."""
         version = self.store.state_version
-        turns = Turns()
+        turns = Turns(chain=True)
         assembly = await turns.run(self._assembly(author, slot, timestamp_ms, candidates, None,
                                                    MAX_GOSSIP_BLOCK_BYTES, None, turns.busy))
         block = self._sealed(author, assembly)
@@ -300,7 +300,7 @@ class Chain:
         self._check_slot(header)
         self._bound_cache()
         version = self.store.state_version
-        turns = Turns()
+        turns = Turns(chain=True)
         try:
             outcome, update = await turns.run(self._execution(block))
             self._check_root(block, update)

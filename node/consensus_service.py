@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Generator
 
 import trio
 import trio.lowlevel
@@ -24,6 +25,7 @@ from consensus.validity import InvalidHeader, expected_author
 from node.chain import IMPORT_BATCH_BLOCKS, BlockError, Chain, StaleBlock, UnknownParent
 from node.finality import FinalityGadget, decode_finality_message
 from node.sync import RangeItem, check_range, checked_ranges
+from node.turns import Turns
 from node.txpool import PoolError
 from node.views import ExtrinsicSigner, FinalizedListener, PoolHandle
 from p2p import NetworkService, Penalty, RequestError, Topic, Verdict
@@ -46,7 +48,6 @@ FINALITY_TICK_S = 0.1
 # then forks the chain (issue 17: forks at every height, GRANDPA rounds split between branches).
 PREVIOUS_BLOCK_WAIT_FRACTION = 0.3
 LIVE_AUTHOR_SLOTS = 8
-ADMIT_STEPS = 64  # gossiped extrinsics admitted per turn of the event loop
 
 
 class ConsensusService:
@@ -184,20 +185,24 @@ class ConsensusService:
         A batch refused whole — the node is overloaded ("pool full, retry"), or it held every
         extrinsic already — is not forwarded: passing on work a loaded node could not take only
         moves the load to its peers, ahead of their blocks and votes. All invalid: the sender pays.
-        The event loop gets a turn every ADMIT_STEPS extrinsics (a batch of ~1,000 held it ~150 ms)."""
+        Admitted in turns (node/turns.py: a batch of ~1,000 held the event loop ~150 ms)."""
+        bad, admitted = await Turns().run(self._admission(batch))
+        if batch and bad == len(batch):
+            return Verdict.REJECT
+        return Verdict.ACCEPT if admitted else Verdict.IGNORE
+
+    def _admission(self, batch: list[bytes]) -> Generator[None, None, tuple[int, int]]:
+        """Admit a batch to the pool, a step per extrinsic; returns (invalid, admitted) counts."""
         bad = admitted = 0
-        for count, encoded in enumerate(batch):
-            if count and count % ADMIT_STEPS == 0:
-                await trio.lowlevel.checkpoint()
+        for encoded in batch:
             try:
                 self.pool.admit(encoded)
                 admitted += 1
             except PoolError as exc:
                 if exc.kind in ("BadFormat", "BadSignature"):
                     bad += 1
-        if batch and bad == len(batch):
-            return Verdict.REJECT
-        return Verdict.ACCEPT if admitted else Verdict.IGNORE
+            yield
+        return bad, admitted
 
     # ------------------------------------------------------------ equivocation
 

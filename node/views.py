@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import trio
-
+from node.turns import Turns
 from node.txpool import TxPool
 from p2p.content.abc import ContentStore
 from runtime.crypto import Keypair, blake2b_256
@@ -206,11 +205,9 @@ class PoolHandle:
         """Recheck the pool against the new best state: senders seen in new blocks, or all now and then."""
         drain(self.revalidation())
 
-    async def revalidate_in_steps(self, steps_per_turn: int = 32) -> None:
-        """`revalidate`, giving the event loop a turn every `steps_per_turn` rechecks."""
-        for count, _ in enumerate(self.revalidation(), 1):
-            if count % steps_per_turn == 0:
-                await trio.lowlevel.checkpoint()
+    async def revalidate_in_steps(self) -> None:
+        """`revalidate` in turns of the event loop (node/turns.py)."""
+        await Turns().run(self.revalidation())
 
     def revalidation(self) -> Generator[None, None, None]:
         touched, self._touched_senders = self._touched_senders, set()
