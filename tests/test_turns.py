@@ -3,7 +3,8 @@
 Block import and authoring, gossip admission and pool revalidation all run in pieces of TURN_S.
 When several have work at once, a turn of the loop runs one piece of one of them, not a piece of
 each: otherwise a `system_health` request, which needs several turns of its node's loop, waits
-for every runnable piece in each of them. The pieces are taken in turn (FIFO).
+for every runnable piece in each of them. A block's import or build goes first and keeps the
+pieces until it is done; pool work takes them in turn (FIFO).
 
 A trio Instrument counts the loop's turns (`before_io_wait` is called once per turn, before the
 turn's batch of tasks runs); each step of work records the turn it ran in.
