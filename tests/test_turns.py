@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Generator
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -25,58 +27,76 @@ from p2p import Verdict
 from runtime.crypto import Keypair, blake2b_256
 from tests.test_extrinsic_gossip import transfer
 
+T = TypeVar("T")
 
-class TurnCounter(trio.abc.Instrument):
+
+class TurnLog(trio.abc.Instrument):
+    """Counts the loop's turns and records, per turn, which work's steps ran in it."""
+
     def __init__(self) -> None:
         self.turn = 0
+        self.ran: dict[int, list[str]] = defaultdict(list)
+        self.done: list[str] = []
 
     def before_io_wait(self, timeout: float) -> None:
         self.turn += 1
 
+    def recorded(self, name: str, steps: Generator[None, None, T]) -> Generator[None, None, T]:
+        """`steps`, each recorded under the turn it ran in; `name` is done when they are."""
+        while True:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                self.done.append(name)
+                return finished.value  # type: ignore[no-any-return]
+            self.ran[self.turn].append(name)
+            yield
 
-def run_bounded(main, counter: TurnCounter) -> None:
-    """trio.run(main), failing after 30 s: pieces never handed on leave work waiting forever."""
-    async def bounded() -> None:
-        with trio.fail_after(30):
-            await main()
+    def work(self, name: str, steps: int) -> Generator[None, None, str]:
+        """`steps` steps of TURN_S / 4 of busy work each, recorded."""
+        def busy_steps() -> Generator[None, None, str]:
+            for _ in range(steps):
+                end = time.perf_counter() + TURN_S / 4
+                while time.perf_counter() < end:
+                    pass
+                yield
+            return name
 
-    trio.run(bounded, instruments=[counter])
+        return self.recorded(name, busy_steps())
 
+    def owners(self) -> list[str]:
+        """Whose steps ran in each turn, in order (one work per turn: check `together` first)."""
+        return [self.ran[turn][0] for turn in sorted(self.ran)]
 
-def busy(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+    def together(self) -> dict[int, set[str]]:
+        """The turns in which more than one work ran."""
+        return {turn: set(names) for turn, names in self.ran.items() if len(set(names)) > 1}
+
+    def run(self, main) -> None:
+        """trio.run(main), failing after 30 s: pieces never handed on leave work waiting forever."""
+        async def bounded() -> None:
+            with trio.fail_after(30):
+                await main()
+
+        trio.run(bounded, instruments=[self])
 
 
 def test_a_turn_of_the_loop_runs_one_piece_and_the_pieces_take_turns() -> None:
-    counter = TurnCounter()
-    ran: dict[int, list[str]] = defaultdict(list)  # turn -> the work whose steps ran in it
-    finished: dict[str, int] = {}
-
-    def work(name: str, steps: int):
-        for _ in range(steps):
-            busy(TURN_S / 4)
-            ran[counter.turn].append(name)
-            yield
-        return name
+    log = TurnLog()
 
     async def main() -> None:
         async def one(name: str) -> None:
-            assert await Turns().run(work(name, 40)) == name
-            finished[name] = counter.turn
+            assert await Turns().run(log.work(name, 40)) == name
 
         async with trio.open_nursery() as nursery:
             for name in "abc":
                 nursery.start_soon(one, name)
 
-    run_bounded(main, counter)
-    assert len(finished) == 3
-    owners = []
-    for turn in sorted(ran):
-        assert len(set(ran[turn])) == 1, f"turn {turn} ran pieces of {sorted(set(ran[turn]))}"
-        assert len(ran[turn]) <= 5  # a piece ends once TURN_S of work is done
-        owners.append(ran[turn][0])
+    log.run(main)
+    assert sorted(log.done) == ["a", "b", "c"]
+    assert not log.together()
+    assert all(len(names) <= 5 for names in log.ran.values())  # a piece ends once TURN_S of work is done
+    owners = log.owners()
     # while all three have work, every three consecutive pieces are one of each (FIFO)
     all_busy = owners[:next(i for i, o in enumerate(owners) if o not in owners[i + 1:])]
     assert len(all_busy) >= 3 * 8
@@ -88,26 +108,19 @@ def test_the_chains_work_keeps_the_pieces_until_it_is_done() -> None:
     """A block's import (or build) started while pool work runs: from its first piece to its last,
     no pool work runs, so a flood of gossiped batches cannot slow a block down; the loop still
     gets a turn after every piece."""
-    counter = TurnCounter()
-    ran: dict[int, list[str]] = defaultdict(list)
-
-    def work(name: str, steps: int):
-        for _ in range(steps):
-            busy(TURN_S / 4)
-            ran[counter.turn].append(name)
-            yield
+    log = TurnLog()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             for name in "ab":
-                nursery.start_soon(Turns().run, work(name, 60))
-            while len(ran) < 6:  # the pool's work is under way, taking turns
+                nursery.start_soon(Turns().run, log.work(name, 60))
+            while len(log.ran) < 6:  # the pool's work is under way, taking turns
                 await trio.lowlevel.checkpoint()
-            nursery.start_soon(Turns(chain=True).run, work("block", 40))
+            nursery.start_soon(Turns(chain=True).run, log.work("block", 40))
 
-    run_bounded(main, counter)
-    owners = [ran[turn][0] for turn in sorted(ran)]
-    assert all(len(set(names)) == 1 for names in ran.values())
+    log.run(main)
+    assert not log.together()
+    owners = log.owners()
     first, last = owners.index("block"), len(owners) - 1 - owners[::-1].index("block")
     assert set(owners[first:last + 1]) == {"block"}, owners
     assert {"a", "b"} <= set(owners[last + 1:])  # the pool's work goes on after it
@@ -116,20 +129,11 @@ def test_the_chains_work_keeps_the_pieces_until_it_is_done() -> None:
 def test_work_cancelled_holding_or_awaiting_the_pieces_leaves_them_to_the_others() -> None:
     """Cancelled while it waits for the pieces, work hands nothing on (another task holds them and
     keeps running alone); cancelled while it holds them, it hands them on."""
-    counter = TurnCounter()
-    ran: dict[int, set[str]] = defaultdict(set)
-    done: list[str] = []
-
-    def work(name: str, steps: int):
-        for _ in range(steps):
-            busy(TURN_S / 4)
-            ran[counter.turn].add(name)
-            yield
-        done.append(name)
+    log = TurnLog()
 
     async def run_in(scope: trio.CancelScope, turns_: Turns, name: str) -> None:
         with scope:
-            await turns_.run(work(name, 400))
+            await turns_.run(log.work(name, 400))
 
     async def main() -> None:
         waiting, holding = trio.CancelScope(), trio.CancelScope()
@@ -137,22 +141,21 @@ def test_work_cancelled_holding_or_awaiting_the_pieces_leaves_them_to_the_others
             # three pool tasks take turns: each waits two pieces out of three
             nursery.start_soon(run_in, waiting, Turns(), "waits")
             for name in ("pool-1", "pool-2"):
-                nursery.start_soon(Turns().run, work(name, 40))
-            while len(ran) < 9:
+                nursery.start_soon(Turns().run, log.work(name, 40))
+            while len(log.ran) < 9:
                 await trio.lowlevel.checkpoint()
             waiting.cancel()
             # the chain's work keeps the pieces until it is cancelled
             nursery.start_soon(run_in, holding, Turns(chain=True), "block")
-            while "block" not in set().union(*ran.values()):
+            while not any("block" in names for names in log.ran.values()):
                 await trio.lowlevel.checkpoint()
             holding.cancel()
         pieces = turns._pieces()
         assert pieces.holder is None and not any(pieces.waiting)
 
-    run_bounded(main, counter)
-    assert sorted(done) == ["pool-1", "pool-2"]
-    together = {turn: names for turn, names in ran.items() if len(names) > 1}
-    assert not together, together
+    log.run(main)
+    assert sorted(log.done) == ["pool-1", "pool-2"]
+    assert not log.together(), log.together()
 
 
 def test_gossip_admission_and_block_import_share_the_turns(tmp_path: Path) -> None:
@@ -170,29 +173,17 @@ def test_gossip_admission_and_block_import_share_the_turns(tmp_path: Path) -> No
         assert len(block.extrinsics) == 400
         # not ALICE's (the block's); at most max_future_gap ahead of each account's nonce
         batch = [transfer(node, nonce, key=key) for key in senders for nonce in range(60)]
-        counter = TurnCounter()
-        ran: dict[int, set[str]] = defaultdict(set)
+        log = TurnLog()
         service, chain = node.consensus, node.chain
         assert service is not None
         real_admit, real_execution = service.pool.admit, chain._execution
 
         def admit(encoded: bytes):
-            ran[counter.turn].add("admit")
+            log.ran[log.turn].append("admit")
             return real_admit(encoded)
 
-        service.pool.admit = admit  # type: ignore[method-assign]
-
-        def recording_execution(block):
-            steps = real_execution(block)
-            try:
-                while True:
-                    next(steps)
-                    ran[counter.turn].add("import")
-                    yield
-            except StopIteration as done:
-                return done.value
-
-        chain._execution = recording_execution  # type: ignore[method-assign]
+        service.pool.admit = admit  # type: ignore[method-assign,assignment]
+        chain._execution = lambda block: log.recorded("import", real_execution(block))  # type: ignore[method-assign]
         results: dict[str, object] = {}
 
         async def main() -> None:
@@ -206,13 +197,12 @@ def test_gossip_admission_and_block_import_share_the_turns(tmp_path: Path) -> No
                 nursery.start_soon(admission)
                 nursery.start_soon(importing)
 
-        run_bounded(main, counter)
+        log.run(main)
         assert results["import"] is not None and chain.best.hash == block.hash
         assert results["admission"] is Verdict.ACCEPT
         assert all(service.pool.contains(blake2b_256(x)) for x in batch)
-        assert {"admit", "import"} <= set().union(*ran.values())
-        both = [turn for turn, names in ran.items() if len(names) > 1]
-        assert not both, f"turns {both[:5]} ran admission and import together"
+        assert {"admit", "import"} <= {name for names in log.ran.values() for name in names}
+        assert not log.together(), f"turns {sorted(log.together())[:5]} ran admission and import together"
     finally:
         source.store.close()
         node.store.close()
