@@ -305,7 +305,7 @@ class ChainStore:
         if update.root != block.header.state_root:
             raise StorageError("state root mismatch at commit")
         writes = _Writes()  # gathered apart: a block joins the staged run whole or not at all
-        drain(self._block_writes(writes, block, block.hash, changes, update, events, tree=False))
+        drain(self._block_writes(writes, block, changes, update, events, tree=False))
         self._staged.update(writes.items)
         self._staged_tree.update(update.tree_changes)  # the run's last value of each node is written
         self._staged_count += 1
@@ -322,7 +322,7 @@ class ChainStore:
             raise StorageError("state root mismatch at commit")
         version = self.state_version
         batch = self.db.write_batch(transaction=True)
-        yield from self._block_writes(batch, block, block.hash, changes, update, events)
+        yield from self._block_writes(batch, block, changes, update, events)
         return GatheredWrites(block, changes, update, batch, version)
 
     def commit_gathered(self, gathered: GatheredWrites) -> None:
@@ -341,9 +341,10 @@ class ChainStore:
         self.state_version += 1
 
     def _block_writes(
-        self, batch, block: Block, block_hash: bytes, changes: dict[bytes, bytes | None], update: RootUpdate,
+        self, batch, block: Block, changes: dict[bytes, bytes | None], update: RootUpdate,
         events: list[Event], tree: bool = True,
     ) -> Generator[None, None, None]:
+        block_hash = block.hash
         undo = yield from self._state_writes(batch, changes, update, tree)
         batch.put(P_UNDO + block_hash, encode(undo))
         self._put_block(batch, block)
