@@ -351,8 +351,8 @@ class ConsensusService:
         self._finality_step()
 
     async def revalidate_loop(self) -> None:
-        """Recheck the pool after new best blocks, a few dozen extrinsics per turn of the event
-        loop: done at once it held the loop 100-200 ms per block at 2,000 tx/s (issue 17)."""
+        """Recheck the pool after new best blocks, in turns of the event loop (node/turns.py):
+        done at once it held the loop 100-200 ms per block at 2,000 tx/s (issue 17)."""
         while True:
             await self.revalidation_due.wait()
             self.revalidation_due = trio.Event()
